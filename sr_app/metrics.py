@@ -1,0 +1,44 @@
+"""PSNR and SSIM as published SR papers measure them.
+
+Both are computed on the Y channel of ITU-R BT.601 YCbCr, with ``shave`` pixels removed from every border,
+on 8-bit images. SSIM uses a Gaussian window (sigma 1.5) and population covariance, as MATLAB's ``ssim``.
+The metric arithmetic itself is scikit-image's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+#: BT.601 luma weights for R, G, B in [0, 1]; Y = 16 + weights . rgb, in [16, 235].
+BT601_Y_WEIGHTS = np.array([65.481, 128.553, 24.966])
+
+
+def rgb_to_y(rgb: np.ndarray) -> np.ndarray:
+    """BT.601 luma of a uint8 HWC RGB image, as float64 in [16, 235]."""
+    return 16.0 + (rgb.astype(np.float64) / 255.0) @ BT601_Y_WEIGHTS
+
+
+def _y_pair(sr: np.ndarray, hr: np.ndarray, shave: int) -> tuple[np.ndarray, np.ndarray]:
+    if sr.shape != hr.shape:
+        raise ValueError(f"SR and HR images differ in shape: {sr.shape} vs {hr.shape}")
+    if sr.dtype != np.uint8 or hr.dtype != np.uint8:
+        raise TypeError("metrics take uint8 RGB images")
+    window = (slice(shave, -shave or None), slice(shave, -shave or None))
+    return rgb_to_y(sr)[window], rgb_to_y(hr)[window]
+
+
+def psnr_y(sr: np.ndarray, hr: np.ndarray, shave: int = 4) -> float:
+    """PSNR in dB between two uint8 HWC RGB images, on Y, borders shaved."""
+    sr_y, hr_y = _y_pair(sr, hr, shave)
+    return float(peak_signal_noise_ratio(hr_y, sr_y, data_range=255))
+
+
+def ssim_y(sr: np.ndarray, hr: np.ndarray, shave: int = 4) -> float:
+    """SSIM between two uint8 HWC RGB images, on Y, borders shaved (MATLAB ``ssim`` settings)."""
+    sr_y, hr_y = _y_pair(sr, hr, shave)
+    return float(
+        structural_similarity(
+            hr_y, sr_y, data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+        )
+    )

@@ -1,0 +1,81 @@
+"""Model weights as safetensors files that carry their architecture and provenance.
+
+Every file stores, next to the tensors, string metadata: ``config`` (the :class:`EDSRConfig` as JSON) and
+free-form provenance such as ``iterations``, ``data``, ``set5_psnr``. Loading rebuilds the network from the
+stored config, so a file can never be paired with the wrong architecture silently.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from sr_app.models import EDSR, EDSRConfig
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+
+class WeightsError(RuntimeError):
+    """A weights file is missing, unreadable or does not fit the expected network."""
+
+
+def save_weights(model: EDSR, path: str | Path, **metadata: object) -> None:
+    """Write ``model``'s weights and config, plus ``metadata`` (stringified), to a safetensors file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {name: t.detach().to("cpu", torch.float32).contiguous() for name, t in model.state_dict().items()}
+    info = {key: str(value) for key, value in metadata.items()}
+    info["config"] = json.dumps(model.config.to_dict())
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, tmp, metadata=info)
+    tmp.replace(path)
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The string metadata stored in a weights file."""
+    path = _existing(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except (SafetensorError, OSError) as error:
+        raise WeightsError(f"{path} is not a readable safetensors file: {error}") from error
+
+
+def load_weights(path: str | Path, expected: EDSRConfig | None = None) -> tuple[EDSR, dict[str, str]]:
+    """Build the network a weights file describes and load it; return it (eval mode, CPU) with its metadata.
+
+    Raises :class:`WeightsError` with an actionable message when the file is missing or unreadable, has no
+    config, does not match ``expected``, or its tensors do not fit the config.
+    """
+    path = _existing(path)
+    metadata = read_metadata(path)
+    if "config" not in metadata:
+        raise WeightsError(f"{path} has no 'config' metadata; it was not written by sr_app.weights.save_weights")
+    try:
+        config = EDSRConfig(**json.loads(metadata["config"]))
+    except (TypeError, ValueError) as error:
+        raise WeightsError(f"{path} has an invalid config {metadata['config']!r}: {error}") from error
+    if expected is not None and config != expected:
+        raise WeightsError(f"{path} holds {config}, but {expected} was expected")
+    model = EDSR(config)
+    with safe_open(str(path), framework="pt") as f:
+        state = {name: f.get_tensor(name) for name in f.keys()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise WeightsError(f"{path}: tensors do not fit {config}: {error}") from error
+    return model.eval(), metadata
+
+
+def _existing(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(
+            f"Weights file not found: {path}. Train it with `python -m train.edsr` (see README) "
+            "or restore it with `git checkout -- sr_app/weights`."
+        )
+    return path

@@ -1,0 +1,108 @@
+"""Training patches and benchmark sets.
+
+Training: folders of HR images -> random aligned (LR, HR) patch pairs, LR made with the MATLAB bicubic.
+Each image is decoded and downscaled once and cached in RAM; patches are random crops of the cached
+pairs with random flips and 90° rotations.
+
+Benchmarks: a folder with ``HR/`` and optionally ``LR_x4/`` -> (name, LR, HR) triples, HR cropped to the
+region its LR was made from.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from sr_app.images import list_images, load_rgb, rgb_to_tensor
+from sr_app.resize import imresize
+
+log = logging.getLogger(__name__)
+
+
+def make_lr(hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """Crop a uint8 HR image to a multiple of ``scale`` and bicubic-downscale it: (LR, cropped HR)."""
+    height, width = (hr.shape[0] // scale) * scale, (hr.shape[1] // scale) * scale
+    hr = hr[:height, :width]
+    return imresize(hr, 1 / scale), hr
+
+
+class PatchDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """Random (LR, HR) patch pairs from folders of HR images.
+
+    Items are float [0, 1] CHW tensors: LR ``lr_patch`` square, HR ``lr_patch * scale`` square. One pass
+    over the dataset visits every image ``repeat`` times, each time at a random position.
+    """
+
+    def __init__(
+        self,
+        folders: list[str | Path],
+        scale: int = 4,
+        lr_patch: int = 48,
+        repeat: int = 20,
+        augment: bool = True,
+    ) -> None:
+        self.scale, self.lr_patch, self.repeat, self.augment = scale, lr_patch, repeat, augment
+        paths = [path for folder in folders for path in list_images(folder)]
+        if not paths:
+            raise FileNotFoundError(f"No images (png, jpg, bmp, tif, webp) found in {', '.join(map(str, folders))}")
+        self.pairs = [make_lr(load_rgb(path), scale) for path in paths]
+        small = [p for p, (lr, _) in zip(paths, self.pairs) if min(lr.shape[:2]) < lr_patch]
+        self.pairs = [(lr, hr) for lr, hr in self.pairs if min(lr.shape[:2]) >= lr_patch]
+        if small:
+            log.warning("Skipping %d of %d images smaller than a %d px HR patch", len(small), len(paths), lr_patch * scale)
+        if not self.pairs:
+            raise ValueError(f"All {len(paths)} images are smaller than the {lr_patch * scale} px HR patch size")
+
+    def __len__(self) -> int:
+        return len(self.pairs) * self.repeat
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        lr, hr = self.pairs[index % len(self.pairs)]
+        p, s = self.lr_patch, self.scale
+        top = int(torch.randint(lr.shape[0] - p + 1, ()))
+        left = int(torch.randint(lr.shape[1] - p + 1, ()))
+        lr = lr[top : top + p, left : left + p]
+        hr = hr[top * s : (top + p) * s, left * s : (left + p) * s]
+        if self.augment:
+            flip, rotations = bool(torch.randint(2, ())), int(torch.randint(4, ()))
+            if flip:
+                lr, hr = lr[:, ::-1], hr[:, ::-1]
+            lr, hr = np.rot90(lr, rotations), np.rot90(hr, rotations)
+        return rgb_to_tensor(lr), rgb_to_tensor(hr)
+
+
+@dataclass(frozen=True)
+class BenchmarkImage:
+    name: str
+    lr: np.ndarray  # uint8 HWC RGB
+    hr: np.ndarray  # uint8 HWC RGB, exactly scale × the LR size
+
+
+def load_benchmark(folder: str | Path, scale: int = 4) -> list[BenchmarkImage]:
+    """Read ``folder/HR`` and, when present, ``folder/LR_x{scale}`` (same file names).
+
+    Without an LR folder, LR is made with the project's bicubic. HR is cropped to the top-left
+    ``scale × LR`` region, as the published LR files were made from it.
+    """
+    folder = Path(folder)
+    hr_paths = list_images(folder / "HR")
+    if not hr_paths:
+        raise FileNotFoundError(f"No images found in {folder / 'HR'}")
+    lr_folder = folder / f"LR_x{scale}"
+    images = []
+    for path in hr_paths:
+        hr = load_rgb(path)
+        if lr_folder.is_dir():
+            lr = load_rgb(lr_folder / path.name)
+            hr = hr[: lr.shape[0] * scale, : lr.shape[1] * scale]
+            if hr.shape[:2] != (lr.shape[0] * scale, lr.shape[1] * scale):
+                raise ValueError(f"{path.name}: HR {hr.shape[:2]} is smaller than {scale} × LR {lr.shape[:2]}")
+        else:
+            lr, hr = make_lr(hr, scale)
+        images.append(BenchmarkImage(path.stem, lr, hr))
+    return images

@@ -1,0 +1,268 @@
+"""The one training loop every generator is trained with.
+
+A :class:`Trainer` owns the networks, optimizers and the update rule (L1 here; the GAN trainer in
+``train.gan`` subclasses it). :func:`run` drives any trainer: distributed set-up, data, resume, progress
+bar, CSV log, validation, atomic checkpoints and safetensors export.
+
+Runs on one CPU or GPU, or under ``torchrun`` with DistributedDataParallel (gloo on CPU, nccl on GPU);
+``--batch-size`` is the global batch, split across processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import math
+import os
+import time
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from tqdm import tqdm
+
+from sr_app.models import EDSR, EDSRConfig
+from sr_app.upscalers import ModelUpscaler, default_device
+from sr_app.weights import load_weights, save_weights
+from train.data import PatchDataset, load_benchmark
+from train.evaluate import score_images
+
+log = logging.getLogger(__name__)
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite."""
+
+
+def add_loop_arguments(parser: argparse.ArgumentParser, *, lr_patch: int, iterations: int, export: str) -> None:
+    """The command-line flags every training command shares (defaults: the EDSR recipe)."""
+    parser.add_argument("--data", type=Path, action="append", required=True, help="folder of HR images (repeatable)")
+    parser.add_argument("--out", type=Path, required=True, help="run folder: checkpoint, CSV log, exported weights")
+    parser.add_argument("--iterations", type=int, default=iterations, help="total updates (resume continues to it)")
+    parser.add_argument("--batch-size", type=int, default=16, help="global batch size")
+    parser.add_argument("--lr-patch", type=int, default=lr_patch, help="LR patch side (HR is 4× this)")
+    parser.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
+    parser.add_argument("--lr-step", type=int, default=200_000, help="halve the learning rate every this many updates")
+    parser.add_argument("--ema", type=float, default=0.0, help="EMA decay of the weights for validation/export (0: off)")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast for forward passes")
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
+    parser.add_argument("--log-every", type=int, default=100)
+    parser.add_argument("--val-every", type=int, default=1000)
+    parser.add_argument("--checkpoint-every", type=int, default=500)
+    parser.add_argument("--val-data", type=Path, action="append", default=[], help="benchmark folder (HR/, LR_x4/)")
+    parser.add_argument("--export", type=Path, default=None, help=f"weights file to write (default: OUT/{export})")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    parser.add_argument("--init", type=Path, help="start the generator from this weights file")
+    parser.add_argument("--device", help="cuda, mps or cpu (default: best available)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(export_name=export)
+
+
+class Trainer:
+    """Trains a generator with the L1 pixel loss and Adam; the unit :func:`run` drives.
+
+    Subclasses add networks and losses by overriding :meth:`train_step` and extending :meth:`state_dict`.
+    """
+
+    #: Names of the values :meth:`train_step` returns, in CSV column order.
+    loss_names: ClassVar[tuple[str, ...]] = ("l1",)
+    #: Export the best-validating weights (True) or the latest (False, for GAN training).
+    export_best: ClassVar[bool] = True
+
+    def __init__(self, generator: EDSR, args: argparse.Namespace, device: torch.device) -> None:
+        self.device = device
+        self.bf16 = args.bf16
+        self.generator = generator.to(device).train()
+        self.g = wrap_distributed(self.generator)
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=args.lr, betas=(0.9, 0.999))
+        self.sched_g = torch.optim.lr_scheduler.StepLR(self.opt_g, step_size=args.lr_step, gamma=0.5)
+        self.ema = (
+            AveragedModel(self.generator, multi_avg_fn=get_ema_multi_avg_fn(args.ema)) if args.ema > 0 else None
+        )
+
+    def autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
+    def train_step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
+        """One update on a float [0, 1] NCHW batch; returns the loss values."""
+        with self.autocast():
+            loss = nn.functional.l1_loss(self.g(lr).float(), hr)
+        self.step_generator(loss)
+        return {"l1": loss.item()}
+
+    def step_generator(self, loss: torch.Tensor) -> None:
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_g.step()
+        self.sched_g.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.generator)
+
+    def learning_rate(self) -> float:
+        return self.opt_g.param_groups[0]["lr"]
+
+    def eval_generator(self) -> EDSR:
+        """The weights to validate and export: the EMA average when enabled."""
+        return self.ema.module if self.ema is not None else self.generator
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {"generator": self.generator.state_dict(), "opt_g": self.opt_g.state_dict(),
+                 "sched_g": self.sched_g.state_dict()}
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.load_state_dict(state["generator"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.sched_g.load_state_dict(state["sched_g"])
+        if self.ema is not None:
+            if "ema" in state:
+                self.ema.load_state_dict(state["ema"])
+            else:
+                self.ema.module.load_state_dict(state["generator"])
+
+
+def wrap_distributed(module: nn.Module) -> nn.Module:
+    """``module`` inside DistributedDataParallel when running under torchrun, else itself."""
+    if not dist.is_initialized():
+        return module
+    device = next(module.parameters()).device
+    return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def setup_distributed(device_name: str | None) -> tuple[int, int, torch.device]:
+    """(rank, world size, device); joins the process group when started by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    device = torch.device(device_name) if device_name else default_device()
+    if world == 1:
+        return 0, 1, device
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), world, device
+
+
+def endless(loader: DataLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    epoch = 0
+    while True:
+        if isinstance(loader.sampler, DistributedSampler):
+            loader.sampler.set_epoch(epoch)
+        yield from loader
+        epoch += 1
+
+
+def save_atomically(obj: object, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def run(trainer_class: type[Trainer], args: argparse.Namespace, config: EDSRConfig = EDSRConfig()) -> Path:
+    """Train ``args.iterations`` updates with ``trainer_class``; returns the exported weights file."""
+    rank, world, device = setup_distributed(args.device)
+    if args.batch_size % world:
+        raise ValueError(f"--batch-size {args.batch_size} is not divisible by {world} processes")
+    torch.manual_seed(args.seed + rank)
+    out: Path = args.out
+    export: Path = args.export or out / args.export_name
+    checkpoint_path = out / CHECKPOINT_NAME
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+
+    dataset = PatchDataset(args.data, config.scale, args.lr_patch)
+    sampler = DistributedSampler(dataset, seed=args.seed) if world > 1 else RandomSampler(dataset)
+    loader = DataLoader(dataset, batch_size=args.batch_size // world, sampler=sampler, num_workers=args.workers,
+                        drop_last=True, persistent_workers=args.workers > 0, pin_memory=device.type == "cuda")
+
+    generator = load_weights(args.init, expected=config)[0] if args.init else EDSR(config)
+    trainer = trainer_class(generator, args, device)
+    start, best = 0, -math.inf
+    if args.resume:
+        if not checkpoint_path.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint_path}")
+        checkpoint = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        if checkpoint["config"] != config.to_dict():
+            raise ValueError(f"{checkpoint_path} is for {checkpoint['config']}, not {config.to_dict()}")
+        trainer.load_state_dict(checkpoint["trainer"])
+        start, best = checkpoint["iteration"], checkpoint["best_psnr"]
+        torch.set_rng_state(checkpoint["rng"])
+        log.info("Resumed from %s at iteration %d", checkpoint_path, start)
+
+    val_sets = {Path(d).name: load_benchmark(d, config.scale) for d in args.val_data} if rank == 0 else {}
+    columns = ["iteration", *trainer.loss_names, "lr", "it_per_s"]
+    columns += [f"{name}_{m}" for name in val_sets for m in ("psnr", "ssim")] + ["val_psnr_raw"]
+    csv_path = out / "log.csv"
+    provenance = {"trained_with": f"python -m {trainer_class.__module__}", "data": ",".join(str(d) for d in args.data),
+                  "batch_size": args.batch_size, "lr_patch": args.lr_patch, "date": date.today().isoformat()}
+
+    def checkpoint(iteration: int) -> None:
+        save_atomically({"iteration": iteration, "best_psnr": best, "config": config.to_dict(),
+                         "trainer": trainer.state_dict(), "rng": torch.get_rng_state()}, checkpoint_path)
+
+    def validate() -> dict[str, float]:
+        """Mean PSNR/SSIM per validation set (and, with EMA, the raw weights' PSNR on the first set)."""
+        row = {}
+        for name, images in val_sets.items():
+            scores = score_images(ModelUpscaler(name, trainer.eval_generator(), device=device, tile=None), images)
+            row[f"{name}_psnr"], row[f"{name}_ssim"] = round(scores.psnr.mean(), 4), round(scores.ssim.mean(), 4)
+        if trainer.ema is not None and val_sets:
+            raw = ModelUpscaler("raw", trainer.generator, device=device, tile=None)
+            row["val_psnr_raw"] = round(score_images(raw, next(iter(val_sets.values()))).psnr.mean(), 4)
+        trainer.generator.train()
+        return row
+
+    losses_sum: dict[str, float] = {}
+    last_time, last_iteration = time.perf_counter(), start
+    batches = endless(loader)
+    with open(csv_path, "a", newline="") if rank == 0 else open(os.devnull, "w") as csv_file:
+        writer = csv.DictWriter(csv_file, columns, extrasaction="ignore")
+        if rank == 0 and csv_file.tell() == 0:
+            writer.writeheader()
+        bar = tqdm(range(start + 1, args.iterations + 1), initial=start, total=args.iterations,
+                   disable=rank != 0, dynamic_ncols=True)
+        for iteration in bar:
+            lr, hr = next(batches)
+            losses = trainer.train_step(lr.to(device, non_blocking=True), hr.to(device, non_blocking=True))
+            for name, value in losses.items():
+                if not math.isfinite(value):
+                    raise TrainingDiverged(
+                        f"Loss '{name}' became {value} at iteration {iteration}. The last good checkpoint is "
+                        f"{checkpoint_path}: resume from it with a lower --lr (or without --bf16)."
+                    )
+                losses_sum[name] = losses_sum.get(name, 0.0) + value
+            bar.set_postfix({k: f"{v:.4f}" for k, v in losses.items()}, refresh=False)
+            last = iteration == args.iterations
+            evaluating = iteration % args.val_every == 0 or last
+            if rank == 0 and (evaluating or iteration % args.log_every == 0):
+                now = time.perf_counter()
+                count = iteration - last_iteration
+                row = {"iteration": iteration, "lr": trainer.learning_rate(), "it_per_s": round(count / (now - last_time), 3)}
+                row |= {name: round(total / count, 6) for name, total in losses_sum.items()}
+                if evaluating:
+                    scores = validate()
+                    row |= scores
+                    score = next(iter(scores.values()), -math.inf)
+                    if not val_sets or not trainer.export_best or score > best:
+                        best = max(best, score)
+                        save_weights(trainer.eval_generator(), export, iterations=iteration, **provenance, **scores)
+                        bar.write(f"iteration {iteration}: exported {export} {scores}")
+                writer.writerow(row)
+                csv_file.flush()
+                losses_sum, last_time, last_iteration = {}, time.perf_counter(), iteration
+            if rank == 0 and (iteration % args.checkpoint_every == 0 or last):
+                checkpoint(iteration)
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+    return export
