@@ -38,7 +38,5 @@ def ssim_y(sr: np.ndarray, hr: np.ndarray, shave: int = 4) -> float:
     """SSIM between two uint8 HWC RGB images, on Y, borders shaved (MATLAB ``ssim`` settings)."""
     sr_y, hr_y = _y_pair(sr, hr, shave)
     return float(
-        structural_similarity(
-            hr_y, sr_y, data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
-        )
+        structural_similarity(hr_y, sr_y, data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
     )

@@ -51,12 +51,13 @@ class PatchDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         if not paths:
             raise FileNotFoundError(f"No images (png, jpg, bmp, tif, webp) found in {', '.join(map(str, folders))}")
         self.pairs = [make_lr(load_rgb(path), scale) for path in paths]
-        small = [p for p, (lr, _) in zip(paths, self.pairs) if min(lr.shape[:2]) < lr_patch]
+        small = [p for p, (lr, _) in zip(paths, self.pairs, strict=True) if min(lr.shape[:2]) < lr_patch]
         self.pairs = [(lr, hr) for lr, hr in self.pairs if min(lr.shape[:2]) >= lr_patch]
+        p_hr = lr_patch * scale
         if small:
-            log.warning("Skipping %d of %d images smaller than a %d px HR patch", len(small), len(paths), lr_patch * scale)
+            log.warning("Skipping %d of %d images smaller than a %d px HR patch", len(small), len(paths), p_hr)
         if not self.pairs:
-            raise ValueError(f"All {len(paths)} images are smaller than the {lr_patch * scale} px HR patch size")
+            raise ValueError(f"All {len(paths)} images are smaller than the {p_hr} px HR patch size")
 
     def __len__(self) -> int:
         return len(self.pairs) * self.repeat

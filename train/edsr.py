@@ -18,13 +18,17 @@ from sr_app.upscalers import MODEL_WEIGHTS
 from train.loop import Trainer, add_loop_arguments, run
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m train.edsr", description=__doc__.split("\n")[0])
     add_loop_arguments(parser, lr_patch=48, iterations=300_000, export=MODEL_WEIGHTS["edsr"])
     parser.add_argument("--blocks", type=int, default=16, help="residual blocks (EDSR: 32)")
     parser.add_argument("--feats", type=int, default=64, help="channels (EDSR: 256)")
     parser.add_argument("--res-scale", type=float, default=1.0, help="residual scaling (EDSR: 0.1)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     config = EDSRConfig(scale=4, n_blocks=args.blocks, n_feats=args.feats, res_scale=args.res_scale)
     try:

@@ -21,7 +21,7 @@ from PIL import Image
 from sr_app.images import ImageError
 from sr_app.metrics import psnr_y, ssim_y
 from sr_app.upscalers import METHODS, SCALE, load_upscaler
-from sr_app.weights import WeightsError
+from sr_app.weights import WEIGHTS_DIR, WeightsError
 from train.data import BenchmarkImage, load_benchmark
 
 CSV_COLUMNS = ["dataset", "image", "method", "psnr", "ssim"]
@@ -44,13 +44,17 @@ def score_images(
 
 
 def evaluate(
-    data_dirs: Sequence[Path], methods: Sequence[str], save_dir: Path | None = None, bf16: bool = False
+    data_dirs: Sequence[Path],
+    methods: Sequence[str],
+    save_dir: Path | None = None,
+    bf16: bool = False,
+    weights_dir: Path = WEIGHTS_DIR,
 ) -> pd.DataFrame:
     """Per-image scores of every method on every dataset, with columns :data:`CSV_COLUMNS`."""
     datasets = {Path(d).name: load_benchmark(d, SCALE) for d in data_dirs}
     frames = []
     for method in methods:
-        upscaler = load_upscaler(method, bf16=bf16)
+        upscaler = load_upscaler(method, bf16=bf16, weights_dir=weights_dir)
         for dataset, images in datasets.items():
             out = save_dir / dataset / method if save_dir is not None else None
             scores = score_images(upscaler, images, out)
@@ -79,9 +83,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--csv", type=Path, help="write per-image scores here")
     parser.add_argument("--save", type=Path, help="write SR outputs under this folder")
     parser.add_argument("--bf16", action="store_true", help="run networks under bfloat16 autocast")
+    parser.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR, help="folder of the networks' weights files")
     args = parser.parse_args(argv)
     try:
-        scores = evaluate(args.data, args.methods, args.save, args.bf16)
+        scores = evaluate(args.data, args.methods, args.save, args.bf16, args.weights_dir)
     except (WeightsError, ImageError, OSError, ValueError) as error:
         raise SystemExit(f"error: {error}") from error
     print(summary_table(scores).to_string())

@@ -52,7 +52,7 @@ def add_loop_arguments(parser: argparse.ArgumentParser, *, lr_patch: int, iterat
     parser.add_argument("--lr-patch", type=int, default=lr_patch, help="LR patch side (HR is 4× this)")
     parser.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
     parser.add_argument("--lr-step", type=int, default=200_000, help="halve the learning rate every this many updates")
-    parser.add_argument("--ema", type=float, default=0.0, help="EMA decay of the weights for validation/export (0: off)")
+    parser.add_argument("--ema", type=float, default=0.0, help="EMA decay of validated/exported weights (0: off)")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast for forward passes")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
     parser.add_argument("--log-every", type=int, default=100)
@@ -85,9 +85,7 @@ class Trainer:
         self.g = wrap_distributed(self.generator)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=args.lr, betas=(0.9, 0.999))
         self.sched_g = torch.optim.lr_scheduler.StepLR(self.opt_g, step_size=args.lr_step, gamma=0.5)
-        self.ema = (
-            AveragedModel(self.generator, multi_avg_fn=get_ema_multi_avg_fn(args.ema)) if args.ema > 0 else None
-        )
+        self.ema = AveragedModel(self.generator, multi_avg_fn=get_ema_multi_avg_fn(args.ema)) if args.ema > 0 else None
 
     def autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
@@ -115,8 +113,11 @@ class Trainer:
         return self.ema.module if self.ema is not None else self.generator
 
     def state_dict(self) -> dict[str, Any]:
-        state = {"generator": self.generator.state_dict(), "opt_g": self.opt_g.state_dict(),
-                 "sched_g": self.sched_g.state_dict()}
+        state = {
+            "generator": self.generator.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "sched_g": self.sched_g.state_dict(),
+        }
         if self.ema is not None:
             state["ema"] = self.ema.state_dict()
         return state
@@ -168,7 +169,7 @@ def save_atomically(obj: object, path: Path) -> None:
     tmp.replace(path)
 
 
-def run(trainer_class: type[Trainer], args: argparse.Namespace, config: EDSRConfig = EDSRConfig()) -> Path:
+def run(trainer_class: type[Trainer], args: argparse.Namespace, config: EDSRConfig) -> Path:
     """Train ``args.iterations`` updates with ``trainer_class``; returns the exported weights file."""
     rank, world, device = setup_distributed(args.device)
     if args.batch_size % world:
@@ -182,8 +183,15 @@ def run(trainer_class: type[Trainer], args: argparse.Namespace, config: EDSRConf
 
     dataset = PatchDataset(args.data, config.scale, args.lr_patch)
     sampler = DistributedSampler(dataset, seed=args.seed) if world > 1 else RandomSampler(dataset)
-    loader = DataLoader(dataset, batch_size=args.batch_size // world, sampler=sampler, num_workers=args.workers,
-                        drop_last=True, persistent_workers=args.workers > 0, pin_memory=device.type == "cuda")
+    loader = DataLoader(
+        dataset,
+        batch_size=args.batch_size // world,
+        sampler=sampler,
+        num_workers=args.workers,
+        drop_last=True,
+        persistent_workers=args.workers > 0,
+        pin_memory=device.type == "cuda",
+    )
 
     generator = load_weights(args.init, expected=config)[0] if args.init else EDSR(config)
     trainer = trainer_class(generator, args, device)
@@ -203,12 +211,25 @@ def run(trainer_class: type[Trainer], args: argparse.Namespace, config: EDSRConf
     columns = ["iteration", *trainer.loss_names, "lr", "it_per_s"]
     columns += [f"{name}_{m}" for name in val_sets for m in ("psnr", "ssim")] + ["val_psnr_raw"]
     csv_path = out / "log.csv"
-    provenance = {"trained_with": f"python -m {trainer_class.__module__}", "data": ",".join(str(d) for d in args.data),
-                  "batch_size": args.batch_size, "lr_patch": args.lr_patch, "date": date.today().isoformat()}
+    provenance = {
+        "trained_with": f"python -m {trainer_class.__module__}",
+        "data": ",".join(str(d) for d in args.data),
+        "batch_size": args.batch_size,
+        "lr_patch": args.lr_patch,
+        "date": date.today().isoformat(),
+    }
 
     def checkpoint(iteration: int) -> None:
-        save_atomically({"iteration": iteration, "best_psnr": best, "config": config.to_dict(),
-                         "trainer": trainer.state_dict(), "rng": torch.get_rng_state()}, checkpoint_path)
+        save_atomically(
+            {
+                "iteration": iteration,
+                "best_psnr": best,
+                "config": config.to_dict(),
+                "trainer": trainer.state_dict(),
+                "rng": torch.get_rng_state(),
+            },
+            checkpoint_path,
+        )
 
     def validate() -> dict[str, float]:
         """Mean PSNR/SSIM per validation set (and, with EMA, the raw weights' PSNR on the first set)."""
@@ -229,8 +250,13 @@ def run(trainer_class: type[Trainer], args: argparse.Namespace, config: EDSRConf
         writer = csv.DictWriter(csv_file, columns, extrasaction="ignore")
         if rank == 0 and csv_file.tell() == 0:
             writer.writeheader()
-        bar = tqdm(range(start + 1, args.iterations + 1), initial=start, total=args.iterations,
-                   disable=rank != 0, dynamic_ncols=True)
+        bar = tqdm(
+            range(start + 1, args.iterations + 1),
+            initial=start,
+            total=args.iterations,
+            disable=rank != 0,
+            dynamic_ncols=True,
+        )
         for iteration in bar:
             lr, hr = next(batches)
             losses = trainer.train_step(lr.to(device, non_blocking=True), hr.to(device, non_blocking=True))
@@ -247,7 +273,8 @@ def run(trainer_class: type[Trainer], args: argparse.Namespace, config: EDSRConf
             if rank == 0 and (evaluating or iteration % args.log_every == 0):
                 now = time.perf_counter()
                 count = iteration - last_iteration
-                row = {"iteration": iteration, "lr": trainer.learning_rate(), "it_per_s": round(count / (now - last_time), 3)}
+                speed = round(count / (now - last_time), 3)
+                row = {"iteration": iteration, "lr": trainer.learning_rate(), "it_per_s": speed}
                 row |= {name: round(total / count, 6) for name, total in losses_sum.items()}
                 if evaluating:
                     scores = validate()

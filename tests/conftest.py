@@ -1,0 +1,50 @@
+"""Shared fixtures: the benchmark sets in ../shared/data and small generated images and weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data as skdata
+
+from sr_app.models import EDSR, EDSRConfig
+from sr_app.upscalers import MODEL_WEIGHTS
+from sr_app.weights import save_weights
+
+REPO = Path(__file__).resolve().parents[1]
+EVAL_DATA = REPO.parent / "shared" / "data" / "eval"
+#: A small EDSR that trains and runs in milliseconds.
+TINY_CONFIG = EDSRConfig(n_blocks=2, n_feats=16)
+
+
+@pytest.fixture(scope="session")
+def eval_data() -> Path:
+    """``../shared/data/eval`` (Set5 and Set14 with HR/ and LR_x4/); the tests need it."""
+    assert (EVAL_DATA / "Set5" / "HR").is_dir(), f"benchmark data missing at {EVAL_DATA} (see README)"
+    return EVAL_DATA
+
+
+@pytest.fixture(scope="session")
+def photo() -> np.ndarray:
+    """A real 512×512 uint8 RGB photo (scikit-image's astronaut)."""
+    return skdata.astronaut()
+
+
+@pytest.fixture()
+def hr_folder(tmp_path: Path, photo: np.ndarray) -> Path:
+    """A folder of four 160×160 HR PNG crops."""
+    folder = tmp_path / "hr"
+    folder.mkdir()
+    for i, (top, left) in enumerate([(0, 0), (100, 200), (300, 50), (350, 350)]):
+        Image.fromarray(photo[top : top + 160, left : left + 160]).save(folder / f"crop{i}.png")
+    return folder
+
+
+@pytest.fixture()
+def tiny_weights_dir(tmp_path: Path) -> Path:
+    """A weights folder holding a randomly initialised tiny EDSR as ``edsr``."""
+    folder = tmp_path / "weights"
+    save_weights(EDSR(TINY_CONFIG), folder / MODEL_WEIGHTS["edsr"], iterations=0)
+    return folder

@@ -1,0 +1,78 @@
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from train.evaluate import CSV_COLUMNS, main
+
+
+def test_bicubic_reproduces_published_figures(eval_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    csv = tmp_path / "scores.csv"
+    main(
+        [
+            "--data",
+            str(eval_data / "Set5"),
+            "--data",
+            str(eval_data / "Set14"),
+            "--methods",
+            "bicubic",
+            "--csv",
+            str(csv),
+        ]
+    )
+    scores = pd.read_csv(csv)
+    assert list(scores.columns) == CSV_COLUMNS
+    assert len(scores) == 5 + 14
+    means = scores.groupby("dataset")[["psnr", "ssim"]].mean()
+    assert means.loc["Set5", "psnr"] == pytest.approx(28.42, abs=0.03)
+    assert means.loc["Set5", "ssim"] == pytest.approx(0.8104, abs=0.002)
+    assert means.loc["Set14", "psnr"] == pytest.approx(26.00, abs=0.1)
+    table = capsys.readouterr().out
+    assert "Set5" in table and "bicubic" in table and "28.4" in table
+
+
+def test_without_lr_folder_lr_is_made_from_hr_and_outputs_are_saved(
+    hr_folder: Path, tiny_weights_dir: Path, tmp_path: Path
+) -> None:
+    dataset = tmp_path / "Mine"
+    (dataset / "HR").parent.mkdir(exist_ok=True)
+    hr_folder.rename(dataset / "HR")
+    csv, save = tmp_path / "scores.csv", tmp_path / "out"
+    main(
+        [
+            "--data",
+            str(dataset),
+            "--methods",
+            "bicubic,edsr",
+            "--weights-dir",
+            str(tiny_weights_dir),
+            "--csv",
+            str(csv),
+            "--save",
+            str(save),
+        ]
+    )
+    scores = pd.read_csv(csv)
+    assert sorted(scores.method.unique()) == ["bicubic", "edsr"]
+    assert (scores.dataset == "Mine").all() and len(scores) == 8
+    saved = Image.open(save / "Mine" / "edsr" / "crop0.png")
+    assert saved.size == (160, 160) and np.asarray(saved).dtype == np.uint8
+
+
+def test_missing_weights_give_a_clear_error(eval_data: Path, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="Weights file not found"):
+        main(["--data", str(eval_data / "Set5"), "--methods", "edsr", "--weights-dir", str(tmp_path)])
+
+
+def test_unknown_method_is_refused(eval_data: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        main(["--data", str(eval_data / "Set5"), "--methods", "bicubic,srcnn"])
+    assert "unknown method(s) srcnn" in capsys.readouterr().err
+
+
+def test_data_folder_without_images_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "Empty" / "HR").mkdir(parents=True)
+    with pytest.raises(SystemExit, match="No images found"):
+        main(["--data", str(tmp_path / "Empty"), "--methods", "bicubic"])

@@ -1,0 +1,120 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from conftest import REPO, TINY_CONFIG
+from sr_app.weights import load_weights
+from train.edsr import build_parser, main
+from train.loop import Trainer, TrainingDiverged, run
+
+TINY = ["--blocks", str(TINY_CONFIG.n_blocks), "--feats", str(TINY_CONFIG.n_feats)]
+
+
+def train_args(hr_folder: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "--data",
+        str(hr_folder),
+        "--out",
+        str(out),
+        "--lr-patch",
+        "16",
+        "--batch-size",
+        "4",
+        "--lr",
+        "1e-3",
+        "--workers",
+        "0",
+        "--log-every",
+        "5",
+        "--checkpoint-every",
+        "5",
+        *TINY,
+        *extra,
+    ]
+
+
+def test_training_reduces_the_loss_and_exports_weights(hr_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    main(train_args(hr_folder, out, "--iterations", "60", "--log-every", "20"))
+    log = pd.read_csv(out / "log.csv")
+    assert list(log.iteration) == [20, 40, 60]
+    assert log.l1.iloc[-1] < 0.7 * log.l1.iloc[0]
+    model, metadata = load_weights(out / "edsr_x4.safetensors", expected=TINY_CONFIG)
+    assert metadata["iterations"] == "60" and str(hr_folder) in metadata["data"]
+
+
+def test_resume_continues_from_the_saved_iteration(hr_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    main(train_args(hr_folder, out, "--iterations", "10"))
+    main(train_args(hr_folder, out, "--iterations", "15", "--resume"))
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert checkpoint["iteration"] == 15
+    adam_step = next(iter(checkpoint["trainer"]["opt_g"]["state"].values()))["step"]
+    assert int(adam_step) == 15  # optimizer state was restored, not restarted
+    assert list(pd.read_csv(out / "log.csv").iteration) == [5, 10, 15]
+
+
+def test_validation_exports_the_best_weights_with_their_scores(
+    hr_folder: Path, eval_data: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    main(train_args(hr_folder, out, "--iterations", "10", "--val-every", "5", "--val-data", str(eval_data / "Set5")))
+    log = pd.read_csv(out / "log.csv")
+    best = log.Set5_psnr.max()
+    _, metadata = load_weights(out / "edsr_x4.safetensors")
+    assert float(metadata["Set5_psnr"]) == pytest.approx(best, abs=1e-4)
+    assert int(metadata["iterations"]) == int(log.iteration[log.Set5_psnr.idxmax()])
+
+
+def test_nan_loss_stops_with_a_message(hr_folder: Path, tmp_path: Path) -> None:
+    class Diverging(Trainer):
+        def train_step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
+            return {"l1": float("nan")}
+
+    args = build_parser().parse_args(train_args(hr_folder, tmp_path / "run", "--iterations", "3"))
+    with pytest.raises(TrainingDiverged, match="Loss 'l1' became nan at iteration 1.*lower --lr"):
+        run(Diverging, args, TINY_CONFIG)
+
+
+def test_folder_without_images_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit, match="No images .* found in"):
+        main(train_args(tmp_path / "empty", tmp_path / "run", "--iterations", "1"))
+
+
+def test_unreadable_image_is_a_clear_error(hr_folder: Path, tmp_path: Path) -> None:
+    (hr_folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    with pytest.raises(SystemExit, match="Cannot read image .*broken.png"):
+        main(train_args(hr_folder, tmp_path / "run", "--iterations", "1"))
+
+
+def test_missing_init_weights_is_a_clear_error(hr_folder: Path, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="Weights file not found"):
+        main(train_args(hr_folder, tmp_path / "run", "--iterations", "1", "--init", str(tmp_path / "no.safetensors")))
+
+
+@pytest.mark.slow
+def test_two_process_ddp_run(hr_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "train.edsr",
+        *train_args(hr_folder, out, "--iterations", "6"),
+    ]
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["iteration"] == 6
+    assert list(pd.read_csv(out / "log.csv").iteration) == [5, 6]
+    load_weights(out / "edsr_x4.safetensors", expected=TINY_CONFIG)
