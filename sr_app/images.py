@@ -1,7 +1,10 @@
-"""Reading images from disk into uint8 HWC RGB arrays."""
+"""Reading images into uint8 HWC RGB arrays: trusted files from disk, and untrusted uploads."""
 
 from __future__ import annotations
 
+import io
+import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +12,11 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+#: Pillow format names :func:`decode_image` accepts, and the file suffixes that usually carry them.
+UPLOAD_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")
+UPLOAD_SUFFIXES = (*sorted(IMAGE_SUFFIXES), ".gif")
+#: Default limit on the pixels (width × height) of an upload.
+DEFAULT_MAX_PIXELS = 4_000_000
 
 
 class ImageError(ValueError):
@@ -42,3 +50,73 @@ def tensor_to_rgb(tensor: torch.Tensor) -> np.ndarray:
     """float [0, 1] CHW tensor (any dtype or device) -> uint8 HWC RGB, clamped and rounded."""
     rgb = tensor.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8)
     return rgb.permute(1, 2, 0).cpu().numpy()
+
+
+def decode_image(source: bytes | str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode an untrusted image file (its bytes or its path) into uint8 HWC RGB.
+
+    Accepts PNG, JPEG, WebP, BMP, TIFF and GIF (the first frame of an animation), of any size from 1×1 up to
+    ``max_pixels`` (width × height; ``None`` for no limit of ours). EXIF orientation is applied; transparency
+    (alpha or a palette/colour key) is composited onto white; 16-bit grayscale is scaled to 8 bits as
+    ``round(v / 257)`` (Pillow itself reduces 16-bit colour to its high byte); CMYK is converted by Pillow.
+
+    The size is checked from the header, before any pixels are decoded. Anything else (empty, corrupt or
+    truncated files, other formats, decompression bombs) raises :class:`ImageError` with a message meant
+    for the person who uploaded the file.
+    """
+    data = _read_bytes(source)
+    if not data:
+        raise ImageError("The file is empty (0 bytes).")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS)
+        except UnidentifiedImageError as error:
+            raise ImageError(
+                f"This file is not an image this app can read. Upload one of: {', '.join(UPLOAD_FORMATS)}."
+            ) from error
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+            raise ImageError(
+                "The image declares an enormous size for its file size and was refused as a possible "
+                f"decompression bomb ({error})."
+            ) from error
+        except Exception as error:  # Pillow's plugins raise many exception types on malformed headers.
+            raise ImageError(f"The file is corrupt or truncated and cannot be decoded ({error}).") from error
+    with image:
+        width, height = image.size
+        if max_pixels is not None and width * height > max_pixels:
+            raise ImageError(
+                f"The image is {width}×{height} = {width * height:,} pixels; this app accepts at most {max_pixels:,} "
+                f"pixels (about {math.isqrt(max_pixels)}×{math.isqrt(max_pixels)}). Crop or downscale it first."
+            )
+        try:
+            image.load()
+            upright = ImageOps.exif_transpose(image)
+        except Exception as error:  # as above, for malformed pixel data
+            message = f"The {image.format} file is corrupt or truncated and cannot be decoded ({error})."
+            raise ImageError(message) from error
+    return _to_rgb(upright)
+
+
+def _read_bytes(source: bytes | str | Path) -> bytes:
+    if isinstance(source, bytes):
+        return source
+    try:
+        return Path(source).read_bytes()
+    except OSError as error:
+        raise ImageError(f"Cannot read the file {Path(source).name}: {error.strerror or error}.") from error
+
+
+def _to_rgb(image: Image.Image) -> np.ndarray:
+    """uint8 HWC RGB pixels of a decoded Pillow image of any mode but 32-bit float."""
+    if image.mode.startswith("I"):  # 16-bit grayscale: "I;16", "I;16B", ...; "I" holds 16-bit values too
+        values = np.clip(np.asarray(image, dtype=np.float64), 0, 65535)
+        gray = np.round(values / 257).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if image.mode == "F":
+        raise ImageError("32-bit floating-point images are not supported; save the image with 8 or 16 bits.")
+    if image.has_transparency_data:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
+    return np.asarray(image.convert("RGB"))
