@@ -63,7 +63,7 @@ def load_weights(path: str | Path, expected: EDSRConfig | None = None) -> tuple[
         raise WeightsError(f"{path} holds {config}, but {expected} was expected")
     model = EDSR(config)
     with safe_open(str(path), framework="pt") as f:
-        state = {name: f.get_tensor(name) for name in f}
+        state = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
     try:
         model.load_state_dict(state)
     except RuntimeError as error:

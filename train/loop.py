@@ -32,7 +32,7 @@ from tqdm import tqdm
 from sr_app.models import EDSR, EDSRConfig
 from sr_app.upscalers import ModelUpscaler, default_device
 from sr_app.weights import load_weights, save_weights
-from train.data import PatchDataset, load_benchmark
+from train.data import BenchmarkImage, PatchDataset, load_benchmark
 from train.evaluate import score_images
 
 log = logging.getLogger(__name__)
@@ -169,8 +169,69 @@ def save_atomically(obj: object, path: Path) -> None:
     tmp.replace(path)
 
 
+def resume(trainer: Trainer, path: Path, config: EDSRConfig) -> tuple[int, float]:
+    """Restore ``trainer`` and the RNG from a checkpoint; returns (iteration, best validation PSNR)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume: no checkpoint at {path}")
+    checkpoint = torch.load(path, map_location=trainer.device, weights_only=False)
+    if checkpoint["config"] != config.to_dict():
+        raise ValueError(f"{path} is for {checkpoint['config']}, not {config.to_dict()}")
+    trainer.load_state_dict(checkpoint["trainer"])
+    torch.set_rng_state(checkpoint["rng"])
+    log.info("Resumed from %s at iteration %d", path, checkpoint["iteration"])
+    return checkpoint["iteration"], checkpoint["best_psnr"]
+
+
+def validate(trainer: Trainer, val_sets: dict[str, list[BenchmarkImage]]) -> dict[str, float]:
+    """Mean PSNR/SSIM per validation set, keyed ``<set>_psnr``/``<set>_ssim`` (the first set first).
+
+    With EMA, ``val_psnr_raw`` is the PSNR of the raw (non-averaged) weights on the first set.
+    """
+    row = {}
+    for name, images in val_sets.items():
+        upscaler = ModelUpscaler(name, trainer.eval_generator(), device=trainer.device, tile=None)
+        scores = score_images(upscaler, images)
+        row[f"{name}_psnr"], row[f"{name}_ssim"] = round(scores.psnr.mean(), 4), round(scores.ssim.mean(), 4)
+    if trainer.ema is not None and val_sets:
+        raw = ModelUpscaler("raw", trainer.generator, device=trainer.device, tile=None)
+        row["val_psnr_raw"] = round(score_images(raw, next(iter(val_sets.values()))).psnr.mean(), 4)
+    trainer.generator.train()
+    return row
+
+
+def check_finite(losses: dict[str, float], iteration: int, checkpoint_path: Path) -> None:
+    for name, value in losses.items():
+        if not math.isfinite(value):
+            raise TrainingDiverged(
+                f"Loss '{name}' became {value} at iteration {iteration}. The last good checkpoint is "
+                f"{checkpoint_path}: resume from it with a lower --lr (or without --bf16)."
+            )
+
+
+class LossMeter:
+    """Mean losses and updates per second since the last :meth:`summary`."""
+
+    def __init__(self, iteration: int) -> None:
+        self.sums: dict[str, float] = {}
+        self.since, self.start = iteration, time.perf_counter()
+
+    def add(self, losses: dict[str, float]) -> None:
+        for name, value in losses.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value
+
+    def summary(self, iteration: int) -> dict[str, float]:
+        count = iteration - self.since
+        row = {name: round(total / count, 6) for name, total in self.sums.items()}
+        row["it_per_s"] = round(count / (time.perf_counter() - self.start), 3)
+        self.__init__(iteration)
+        return row
+
+
 def run(trainer_class: type[Trainer], args: argparse.Namespace, config: EDSRConfig) -> Path:
-    """Train ``args.iterations`` updates with ``trainer_class``; returns the exported weights file."""
+    """Train ``args.iterations`` updates with ``trainer_class``; returns the exported weights file.
+
+    Only rank 0 validates, logs, checkpoints and exports.
+    """
     rank, world, device = setup_distributed(args.device)
     if args.batch_size % world:
         raise ValueError(f"--batch-size {args.batch_size} is not divisible by {world} processes")
@@ -178,39 +239,22 @@ def run(trainer_class: type[Trainer], args: argparse.Namespace, config: EDSRConf
     out: Path = args.out
     export: Path = args.export or out / args.export_name
     checkpoint_path = out / CHECKPOINT_NAME
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
 
     dataset = PatchDataset(args.data, config.scale, args.lr_patch)
-    sampler = DistributedSampler(dataset, seed=args.seed) if world > 1 else RandomSampler(dataset)
     loader = DataLoader(
         dataset,
         batch_size=args.batch_size // world,
-        sampler=sampler,
+        sampler=DistributedSampler(dataset, seed=args.seed) if world > 1 else RandomSampler(dataset),
         num_workers=args.workers,
         drop_last=True,
         persistent_workers=args.workers > 0,
         pin_memory=device.type == "cuda",
     )
-
     generator = load_weights(args.init, expected=config)[0] if args.init else EDSR(config)
     trainer = trainer_class(generator, args, device)
-    start, best = 0, -math.inf
-    if args.resume:
-        if not checkpoint_path.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint_path}")
-        checkpoint = torch.load(checkpoint_path, map_location=device, weights_only=False)
-        if checkpoint["config"] != config.to_dict():
-            raise ValueError(f"{checkpoint_path} is for {checkpoint['config']}, not {config.to_dict()}")
-        trainer.load_state_dict(checkpoint["trainer"])
-        start, best = checkpoint["iteration"], checkpoint["best_psnr"]
-        torch.set_rng_state(checkpoint["rng"])
-        log.info("Resumed from %s at iteration %d", checkpoint_path, start)
-
+    start, best = resume(trainer, checkpoint_path, config) if args.resume else (0, -math.inf)
     val_sets = {Path(d).name: load_benchmark(d, config.scale) for d in args.val_data} if rank == 0 else {}
-    columns = ["iteration", *trainer.loss_names, "lr", "it_per_s"]
-    columns += [f"{name}_{m}" for name in val_sets for m in ("psnr", "ssim")] + ["val_psnr_raw"]
-    csv_path = out / "log.csv"
     provenance = {
         "trained_with": f"python -m {trainer_class.__module__}",
         "data": ",".join(str(d) for d in args.data),
@@ -218,77 +262,45 @@ def run(trainer_class: type[Trainer], args: argparse.Namespace, config: EDSRConf
         "lr_patch": args.lr_patch,
         "date": date.today().isoformat(),
     }
+    columns = ["iteration", *trainer.loss_names, "lr", "it_per_s"]
+    columns += [f"{name}_{metric}" for name in val_sets for metric in ("psnr", "ssim")] + ["val_psnr_raw"]
 
-    def checkpoint(iteration: int) -> None:
-        save_atomically(
-            {
-                "iteration": iteration,
-                "best_psnr": best,
-                "config": config.to_dict(),
-                "trainer": trainer.state_dict(),
-                "rng": torch.get_rng_state(),
-            },
-            checkpoint_path,
-        )
-
-    def validate() -> dict[str, float]:
-        """Mean PSNR/SSIM per validation set (and, with EMA, the raw weights' PSNR on the first set)."""
-        row = {}
-        for name, images in val_sets.items():
-            scores = score_images(ModelUpscaler(name, trainer.eval_generator(), device=device, tile=None), images)
-            row[f"{name}_psnr"], row[f"{name}_ssim"] = round(scores.psnr.mean(), 4), round(scores.ssim.mean(), 4)
-        if trainer.ema is not None and val_sets:
-            raw = ModelUpscaler("raw", trainer.generator, device=device, tile=None)
-            row["val_psnr_raw"] = round(score_images(raw, next(iter(val_sets.values()))).psnr.mean(), 4)
-        trainer.generator.train()
-        return row
-
-    losses_sum: dict[str, float] = {}
-    last_time, last_iteration = time.perf_counter(), start
+    meter = LossMeter(start)
     batches = endless(loader)
-    with open(csv_path, "a", newline="") if rank == 0 else open(os.devnull, "w") as csv_file:
-        writer = csv.DictWriter(csv_file, columns, extrasaction="ignore")
-        if rank == 0 and csv_file.tell() == 0:
-            writer.writeheader()
-        bar = tqdm(
-            range(start + 1, args.iterations + 1),
-            initial=start,
-            total=args.iterations,
-            disable=rank != 0,
-            dynamic_ncols=True,
-        )
+    bar = tqdm(range(start + 1, args.iterations + 1), initial=start, total=args.iterations, disable=rank != 0)
+    with open(out / "log.csv", "a", newline="") if rank == 0 else open(os.devnull, "w") as csv_file:
+        csv_log = csv.DictWriter(csv_file, columns, extrasaction="ignore")
+        if csv_file.tell() == 0:
+            csv_log.writeheader()
         for iteration in bar:
             lr, hr = next(batches)
             losses = trainer.train_step(lr.to(device, non_blocking=True), hr.to(device, non_blocking=True))
-            for name, value in losses.items():
-                if not math.isfinite(value):
-                    raise TrainingDiverged(
-                        f"Loss '{name}' became {value} at iteration {iteration}. The last good checkpoint is "
-                        f"{checkpoint_path}: resume from it with a lower --lr (or without --bf16)."
-                    )
-                losses_sum[name] = losses_sum.get(name, 0.0) + value
+            check_finite(losses, iteration, checkpoint_path)
+            meter.add(losses)
             bar.set_postfix({k: f"{v:.4f}" for k, v in losses.items()}, refresh=False)
             last = iteration == args.iterations
             evaluating = iteration % args.val_every == 0 or last
             if rank == 0 and (evaluating or iteration % args.log_every == 0):
-                now = time.perf_counter()
-                count = iteration - last_iteration
-                speed = round(count / (now - last_time), 3)
-                row = {"iteration": iteration, "lr": trainer.learning_rate(), "it_per_s": speed}
-                row |= {name: round(total / count, 6) for name, total in losses_sum.items()}
+                row = {"iteration": iteration, "lr": trainer.learning_rate(), **meter.summary(iteration)}
                 if evaluating:
-                    scores = validate()
+                    scores = validate(trainer, val_sets)
                     row |= scores
                     score = next(iter(scores.values()), -math.inf)
                     if not val_sets or not trainer.export_best or score > best:
                         best = max(best, score)
                         save_weights(trainer.eval_generator(), export, iterations=iteration, **provenance, **scores)
                         bar.write(f"iteration {iteration}: exported {export} {scores}")
-                writer.writerow(row)
+                csv_log.writerow(row)
                 csv_file.flush()
-                losses_sum, last_time, last_iteration = {}, time.perf_counter(), iteration
             if rank == 0 and (iteration % args.checkpoint_every == 0 or last):
-                checkpoint(iteration)
+                checkpoint = {
+                    "iteration": iteration,
+                    "best_psnr": best,
+                    "config": config.to_dict(),
+                    "trainer": trainer.state_dict(),
+                    "rng": torch.get_rng_state(),
+                }
+                save_atomically(checkpoint, checkpoint_path)
     if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
