@@ -1,0 +1,1 @@
+"""The Gradio tabs of the app; each module lays out one tab and holds its event handlers."""
