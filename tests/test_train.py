@@ -118,3 +118,12 @@ def test_two_process_ddp_run(hr_folder: Path, tmp_path: Path) -> None:
     assert torch.load(out / "checkpoint.pt", weights_only=False)["iteration"] == 6
     assert list(pd.read_csv(out / "log.csv").iteration) == [5, 6]
     load_weights(out / "edsr_x4.safetensors", expected=TINY_CONFIG)
+
+
+def test_init_from_weights_counts_the_total_training_length(hr_folder: Path, tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    main(train_args(hr_folder, first, "--iterations", "10"))
+    main(train_args(hr_folder, second, "--iterations", "5", "--init", str(first / "edsr_x4.safetensors")))
+    _, metadata = load_weights(second / "edsr_x4.safetensors")
+    assert (metadata["iterations"], metadata["iterations_total"]) == ("5", "15")
+    assert metadata["init"] == str(first / "edsr_x4.safetensors")

@@ -251,7 +251,10 @@ def run(trainer_class: type[Trainer], args: argparse.Namespace, config: EDSRConf
         persistent_workers=args.workers > 0,
         pin_memory=device.type == "cuda",
     )
-    generator = load_weights(args.init, expected=config)[0] if args.init else EDSR(config)
+    generator, prior_iterations = EDSR(config), 0
+    if args.init:
+        generator, init_metadata = load_weights(args.init, expected=config)
+        prior_iterations = int(init_metadata.get("iterations_total", init_metadata.get("iterations", 0)))
     trainer = trainer_class(generator, args, device)
     start, best = resume(trainer, checkpoint_path, config) if args.resume else (0, -math.inf)
     val_sets = {Path(d).name: load_benchmark(d, config.scale) for d in args.val_data} if rank == 0 else {}
@@ -261,6 +264,7 @@ def run(trainer_class: type[Trainer], args: argparse.Namespace, config: EDSRConf
         "batch_size": args.batch_size,
         "lr_patch": args.lr_patch,
         "date": date.today().isoformat(),
+        "init": str(args.init or ""),
     }
     columns = ["iteration", *trainer.loss_names, "lr", "it_per_s"]
     columns += [f"{name}_{metric}" for name in val_sets for metric in ("psnr", "ssim")] + ["val_psnr_raw"]
@@ -288,7 +292,15 @@ def run(trainer_class: type[Trainer], args: argparse.Namespace, config: EDSRConf
                     score = next(iter(scores.values()), -math.inf)
                     if not val_sets or not trainer.export_best or score > best:
                         best = max(best, score)
-                        save_weights(trainer.eval_generator(), export, iterations=iteration, **provenance, **scores)
+                        total = prior_iterations + iteration
+                        save_weights(
+                            trainer.eval_generator(),
+                            export,
+                            iterations=iteration,
+                            iterations_total=total,
+                            **provenance,
+                            **scores,
+                        )
                         bar.write(f"iteration {iteration}: exported {export} {scores}")
                 csv_log.writerow(row)
                 csv_file.flush()
