@@ -1,0 +1,250 @@
+"""Survey storage: SQLAlchemy models, the rating scale, and engine/session set-up.
+
+The database is SQLite in the data directory by default (foreign keys on, WAL journal, a busy timeout so
+concurrent raters wait instead of failing); any SQLAlchemy URL can be given through ``DATABASE_URL`` instead
+(PostgreSQL works: nothing here is SQLite-only). Stimulus PNGs live next to the database in the data directory,
+``$SR_LAB_DATA`` or ``~/.local/share/sr-lab`` by default, never inside the package.
+
+Times are naive ``datetime`` values in UTC (SQLite keeps no time zone, so all dialects store the same thing).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    Engine,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+
+#: Absolute Category Rating scale (ITU-T P.910): score -> label. The one source of truth for the score range.
+ACR_LABELS: dict[int, str] = {5: "Excellent", 4: "Good", 3: "Fair", 2: "Poor", 1: "Bad"}
+MIN_SCORE, MAX_SCORE = min(ACR_LABELS), max(ACR_LABELS)
+
+#: Condition names besides the upscaling methods: the hidden reference (the original HR image) and the low
+#: anchor (nearest-neighbour ×4 of the LR image).
+REFERENCE = "reference"
+NEAREST = "nearest"
+
+#: Study status values.
+OPEN, CLOSED = "open", "closed"
+
+DATA_DIR_ENV = "SR_LAB_DATA"
+DATABASE_URL_ENV = "DATABASE_URL"
+DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "sr-lab"
+DATABASE_FILE = "sr-lab.db"
+STIMULI_DIR = "stimuli"
+#: How long a SQLite writer waits for another one before giving up, in milliseconds.
+SQLITE_BUSY_TIMEOUT_MS = 15_000
+
+
+def new_token() -> str:
+    """A random URL-safe token of 22 characters (128 bits): opaque ids and file names."""
+    return secrets.token_urlsafe(16)
+
+
+def utc_now() -> datetime:
+    """The current time in UTC, as a naive datetime (the form every column here stores)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Study(Base):
+    """One survey: a set of source images, each shown under several conditions, rated by anonymous raters."""
+
+    __tablename__ = "studies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: Opaque id used in the rater link (``?study=...``); the name stays private to the admin.
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_token)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    instructions: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(8), CheckConstraint(f"status IN ('{OPEN}', '{CLOSED}')"), default=OPEN)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utc_now)
+    #: Tokens (file stems) of the two calibration PNGs: the original (top of the scale) and the
+    #: nearest-neighbour version (bottom) of one source image. Shown before rating, never rated.
+    calibration_high: Mapped[str] = mapped_column(String(32))
+    calibration_low: Mapped[str] = mapped_column(String(32))
+
+    images: Mapped[list[SourceImage]] = relationship(back_populates="study", order_by="SourceImage.name")
+    conditions: Mapped[list[Condition]] = relationship(back_populates="study", order_by="Condition.id")
+    raters: Mapped[list[Rater]] = relationship(back_populates="study", order_by="Rater.id")
+
+
+class SourceImage(Base):
+    """A ground-truth image of a study, cropped to a multiple of the scale (``width``, ``height`` in pixels)."""
+
+    __tablename__ = "source_images"
+    __table_args__ = (UniqueConstraint("study_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+
+    study: Mapped[Study] = relationship(back_populates="images")
+    stimuli: Mapped[list[Stimulus]] = relationship(back_populates="image")
+
+
+class Condition(Base):
+    """What produced a stimulus: an upscaling method, :data:`REFERENCE` or :data:`NEAREST`."""
+
+    __tablename__ = "conditions"
+    __table_args__ = (UniqueConstraint("study_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+
+    study: Mapped[Study] = relationship(back_populates="conditions")
+    stimuli: Mapped[list[Stimulus]] = relationship(back_populates="condition")
+
+
+class Stimulus(Base):
+    """One image under one condition, stored as ``<data>/stimuli/<study public id>/<public_id>.png``."""
+
+    __tablename__ = "stimuli"
+    __table_args__ = (UniqueConstraint("image_id", "condition_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: Opaque id: the PNG's file stem and what the rater API passes around.
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_token)
+    image_id: Mapped[int] = mapped_column(ForeignKey("source_images.id", ondelete="CASCADE"), index=True)
+    condition_id: Mapped[int] = mapped_column(ForeignKey("conditions.id", ondelete="CASCADE"), index=True)
+
+    image: Mapped[SourceImage] = relationship(back_populates="stimuli")
+    condition: Mapped[Condition] = relationship(back_populates="stimuli")
+
+
+class Rater(Base):
+    """An anonymous participant of one study, known only by a random token kept in their browser."""
+
+    __tablename__ = "raters"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token: Mapped[str] = mapped_column(String(32), unique=True, default=new_token)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utc_now)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    #: Optional free text the rater gave about themselves (screen, eyesight...), at most 500 characters.
+    self_report: Mapped[str | None] = mapped_column(Text)
+
+    study: Mapped[Study] = relationship(back_populates="raters")
+    assignments: Mapped[list[Assignment]] = relationship(back_populates="rater", order_by="Assignment.position")
+
+
+class Assignment(Base):
+    """The rater's randomised playlist: stimulus number ``position`` (0-based) for this rater."""
+
+    __tablename__ = "assignments"
+    __table_args__ = (UniqueConstraint("rater_id", "stimulus_id"),)
+
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id", ondelete="CASCADE"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stimulus_id: Mapped[int] = mapped_column(ForeignKey("stimuli.id", ondelete="CASCADE"))
+    #: When the stimulus was last sent to the rater; response times are measured from it.
+    shown_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    rater: Mapped[Rater] = relationship(back_populates="assignments")
+    stimulus: Mapped[Stimulus] = relationship()
+
+
+class Rating(Base):
+    """One score given by one rater to one of their assigned stimuli; at most one per (rater, stimulus)."""
+
+    __tablename__ = "ratings"
+    __table_args__ = (
+        UniqueConstraint("rater_id", "stimulus_id"),
+        ForeignKeyConstraint(
+            ["rater_id", "stimulus_id"], ["assignments.rater_id", "assignments.stimulus_id"], ondelete="CASCADE"
+        ),
+        CheckConstraint(f"score BETWEEN {MIN_SCORE} AND {MAX_SCORE}", name="score_range"),
+        CheckConstraint("response_ms >= 0", name="response_ms_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id", ondelete="CASCADE"), index=True)
+    stimulus_id: Mapped[int] = mapped_column(ForeignKey("stimuli.id", ondelete="CASCADE"), index=True)
+    score: Mapped[int] = mapped_column(Integer)
+    #: Milliseconds from sending the stimulus to receiving the score (includes network and image loading).
+    response_ms: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utc_now)
+
+    rater: Mapped[Rater] = relationship(viewonly=True)
+    stimulus: Mapped[Stimulus] = relationship(viewonly=True)
+
+
+@dataclass(frozen=True)
+class Store:
+    """Where a survey lives: the database engine and the data directory holding the stimulus PNGs."""
+
+    engine: Engine
+    data_dir: Path
+
+    def session(self) -> Session:
+        """A new ORM session; use it as a context manager (``with store.session() as s, s.begin(): ...``)."""
+        return Session(self.engine, expire_on_commit=False)
+
+    def study_dir(self, study_public_id: str) -> Path:
+        """The folder of one study's stimulus and calibration PNGs."""
+        return self.data_dir / STIMULI_DIR / study_public_id
+
+    def png_path(self, study_public_id: str, token: str) -> Path:
+        """The PNG file of a stimulus or calibration image, named by its opaque token."""
+        return self.study_dir(study_public_id) / f"{token}.png"
+
+
+def data_dir_from_env(data_dir: str | Path | None = None) -> Path:
+    """``data_dir`` if given, else ``$SR_LAB_DATA``, else ``~/.local/share/sr-lab``."""
+    return Path(data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR).expanduser()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite connections get foreign keys, WAL and a busy timeout."""
+    engine = create_engine(url)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA synchronous = NORMAL")
+    cursor.close()
+
+
+def open_store(data_dir: str | Path | None = None, database_url: str | None = None) -> Store:
+    """Open (creating if needed) the survey store.
+
+    Args:
+        data_dir: folder for the stimuli (and the SQLite file); default :func:`data_dir_from_env`.
+        database_url: SQLAlchemy URL; default ``$DATABASE_URL``, else ``sqlite:///<data_dir>/sr-lab.db``.
+    """
+    folder = data_dir_from_env(data_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    url = database_url or os.environ.get(DATABASE_URL_ENV) or f"sqlite:///{folder / DATABASE_FILE}"
+    engine = make_engine(url)
+    Base.metadata.create_all(engine)
+    return Store(engine, folder)

@@ -1,0 +1,422 @@
+"""Studies: creating them with precomputed stimuli, per-rater random playlists, and rating submission.
+
+Creating a study treats every image of a folder as ground truth: it is cropped to a multiple of 4, downscaled
+×4 with the project's MATLAB bicubic (:func:`train.data.make_lr`), and each condition's ×4 result is stored once
+as a metadata-free PNG named by a random token. All versions of one image have the size of its cropped original.
+
+The rater side is three calls: :func:`start_rater` (a new anonymous rater and their stored random order),
+:func:`progress` (where a rater is; resuming is just calling it again) and :func:`submit_rating`.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from sr_app.images import list_images, load_rgb
+from sr_app.upscalers import METHODS, SCALE, load_upscaler
+from sr_app.weights import WEIGHTS_DIR
+from survey.db import (
+    ACR_LABELS,
+    CLOSED,
+    MAX_SCORE,
+    MIN_SCORE,
+    NEAREST,
+    OPEN,
+    REFERENCE,
+    Assignment,
+    Condition,
+    Rater,
+    Rating,
+    SourceImage,
+    Stimulus,
+    Store,
+    Study,
+    new_token,
+    utc_now,
+)
+from train.data import make_lr
+
+DEFAULT_INSTRUCTIONS = (
+    "You will see a series of photos, one at a time. Some have been enlarged from a small version by different "
+    "methods. Rate the overall visual quality of each photo on this scale, trusting your first impression; "
+    "there are no right or wrong answers. Please use a screen where the photo fits without zooming."
+)
+SELF_REPORT_MAX_CHARS = 500
+
+
+class SurveyError(ValueError):
+    """A request the survey cannot accept; the message is meant for the person who made it."""
+
+
+@dataclass(frozen=True)
+class StudySummary:
+    """What the admin sees of a study in listings."""
+
+    name: str
+    public_id: str
+    status: str
+    created_at: datetime
+    images: int
+    conditions: tuple[str, ...]
+    raters: int
+    finished_raters: int
+    ratings: int
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a rater stands: ``done`` of ``total`` stimuli rated.
+
+    ``stimulus`` is the opaque id of the next stimulus to rate, ``None`` once all are rated. Nothing here
+    tells which condition a stimulus shows.
+    """
+
+    study: str
+    token: str
+    done: int
+    total: int
+    stimulus: str | None
+    study_open: bool
+
+    @property
+    def finished(self) -> bool:
+        return self.stimulus is None
+
+
+@dataclass(frozen=True)
+class StudyIntro:
+    """What a rater sees before rating: instructions and the two calibration examples (uint8 HWC RGB)."""
+
+    instructions: str
+    best_example: np.ndarray
+    worst_example: np.ndarray
+    study_open: bool
+
+
+def nearest_neighbour(lr: np.ndarray, scale: int = SCALE) -> np.ndarray:
+    """×``scale`` nearest-neighbour enlargement of a uint8 HWC image (the low anchor)."""
+    return np.repeat(np.repeat(lr, scale, axis=0), scale, axis=1)
+
+
+def save_png(rgb: np.ndarray, path: Path) -> None:
+    """Write uint8 HWC RGB as a PNG that carries no metadata (no text, time, gamma or EXIF chunks)."""
+    Image.fromarray(rgb).save(path, format="PNG")
+
+
+def read_png(path: Path) -> np.ndarray:
+    """Read a stored stimulus PNG as uint8 HWC RGB."""
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def condition_names(methods: Sequence[str], reference: bool = False, anchors: bool = False) -> list[str]:
+    """The conditions of a study: the methods, then the hidden reference and the low anchor if asked for."""
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise SurveyError(f"Unknown or missing methods {unknown}; choose from {', '.join(METHODS)}.")
+    if len(set(methods)) != len(methods):
+        raise SurveyError(f"Methods are repeated: {', '.join(methods)}.")
+    return [*methods, *([REFERENCE] if reference else []), *([NEAREST] if anchors else [])]
+
+
+def create_study(
+    store: Store,
+    name: str,
+    images_dir: str | Path,
+    methods: Sequence[str],
+    *,
+    reference: bool = False,
+    anchors: bool = False,
+    instructions: str = DEFAULT_INSTRUCTIONS,
+    weights_dir: Path = WEIGHTS_DIR,
+    device: str | None = None,
+) -> StudySummary:
+    """Create a study from a folder of ground-truth images and precompute every stimulus.
+
+    Args:
+        store: where to write the rows and PNGs.
+        name: unique study name, private to the admin.
+        images_dir: folder of at least 2 images (png, jpg, bmp, tif, webp), each at least 4×4 pixels.
+        methods: upscaling methods from :data:`sr_app.upscalers.METHODS`.
+        reference: add the original image as a hidden reference condition.
+        anchors: add nearest-neighbour ×4 as a low-anchor condition.
+        instructions: text shown to raters above the scale.
+        weights_dir, device: passed to :func:`sr_app.upscalers.load_upscaler`.
+
+    Raises:
+        SurveyError: bad name, methods or images; ``WeightsError`` when a method's weights are missing.
+        Nothing is written when creation fails.
+    """
+    name = name.strip()
+    if not name:
+        raise SurveyError("A study needs a name.")
+    conditions = condition_names(methods, reference, anchors)
+    with store.session() as session:
+        if session.scalar(select(Study.id).where(Study.name == name)) is not None:
+            raise SurveyError(f"A study named {name!r} already exists; pick another name.")
+    upscalers = {method: load_upscaler(method, device=device, weights_dir=weights_dir) for method in methods}
+    paths = list_images(images_dir)
+    stems = [path.stem for path in paths]
+    if len(paths) < 2:
+        raise SurveyError(
+            f"{images_dir} holds {len(paths)} image(s); a study needs at least 2 so that two versions of one image "
+            "are never shown in a row."
+        )
+    if len(set(stems)) != len(stems):
+        raise SurveyError(f"Image names in {images_dir} must differ by more than their extension.")
+
+    study = Study(
+        public_id=new_token(), name=name, instructions=instructions.strip(), status=OPEN,
+        calibration_high=new_token(), calibration_low=new_token(),
+    )  # fmt: skip
+    by_name = {condition: Condition(name=condition) for condition in conditions}
+    study.conditions = list(by_name.values())
+    folder = store.study_dir(study.public_id)
+    folder.mkdir(parents=True)
+    try:
+        for index, path in enumerate(paths):
+            hr = load_rgb(path)
+            if min(hr.shape[:2]) < SCALE:
+                raise SurveyError(f"{path.name} is {hr.shape[1]}×{hr.shape[0]}; images must be at least 4×4 pixels.")
+            lr, hr = make_lr(hr, SCALE)
+            versions = {REFERENCE: hr, NEAREST: nearest_neighbour(lr)}
+            if index == 0:
+                save_png(hr, store.png_path(study.public_id, study.calibration_high))
+                save_png(versions[NEAREST], store.png_path(study.public_id, study.calibration_low))
+            image = SourceImage(name=path.stem, width=hr.shape[1], height=hr.shape[0])
+            for condition in conditions:
+                rgb = versions[condition] if condition in versions else upscalers[condition](lr)
+                if rgb.shape != hr.shape:
+                    raise RuntimeError(f"{condition} made {rgb.shape} from {path.name}, expected {hr.shape}")
+                stimulus = Stimulus(public_id=new_token(), condition=by_name[condition])
+                save_png(rgb, store.png_path(study.public_id, stimulus.public_id))
+                image.stimuli.append(stimulus)
+            study.images.append(image)
+        with store.session() as session, session.begin():
+            session.add(study)
+    except IntegrityError as error:
+        shutil.rmtree(folder)
+        raise SurveyError(f"A study named {name!r} already exists; pick another name.") from error
+    except BaseException:
+        shutil.rmtree(folder)
+        raise
+    return summarize(store, name)
+
+
+def get_study(session: Session, name: str) -> Study:
+    """The study called ``name``; :class:`SurveyError` listing the known names if there is none."""
+    study = session.scalar(select(Study).where(Study.name == name))
+    if study is None:
+        known = session.scalars(select(Study.name).order_by(Study.name)).all()
+        raise SurveyError(f"No study named {name!r}; known studies: {', '.join(known) or 'none'}.")
+    return study
+
+
+def summarize(store: Store, name: str) -> StudySummary:
+    """Counts and status of one study."""
+    with store.session() as session:
+        study = get_study(session, name)
+        raters = session.scalar(select(func.count()).select_from(Rater).where(Rater.study_id == study.id))
+        finished = session.scalar(
+            select(func.count()).select_from(Rater).where(Rater.study_id == study.id, Rater.finished_at.is_not(None))
+        )
+        ratings = session.scalar(select(func.count()).select_from(Rating).join(Rater).where(Rater.study_id == study.id))
+        return StudySummary(
+            name=study.name, public_id=study.public_id, status=study.status, created_at=study.created_at,
+            images=len(study.images), conditions=tuple(c.name for c in study.conditions),
+            raters=raters or 0, finished_raters=finished or 0, ratings=ratings or 0,
+        )  # fmt: skip
+
+
+def list_studies(store: Store) -> list[StudySummary]:
+    """Every study, oldest first."""
+    with store.session() as session:
+        names = session.scalars(select(Study.name).order_by(Study.created_at, Study.id)).all()
+    return [summarize(store, name) for name in names]
+
+
+def set_status(store: Store, name: str, status: str) -> None:
+    """Open or close a study (:data:`~survey.db.OPEN` or :data:`~survey.db.CLOSED`); closed ones take no ratings."""
+    if status not in (OPEN, CLOSED):
+        raise SurveyError(f"Status must be {OPEN!r} or {CLOSED!r}, not {status!r}.")
+    with store.session() as session, session.begin():
+        get_study(session, name).status = status
+
+
+def playlist(image_of: Sequence[Hashable], rng: random.Random) -> list[int]:
+    """A random order of ``range(len(image_of))`` in which no two consecutive items share an image.
+
+    ``image_of[i]`` is the image of stimulus ``i``. Each step picks uniformly among the stimuli that keep the
+    rest arrangeable, so the result is always valid when one exists: no image holds more than half the
+    stimuli (rounded up). Raises :class:`ValueError` otherwise.
+    """
+    pools: dict[Hashable, list[int]] = {}
+    for index, image in enumerate(image_of):
+        pools.setdefault(image, []).append(index)
+    order: list[int] = []
+    previous: Hashable = None
+    for left in range(len(image_of), 0, -1):
+        rest = left - 1
+
+        def arrangeable(image: Hashable, rest: int = rest) -> bool:
+            counts = {other: len(pool) - (other == image) for other, pool in pools.items()}
+            return counts[image] <= rest // 2 and max(counts.values()) <= (rest + 1) // 2
+
+        choices = [i for image, pool in pools.items() if image != previous and arrangeable(image) for i in pool]
+        if not choices:
+            raise ValueError("No order avoids showing one image twice in a row: one image has too many versions.")
+        pick = rng.choice(choices)
+        previous = image_of[pick]
+        pools[previous].remove(pick)
+        if not pools[previous]:
+            del pools[previous]
+        order.append(pick)
+    return order
+
+
+def _study_by_public_id(session: Session, study_id: str) -> Study:
+    study = session.scalar(select(Study).where(Study.public_id == study_id))
+    if study is None:
+        raise SurveyError("This survey link is not valid. Please check the address you were given.")
+    return study
+
+
+def _rater(session: Session, study_id: str, token: str) -> Rater:
+    rater = session.scalar(select(Rater).join(Study).where(Rater.token == token, Study.public_id == study_id))
+    if rater is None:
+        raise SurveyError("Unknown participant for this survey; please start again from the survey link.")
+    return rater
+
+
+def study_intro(store: Store, study_id: str) -> StudyIntro:
+    """Instructions and calibration examples of the study whose rater link holds ``study_id``."""
+    with store.session() as session:
+        study = _study_by_public_id(session, study_id)
+        return StudyIntro(
+            instructions=study.instructions,
+            best_example=read_png(store.png_path(study.public_id, study.calibration_high)),
+            worst_example=read_png(store.png_path(study.public_id, study.calibration_low)),
+            study_open=study.status == OPEN,
+        )
+
+
+def start_rater(store: Store, study_id: str, self_report: str = "", rng: random.Random | None = None) -> Progress:
+    """Register a new anonymous rater with a stored random order of all stimuli; return their progress.
+
+    ``self_report`` is optional free text (trimmed to 500 characters). Raises :class:`SurveyError` when the
+    link is invalid or the study is closed.
+    """
+    rng = rng or random.Random()
+    with store.session() as session, session.begin():
+        study = _study_by_public_id(session, study_id)
+        if study.status != OPEN:
+            raise SurveyError("This survey is closed. Thank you for your interest.")
+        stimuli = session.execute(
+            select(Stimulus.id, Stimulus.image_id).join(SourceImage).where(SourceImage.study_id == study.id)
+        ).all()
+        stimuli.sort()
+        order = playlist([image_id for _, image_id in stimuli], rng)
+        rater = Rater(study=study, token=new_token(), self_report=self_report.strip()[:SELF_REPORT_MAX_CHARS] or None)
+        rater.assignments = [Assignment(position=p, stimulus_id=stimuli[i][0]) for p, i in enumerate(order)]
+        session.add(rater)
+    return progress(store, study_id, rater.token)
+
+
+def progress(store: Store, study_id: str, token: str) -> Progress:
+    """Where rater ``token`` stands in study ``study_id``; marks the next stimulus as shown now.
+
+    Calling it again (a page reload) gives the same next stimulus. Raises :class:`SurveyError` for an unknown
+    study or rater.
+    """
+    with store.session() as session, session.begin():
+        rater = _rater(session, study_id, token)
+        rated = select(Rating.id).where(Rating.rater_id == rater.id, Rating.stimulus_id == Assignment.stimulus_id)
+        pending = select(Assignment).where(Assignment.rater_id == rater.id, ~rated.exists())
+        next_up = session.scalar(pending.order_by(Assignment.position).limit(1))
+        total = session.scalar(select(func.count()).select_from(Assignment).where(Assignment.rater_id == rater.id))
+        done = session.scalar(select(func.count()).select_from(Rating).where(Rating.rater_id == rater.id))
+        if next_up is not None:
+            next_up.shown_at = utc_now()
+        return Progress(
+            study=study_id, token=token, done=done or 0, total=total or 0,
+            stimulus=next_up.stimulus.public_id if next_up is not None else None,
+            study_open=rater.study.status == OPEN,
+        )  # fmt: skip
+
+
+def stimulus_pixels(store: Store, state: Progress) -> np.ndarray:
+    """The uint8 HWC RGB pixels of the stimulus a rater is to rate next (``state.stimulus`` must be set)."""
+    if state.stimulus is None:
+        raise ValueError("The rater has no stimulus left to rate.")
+    return read_png(store.png_path(state.study, state.stimulus))
+
+
+def validate_score(score: object) -> int:
+    """``score`` as an int on the ACR scale; :class:`SurveyError` unless it is a whole number from 1 to 5."""
+    if isinstance(score, bool) or not isinstance(score, int | float | str):
+        raise SurveyError(f"A score must be a whole number from {MIN_SCORE} to {MAX_SCORE}, not {score!r}.")
+    try:
+        value = float(score)
+    except ValueError:
+        value = float("nan")
+    if not (value.is_integer() and MIN_SCORE <= value <= MAX_SCORE):
+        scale = ", ".join(f"{s} {label}" for s, label in sorted(ACR_LABELS.items()))
+        raise SurveyError(f"A score must be a whole number on the scale {scale}; got {score!r}.")
+    return int(value)
+
+
+def submit_rating(store: Store, study_id: str, token: str, stimulus_id: str, score: object) -> Progress:
+    """Store rater ``token``'s score (1–5) for stimulus ``stimulus_id`` and return their new progress.
+
+    The response time is measured on the server from when :func:`progress` last sent the stimulus. A second
+    score for the same stimulus (a double click, a retry) is ignored: the first one given is kept. Raises
+    :class:`SurveyError`, storing nothing, for a score off the scale, a stimulus not shown to this rater, an
+    unknown rater or a closed study.
+    """
+    value = validate_score(score)
+    try:
+        with store.session() as session, session.begin():
+            rater = _rater(session, study_id, token)
+            if rater.study.status != OPEN:
+                raise SurveyError("This survey is closed; no more ratings are being collected. Thank you!")
+            assignment = session.scalar(
+                select(Assignment)
+                .join(Stimulus)
+                .where(Assignment.rater_id == rater.id, Stimulus.public_id == stimulus_id)
+            )
+            if assignment is None or assignment.shown_at is None:
+                raise SurveyError("That image is not one you were shown; please rate the image on your screen.")
+            already = select(Rating.id).where(Rating.rater_id == rater.id, Rating.stimulus_id == assignment.stimulus_id)
+            if session.scalar(already) is None:
+                elapsed_ms = (utc_now() - assignment.shown_at).total_seconds() * 1000
+                rating = Rating(stimulus_id=assignment.stimulus_id, score=value, response_ms=max(round(elapsed_ms), 0))
+                rating.rater_id = rater.id
+                session.add(rating)
+                session.flush()
+                total = len(rater.assignments)
+                done = session.scalar(select(func.count()).select_from(Rating).where(Rating.rater_id == rater.id))
+                if done == total:
+                    rater.finished_at = utc_now()
+    except IntegrityError:
+        # A concurrent identical submission committed first; UNIQUE(rater, stimulus) kept exactly one.
+        with store.session() as session:
+            stored = session.scalar(
+                select(Rating.id)
+                .join(Stimulus)
+                .join(Rater)
+                .where(Rater.token == token, Stimulus.public_id == stimulus_id)
+            )
+        if stored is None:
+            raise
+    return progress(store, study_id, token)
