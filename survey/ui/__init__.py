@@ -1,0 +1,1 @@
+"""The survey's Gradio tabs: ``rate`` for raters, ``results`` for the admin."""

@@ -1,0 +1,161 @@
+"""Statistics of opinion scores: pure functions on pandas DataFrames.
+
+A ratings frame has one row per score with the columns ``rater``, ``image``, ``method`` (the condition) and
+``score`` (an integer from 1 Bad to 5 Excellent); other columns are ignored. Each rater scores each
+(image, method) at most once, as the survey guarantees.
+
+- :func:`mos`: mean opinion score with a Student-t 95 % confidence interval over the individual scores.
+- :func:`dmos`: differential MOS against the hidden reference (ITU-T P.913).
+- :func:`paired_wilcoxon`: paired two-sided Wilcoxon signed-rank tests between methods, pairing the scores one
+  rater gave two methods on the same image.
+- :func:`screen_raters`: ITU-R BT.500 observer screening (kurtosis rule) and the correlation-with-MOS rule.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from survey.db import MAX_SCORE, REFERENCE
+
+CONFIDENCE = 0.95
+#: Columns of :func:`mos` after the grouping columns.
+MOS_COLUMNS = ["mos", "std", "n_ratings", "n_raters", "ci95_low", "ci95_high"]
+WILCOXON_COLUMNS = ["method_a", "method_b", "n_pairs", "mean_diff", "statistic", "p_value"]
+#: BT.500 screening: a presentation's scores count as normal when their kurtosis β2 is in this range; outliers
+#: are then beyond 2 standard deviations, otherwise beyond √20.
+BT500_NORMAL_KURTOSIS = (2.0, 4.0)
+#: BT.500: reject an observer with more than this fraction of outlying scores...
+BT500_MAX_OUTLIER_FRACTION = 0.05
+#: ...unless their outliers lean this much to one side: |P − Q| / (P + Q) ≥ 0.3.
+BT500_MAX_BALANCE = 0.3
+#: Correlation rule (ITU-T P.913): reject a rater whose scores correlate with the MOS below this Pearson r.
+MIN_MOS_CORRELATION = 0.75
+
+
+def mos(ratings: pd.DataFrame, by: Sequence[str] = ("method",)) -> pd.DataFrame:
+    """MOS per group: columns ``by`` + :data:`MOS_COLUMNS`, one row per group, sorted by the groups.
+
+    ``std`` is the sample standard deviation of the scores; the interval is ``mos ± t(0.975, n − 1) · std / √n``
+    over the ``n_ratings`` scores (NaN for a single score).
+    """
+    groups = ratings.groupby(list(by), sort=True)
+    table = groups["score"].agg(mos="mean", std="std", n_ratings="count")
+    table["n_raters"] = groups["rater"].nunique()
+    n = table["n_ratings"]
+    half_width = stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * table["std"] / np.sqrt(n)
+    table["ci95_low"] = table["mos"] - half_width
+    table["ci95_high"] = table["mos"] + half_width
+    return table.reset_index()[[*by, *MOS_COLUMNS]]
+
+
+def dmos(ratings: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFrame:
+    """Differential MOS per method against the hidden reference condition ``reference``.
+
+    Each score becomes ``score − (the same rater's score of that image's reference) + 5`` (ITU-T P.913), so
+    5 means "as good as the original"; values above 5 are possible. Columns: ``method``, ``dmos`` and the rest of
+    :data:`MOS_COLUMNS`. Empty when no reference was rated.
+    """
+    ref = ratings.loc[ratings["method"] == reference, ["rater", "image", "score"]]
+    paired = ratings[ratings["method"] != reference].merge(ref, on=["rater", "image"], suffixes=("", "_ref"))
+    paired["score"] = paired["score"] - paired["score_ref"] + MAX_SCORE
+    return mos(paired).rename(columns={"mos": "dmos"})
+
+
+def paired_wilcoxon(ratings: pd.DataFrame) -> pd.DataFrame:
+    """Paired two-sided Wilcoxon signed-rank test for every pair of methods.
+
+    A pair is the two scores one rater gave methods ``method_a`` and ``method_b`` on the same image.
+    ``mean_diff`` is the mean of a − b in score points. Zero differences are dropped (scipy's default); when
+    every difference is zero the test has nothing to rank and ``p_value`` is 1. Columns: :data:`WILCOXON_COLUMNS`.
+    """
+    wide = ratings.pivot_table(index=["rater", "image"], columns="method", values="score")
+    rows = []
+    for a, b in itertools.combinations(sorted(wide.columns), 2):
+        pairs = wide[[a, b]].dropna()
+        diff = pairs[a] - pairs[b]
+        statistic, p_value = math.nan, 1.0
+        if (diff != 0).any():
+            result = stats.wilcoxon(pairs[a], pairs[b])
+            statistic, p_value = float(result.statistic), float(result.pvalue)
+        mean_diff = float(diff.mean()) if len(diff) else math.nan
+        rows.append((a, b, len(pairs), mean_diff, statistic, p_value))
+    return pd.DataFrame(rows, columns=WILCOXON_COLUMNS)
+
+
+def screen_raters(ratings: pd.DataFrame) -> pd.DataFrame:
+    """Flag unreliable raters; one row per rater, indexed by ``rater``.
+
+    BT.500 (ITU-R BT.500, annex 2, §2.3): for each presentation (image, method) with mean u, sample standard
+    deviation S and kurtosis β2 = m4 / m2², a score counts as high (P) when ≥ u + kS and low (Q) when ≤ u − kS,
+    with k = 2 if 2 ≤ β2 ≤ 4 and √20 otherwise; presentations where everyone agrees (S = 0) have no outliers.
+    A rater is rejected when (P + Q) / N > 0.05 and |P − Q| / (P + Q) < 0.3, N being their number of scores.
+
+    Correlation (ITU-T P.913): ``r_mos`` is the Pearson correlation of a rater's scores with the MOS of the same
+    presentations over all raters; a rater is rejected when it is below 0.75, or undefined (constant scores or
+    fewer than two ratings: nothing shows that they follow the images).
+
+    Columns: ``n_ratings``, ``mean_score``, ``p_count``, ``q_count``, ``bt500_reject``, ``r_mos``,
+    ``corr_reject`` and ``flagged`` (either rule).
+    """
+    score = ratings["score"].astype(float)
+    presentation = [ratings["image"], ratings["method"]]
+    u = score.groupby(presentation).transform("mean")
+    s = score.groupby(presentation).transform("std")
+    deviation = score - u
+    m2 = (deviation**2).groupby(presentation).transform("mean")
+    m4 = (deviation**4).groupby(presentation).transform("mean")
+    beta2 = m4 / m2**2
+    low_kurtosis, high_kurtosis = BT500_NORMAL_KURTOSIS
+    k = np.where((beta2 >= low_kurtosis) & (beta2 <= high_kurtosis), 2.0, math.sqrt(20))
+    spread = s > 0
+    per_score = pd.DataFrame(
+        {
+            "rater": ratings["rater"],
+            "score": score,
+            "high": spread & (score >= u + k * s),
+            "low": spread & (score <= u - k * s),
+        }
+    )
+    by_rater = per_score.groupby("rater")
+    table = by_rater.agg(n_ratings=("score", "size"), mean_score=("score", "mean"))
+    table["p_count"] = by_rater["high"].sum()
+    table["q_count"] = by_rater["low"].sum()
+    outliers = table["p_count"] + table["q_count"]
+    balance = (table["p_count"] - table["q_count"]).abs() / outliers.where(outliers > 0)
+    table["bt500_reject"] = (outliers / table["n_ratings"] > BT500_MAX_OUTLIER_FRACTION) & (balance < BT500_MAX_BALANCE)
+
+    dx = score - score.groupby(ratings["rater"]).transform("mean")
+    dy = u - u.groupby(ratings["rater"]).transform("mean")
+    sums = pd.DataFrame({"xy": dx * dy, "xx": dx**2, "yy": dy**2}).groupby(ratings["rater"]).sum()
+    denominator = np.sqrt(sums["xx"] * sums["yy"])
+    table["r_mos"] = sums["xy"] / denominator.where(denominator > 0)
+    table["corr_reject"] = ~(table["r_mos"] >= MIN_MOS_CORRELATION)
+    table["flagged"] = table["bt500_reject"] | table["corr_reject"]
+    return table
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Every result table of one set of ratings."""
+
+    by_method: pd.DataFrame
+    by_image: pd.DataFrame
+    dmos: pd.DataFrame
+    wilcoxon: pd.DataFrame
+
+
+def analyse(ratings: pd.DataFrame, reference: str = REFERENCE) -> Analysis:
+    """MOS per method and per image × method, DMOS against ``reference`` and the paired Wilcoxon tests."""
+    return Analysis(
+        by_method=mos(ratings),
+        by_image=mos(ratings, by=("image", "method")),
+        dmos=dmos(ratings, reference),
+        wilcoxon=paired_wilcoxon(ratings),
+    )

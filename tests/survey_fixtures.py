@@ -1,0 +1,62 @@
+"""Helpers for the survey tests: simulated raters, tiny image folders and stores."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from survey.db import MAX_SCORE, MIN_SCORE, Store, open_store
+
+#: True quality of each condition on the 1–5 scale, in the spirit of SRGAN's Set14 study.
+TRUE_QUALITY = {"nearest": 1.3, "bicubic": 1.8, "edsr": 3.0, "edsr_srgan": 3.7, "reference": 4.3}
+
+
+def simulate_ratings(
+    rng: np.random.Generator,
+    true_quality: Mapping[str, float] = TRUE_QUALITY,
+    n_raters: int = 20,
+    n_images: int = 10,
+    bias_sd: float = 0.3,
+    image_sd: float = 0.3,
+    noise_sd: float = 0.6,
+) -> pd.DataFrame:
+    """Every rater scores every image × method once: round(quality + image effect + rater bias + noise), 1–5."""
+    methods = list(true_quality)
+    rater, image, method = np.meshgrid(np.arange(n_raters), np.arange(n_images), np.arange(len(methods)), indexing="ij")
+    rater, image, method = rater.ravel(), image.ravel(), method.ravel()
+    latent = (
+        np.array(list(true_quality.values()))[method]
+        + rng.normal(0, image_sd, n_images)[image]
+        + rng.normal(0, bias_sd, n_raters)[rater]
+        + rng.normal(0, noise_sd, rater.size)
+    )
+    score = np.clip(np.rint(latent), MIN_SCORE, MAX_SCORE).astype(int)
+    return pd.DataFrame(
+        {"rater": rater, "image": [f"img{i}" for i in image], "method": np.array(methods)[method], "score": score}
+    )
+
+
+def random_clicker(rng: np.random.Generator, like: pd.DataFrame, rater: int) -> pd.DataFrame:
+    """A rater who scores the same presentations as one rater of ``like``, uniformly at random."""
+    mine = like[like["rater"] == like["rater"].iloc[0]].copy()
+    mine["rater"] = rater
+    mine["score"] = rng.integers(MIN_SCORE, MAX_SCORE + 1, len(mine))
+    return mine
+
+
+def image_folder(folder: Path, n_images: int = 3, size: tuple[int, int] = (32, 36), seed: int = 0) -> Path:
+    """``n_images`` random RGB PNGs of ``size`` (height, width) pixels in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n_images):
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(folder / f"photo{i}.png")
+    return folder
+
+
+def tmp_store(tmp_path: Path) -> Store:
+    """A SQLite store in ``tmp_path/data``."""
+    return open_store(tmp_path / "data", database_url=f"sqlite:///{tmp_path / 'data' / 'survey.db'}")
