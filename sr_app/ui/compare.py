@@ -181,13 +181,12 @@ def draw_box(image: np.ndarray, box: Box, scale: int = 1) -> np.ndarray:
 
 
 def panel_label(method: Method, comparison: Comparison | None = None) -> str:
-    """'EDSR · cpu · 410 ms' after a run, 'EDSR · cpu' before, 'EDSR-SRGAN · unavailable' without weights."""
+    """'EDSR · cpu · 410 ms' after a run, 'EDSR' before, 'EDSR-SRGAN · unavailable' without weights."""
     if method.upscaler is None:
         return f"{title(method.name)} · unavailable"
-    label = f"{title(method.name)} · {method.upscaler.device}"
-    if comparison is not None and method.name in comparison.seconds:
-        label += f" · {comparison.seconds[method.name] * 1000:.0f} ms"
-    return label
+    if comparison is None or method.name not in comparison.seconds:
+        return title(method.name)
+    return f"{title(method.name)} · {method.upscaler.device} · {comparison.seconds[method.name] * 1000:.0f} ms"
 
 
 def results_table(comparison: Comparison, methods: list[Method]) -> pd.DataFrame:
@@ -208,10 +207,10 @@ def results_table(comparison: Comparison, methods: list[Method]) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
-def default_pair(comparison: Comparison) -> tuple[str, str]:
-    """Bicubic against the last network that ran (or the input, when only bicubic ran)."""
-    names = list(comparison.outputs)
-    return names[0], names[-1] if len(names) > 1 else INPUT
+def default_pair(ran: list[str]) -> tuple[str, str]:
+    """The before/after pair to show first: the first method that ran (bicubic) against the last one, or
+    against the input when only one ran."""
+    return ran[0], ran[-1] if len(ran) > 1 else INPUT
 
 
 # ---- event handlers -------------------------------------------------------------------------------------------
@@ -230,9 +229,9 @@ def upscale(
 ) -> tuple:
     """Decode an upload and run every method on it.
 
-    Returns, in the order of the tab's outputs: the overview with the crop box, one ``gr.update`` per method
-    (image and label; no image when unavailable), the results table, the zoomed crops, the before/after pair,
-    the pair's two names, the crop centre x and y (output pixels) and the :class:`Comparison` for the state.
+    Returns, in the order of the tab's outputs: the overview with the crop box, one image per method of
+    ``methods`` (``None`` when unavailable), the results table, the zoomed crops, the before/after pair, the
+    pair's two names, the crop centre x and y (output pixels) and the :class:`Comparison` for the state.
     """
     if file is None:
         raise gr.Error("Upload an image or pick an example first.")
@@ -245,15 +244,17 @@ def upscale(
     height, width = comparison.size
     x, y = width // 2, height // 2
     overview, crops = compare_crops(x, y, crop_size, zoom, comparison)
-    default_left, default_right = default_pair(comparison)
+    default_left, default_right = default_pair(list(comparison.outputs))
     left = left if left in comparison.names else default_left
     right = right if right in comparison.names else default_right
-    panels = [
-        gr.update(value=comparison.outputs.get(method.name), label=panel_label(method, comparison))
-        for method in methods
-    ]
+    panels = [comparison.outputs.get(method.name) for method in methods]
     table = results_table(comparison, methods)
     return overview, *panels, table, crops, compare_pair(left, right, comparison), left, right, x, y, comparison
+
+
+def relabel_panels(comparison: Comparison | None, methods: list[Method]) -> list[dict]:
+    """Label updates for the method panels: name, device and time of the last run."""
+    return [gr.update(label=panel_label(method, comparison)) for method in methods]
 
 
 def compare_crops(
@@ -331,7 +332,7 @@ def build_compare_tab(methods: list[Method], max_pixels: int | None = DEFAULT_MA
                 )
                 if method.upscaler is None:
                     gr.Markdown(f"**{title(method.name)} is unavailable:** {method.reason}")
-    table = gr.Dataframe(label="Time per method (and PSNR/SSIM on Y, 4 px shaved, in Ground truth mode)")
+    table = gr.Dataframe(label="Time and scores")
 
     gr.Markdown("### Zoomed crops")
     with gr.Row():
@@ -342,10 +343,11 @@ def build_compare_tab(methods: list[Method], max_pixels: int | None = DEFAULT_MA
     crops = gr.Gallery(label="Crops", format="png", columns=len(METHODS) + 2, object_fit="contain", height="auto")
 
     gr.Markdown("### Before / after")
-    choices = [(title(name), name) for name in (INPUT, *METHODS, ORIGINAL)]
+    ran = [method.name for method in methods if method.upscaler is not None]
+    choices = [(title(name), name) for name in (INPUT, *ran, ORIGINAL)]
     with gr.Row():
-        left = gr.Dropdown(choices, value="bicubic", label="Left")
-        right = gr.Dropdown(choices, value=METHODS[-1], label="Right")
+        left = gr.Dropdown(choices, value=default_pair(ran)[0], label="Left")
+        right = gr.Dropdown(choices, value=default_pair(ran)[1], label="Right")
     slider = gr.ImageSlider(label="Drag to compare", format="png", max_height=800)
     state = gr.State(time_to_live=3600)
 
@@ -354,7 +356,7 @@ def build_compare_tab(methods: list[Method], max_pixels: int | None = DEFAULT_MA
         inputs=[upload, mode, crop_size, zoom, left, right],
         outputs=[overview, *panels, table, crops, slider, left, right, x, y, state],
         api_name="upscale",
-    )
+    ).success(partial(relabel_panels, methods=methods), inputs=state, outputs=panels, api_name=False)
     crop_inputs, crop_outputs = [x, y, crop_size, zoom, state], [overview, crops]
     gr.on(
         [crop_size.release, zoom.release, x.submit, y.submit],
