@@ -1,0 +1,107 @@
+"""``python -m survey create|list|close|open|export``: manage studies from the command line.
+
+Examples::
+
+    python -m survey create --name set14-x4 --images ../shared/data/eval/Set14/HR \\
+        --methods bicubic,edsr --reference --anchors
+    python -m survey list
+    python -m survey export --study set14-x4 --out results/set14-x4
+    python -m survey close --study set14-x4
+
+The data directory is ``--data-dir``, else ``$SR_LAB_DATA``, else ``~/.local/share/sr-lab``; the database is
+``$DATABASE_URL`` when set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from sr_app.images import ImageError
+from sr_app.upscalers import METHODS
+from sr_app.weights import WeightsError
+from survey.db import CLOSED, OPEN, Store, open_store
+from survey.export import CSV_FILES, export_study
+from survey.studies import DEFAULT_INSTRUCTIONS, StudySummary, SurveyError, create_study, list_studies, set_status
+
+DEFAULT_BASE_URL = "http://127.0.0.1:7860"
+
+
+def rater_link(summary: StudySummary, base_url: str = DEFAULT_BASE_URL) -> str:
+    """The address to send raters: the app with the study's opaque id as ``?study=``."""
+    return f"{base_url.rstrip('/')}/?study={summary.public_id}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m survey", description="Manage blind MOS studies.")
+    parser.add_argument("--data-dir", type=Path, help="folder of the database and stimuli (default $SR_LAB_DATA)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    create = commands.add_parser("create", help="create a study and precompute its stimuli")
+    create.add_argument("--name", required=True, help="unique study name (private to the admin)")
+    create.add_argument("--images", required=True, type=Path, help="folder of ground-truth images (at least 2)")
+    create.add_argument("--methods", required=True, help=f"comma-separated, from {','.join(METHODS)}")
+    create.add_argument("--reference", action="store_true", help="add the original as a hidden reference")
+    create.add_argument("--anchors", action="store_true", help="add nearest-neighbour ×4 as a low anchor")
+    create.add_argument("--instructions", default=DEFAULT_INSTRUCTIONS, help="text shown to raters")
+    create.add_argument("--weights-dir", type=Path, help="folder of the weights files (default sr_app/weights)")
+    create.add_argument("--device", help="where networks run: cuda, mps or cpu (default: the best available)")
+    create.add_argument("--base-url", default=DEFAULT_BASE_URL, help="address of the app, for the rater link")
+
+    listing = commands.add_parser("list", help="list studies with their status, counts and rater links")
+    listing.add_argument("--base-url", default=DEFAULT_BASE_URL, help="address of the app, for the rater links")
+
+    for name, text in (("close", "stop accepting ratings"), ("open", "accept ratings again")):
+        status = commands.add_parser(name, help=text)
+        status.add_argument("--study", required=True, help="study name")
+
+    export = commands.add_parser("export", help=f"write {', '.join(CSV_FILES)}")
+    export.add_argument("--study", required=True, help="study name")
+    export.add_argument("--out", required=True, type=Path, help="output folder")
+    export.add_argument("--exclude-flagged", action="store_true", help="compute MOS without flagged raters")
+    return parser
+
+
+def describe(summary: StudySummary, base_url: str) -> str:
+    return (
+        f"{summary.name} [{summary.status}] created {summary.created_at:%Y-%m-%d %H:%M} UTC: {summary.images} images × "
+        f"{len(summary.conditions)} conditions ({', '.join(summary.conditions)}); {summary.raters} raters "
+        f"({summary.finished_raters} finished), {summary.ratings} ratings\n"
+        f"  rater link: {rater_link(summary, base_url)}"
+    )
+
+
+def run(args: argparse.Namespace, store: Store) -> None:
+    if args.command == "create":
+        extra = {"weights_dir": args.weights_dir} if args.weights_dir else {}
+        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+        summary = create_study(
+            store, args.name, args.images, methods, reference=args.reference, anchors=args.anchors,
+            instructions=args.instructions, device=args.device, **extra,
+        )  # fmt: skip
+        print(describe(summary, args.base_url))
+    elif args.command == "list":
+        studies = list_studies(store)
+        print("\n".join(describe(s, args.base_url) for s in studies) or f"No studies yet in {store.data_dir}.")
+    elif args.command in ("close", "open"):
+        set_status(store, args.study, CLOSED if args.command == "close" else OPEN)
+        print(f"{args.study} is now {args.command}{'d' if args.command == 'close' else ''}.")
+    elif args.command == "export":
+        for path in export_study(store, args.study, args.out, exclude_flagged=args.exclude_flagged):
+            print(path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        run(args, open_store(args.data_dir))
+    except (SurveyError, WeightsError, ImageError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
