@@ -216,6 +216,11 @@ def default_pair(ran: list[str]) -> tuple[str, str]:
 # ---- event handlers -------------------------------------------------------------------------------------------
 
 
+def user_error(message: str) -> gr.Error:
+    """An error shown to the user as is; the server log is spared its traceback."""
+    return gr.Error(message, print_exception=False)
+
+
 def upscale(
     file: str | None,
     mode: str,
@@ -234,13 +239,13 @@ def upscale(
     pair's two names, the crop centre x and y (output pixels) and the :class:`Comparison` for the state.
     """
     if file is None:
-        raise gr.Error("Upload an image or pick an example first.")
+        raise user_error("Upload an image or pick an example first.")
     try:
         comparison = compare(decode_image(file, max_pixels), mode, methods)
     except (ImageError, ValueError) as error:
-        raise gr.Error(str(error)) from error
+        raise user_error(str(error)) from error
     except (torch.OutOfMemoryError, MemoryError) as error:
-        raise gr.Error("Out of memory while upscaling; try a smaller image.") from error
+        raise user_error("Out of memory while upscaling; try a smaller image.") from error
     height, width = comparison.size
     x, y = width // 2, height // 2
     overview, crops = compare_crops(x, y, crop_size, zoom, comparison)
@@ -266,7 +271,7 @@ def compare_crops(
     :attr:`Comparison.names`.
     """
     if comparison is None:
-        raise gr.Error(NO_COMPARISON)
+        raise user_error(NO_COMPARISON)
     box = crop_box(x, y, int(crop_size), comparison.size)
     crops = [(magnify(comparison.view(name, box), int(zoom)), title(name)) for name in comparison.names]
     return draw_box(comparison.overview, box, comparison.overview_scale), crops
@@ -275,17 +280,17 @@ def compare_crops(
 def compare_pair(left: str, right: str, comparison: Comparison | None) -> tuple[np.ndarray, np.ndarray]:
     """Two images at the output size, for the before/after slider."""
     if comparison is None:
-        raise gr.Error(NO_COMPARISON)
+        raise user_error(NO_COMPARISON)
     try:
         return comparison.view(left), comparison.view(right)
     except ValueError as error:
-        raise gr.Error(str(error)) from error
+        raise user_error(str(error)) from error
 
 
 def centre_from_overview(comparison: Comparison | None, evt: gr.SelectData) -> tuple[int, int]:
     """The crop centre, in output pixels, for a click on the overview."""
     if comparison is None:
-        raise gr.Error(NO_COMPARISON)
+        raise user_error(NO_COMPARISON)
     x, y = evt.index
     return x * comparison.overview_scale, y * comparison.overview_scale
 
