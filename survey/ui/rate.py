@@ -1,0 +1,217 @@
+"""The Survey tab: what a rater sees, from the link ``/?study=<opaque id>`` to the thank-you page.
+
+Pages: *welcome* (instructions, the ACR scale, calibration with the original as an example of the top of the
+scale and nearest-neighbour as one of the bottom, an optional self-report, Start), *rate* (one stimulus at a
+time at full resolution, buttons 1–5, also keys 1–5, and a progress bar), *done*, *closed* and *invalid*.
+
+The rater's token is kept in the browser (``gr.BrowserState``), so a reload resumes at the same stimulus. The
+handlers :func:`survey_open`, :func:`survey_start` and :func:`survey_rate` are plain functions returning a
+:class:`SurveyPage`; they are also the API (``/survey_open``, ``/survey_start``, ``/survey_rate``). Blinding:
+nothing they return names a method: stimuli are sent as pixels (re-encoded by Gradio as metadata-free PNG
+under a content-hash URL), known only by opaque ids, and all versions of one image have the same size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Literal
+
+import gradio as gr
+import numpy as np
+
+from survey.db import ACR_LABELS, Store
+from survey.studies import Progress, SurveyError, start_rater, stimulus_pixels, study_intro, submit_rating
+from survey.studies import progress as rater_progress
+
+STUDY_PARAM = "study"
+BROWSER_STORAGE_KEY = "sr-lab-survey"
+CONCURRENCY_ID, CONCURRENCY_LIMIT = "survey", 16
+SCALE_TEXT = "\n".join(f"- **{score}** {label}" for score, label in ACR_LABELS.items())
+INVALID_LINK = "This page needs a survey link of the form `/?study=...`. Please use the link you were given."
+CLOSED_TEXT = "This survey is closed. Thank you for your interest!"
+DONE_TEXT = "## Thank you!\n\nAll your ratings are saved. You can close this page."
+RATE_HINT = "How good is the quality of this photo? Click a score or press a key from 1 to 5."
+#: Browser script: keys 1–5 click the visible score buttons (not while typing in a text field).
+KEYS_JS = """
+if (!window.srLabSurveyKeys) {
+  window.srLabSurveyKeys = true;
+  document.addEventListener("keydown", (event) => {
+    const target = event.target;
+    if (event.repeat || event.ctrlKey || event.metaKey || event.altKey) return;
+    if (target && (target.tagName === "INPUT" || target.tagName === "TEXTAREA" || target.isContentEditable)) return;
+    const button = document.getElementById("survey-score-" + event.key);
+    if (button && button.offsetParent !== null) { event.preventDefault(); button.click(); }
+  });
+}
+"""
+#: Show stimuli at their own pixel size (scroll if larger than the window), never rescaled.
+FULL_SIZE_CSS = """<style>
+#survey-stimulus img { width: auto !important; height: auto !important; max-width: none !important;
+  max-height: none !important; object-fit: none !important; image-rendering: pixelated; }
+#survey-stimulus { overflow: auto; }
+</style>"""
+
+View = Literal["welcome", "rate", "done", "closed", "invalid"]
+VIEWS: tuple[View, ...] = ("welcome", "rate", "done", "closed", "invalid")
+
+
+@dataclass(frozen=True)
+class SurveyPage:
+    """Everything the Survey tab shows at one moment.
+
+    ``token`` is the rater's token ("" before they start); ``text`` is Markdown (instructions or a message);
+    ``stimulus`` the opaque id of the shown stimulus ("" when none); images are uint8 HWC RGB.
+    """
+
+    view: View
+    token: str = ""
+    text: str = ""
+    stimulus: str = ""
+    image: np.ndarray | None = None
+    done: int = 0
+    total: int = 0
+    best_example: np.ndarray | None = None
+    worst_example: np.ndarray | None = None
+
+    @property
+    def progress_html(self) -> str:
+        if not self.total:
+            return ""
+        return f'<progress value="{self.done}" max="{self.total}"></progress> {self.done} of {self.total} rated'
+
+
+def welcome_text(instructions: str) -> str:
+    return (
+        f"{instructions}\n\n**The scale**\n\n{SCALE_TEXT}\n\n**Calibration.** The first photo below is an original: "
+        f"an example of **5 {ACR_LABELS[5]}**. The second is a deliberately blocky version of it: an example of "
+        f"**1 {ACR_LABELS[1]}**. Neither is part of the survey."
+    )
+
+
+def page_for(store: Store, state: Progress) -> SurveyPage:
+    """The page of a rater who has started: the next stimulus, the end page, or the closed page."""
+    if state.finished:
+        return SurveyPage("done", state.token, DONE_TEXT, done=state.done, total=state.total)
+    if not state.study_open:
+        return SurveyPage("closed", state.token, CLOSED_TEXT, done=state.done, total=state.total)
+    return SurveyPage(
+        "rate", state.token, RATE_HINT, state.stimulus or "", stimulus_pixels(store, state), state.done, state.total
+    )
+
+
+def survey_open(store: Store, study_id: str, token: str) -> SurveyPage:
+    """The page for someone arriving at ``/?study=study_id``: resume rater ``token`` if they started, else welcome."""
+    if not study_id:
+        return SurveyPage("invalid", text=INVALID_LINK)
+    if token:
+        try:
+            return page_for(store, rater_progress(store, study_id, token))
+        except SurveyError:
+            pass  # a token from another study or an older database: start afresh
+    try:
+        intro = study_intro(store, study_id)
+    except SurveyError as error:
+        return SurveyPage("invalid", text=str(error))
+    if not intro.study_open:
+        return SurveyPage("closed", text=CLOSED_TEXT)
+    return SurveyPage(
+        "welcome",
+        text=welcome_text(intro.instructions),
+        best_example=intro.best_example,
+        worst_example=intro.worst_example,
+    )
+
+
+def survey_start(store: Store, study_id: str, token: str, self_report: str = "") -> SurveyPage:
+    """Start rating: resume rater ``token`` if it belongs to this study, else register a new anonymous rater."""
+    if token:
+        try:
+            return page_for(store, rater_progress(store, study_id, token))
+        except SurveyError:
+            pass
+    try:
+        return page_for(store, start_rater(store, study_id, self_report or ""))
+    except SurveyError as error:
+        raise gr.Error(str(error)) from error
+
+
+def survey_rate(store: Store, study_id: str, token: str, stimulus_id: str, score: float) -> SurveyPage:
+    """Save ``score`` (1–5) for the stimulus shown and move on; a repeated submission is ignored."""
+    try:
+        return page_for(store, submit_rating(store, study_id, token, stimulus_id, score))
+    except SurveyError as error:
+        raise gr.Error(str(error)) from error
+
+
+def build_survey_tab(store: Store) -> None:
+    """Lay out the Survey tab inside the current ``gr.Blocks`` context and wire its events.
+
+    It reads ``?study=`` from the page address on load and keeps rater tokens in the browser's local storage.
+    """
+    remembered = gr.BrowserState({}, storage_key=BROWSER_STORAGE_KEY)
+    study_box = gr.Textbox(visible=False, label="study")
+    token_box = gr.Textbox(visible=False, label="token")
+    stimulus_box = gr.Textbox(visible=False, label="stimulus")
+    score_box = gr.Number(visible=False, label="score", precision=0)
+    gr.HTML("", js_on_load=KEYS_JS, head=FULL_SIZE_CSS)
+    status = gr.Markdown()
+    with gr.Column(visible=False) as welcome:
+        instructions = gr.Markdown()
+        with gr.Row():
+            best = gr.Image(label="Example of 5", format="png", interactive=False, buttons=[])
+            worst = gr.Image(label="Example of 1", format="png", interactive=False, buttons=[])
+        self_report = gr.Textbox(
+            label="Optional: anything we should know (screen, glasses...)", max_length=500, max_lines=2
+        )
+        start = gr.Button("Start", variant="primary")
+    with gr.Column(visible=False) as rating:
+        progress = gr.HTML()
+        gr.Markdown(RATE_HINT)
+        with gr.Row():
+            buttons = {
+                score: gr.Button(f"{score} {ACR_LABELS[score]}", elem_id=f"survey-score-{score}")
+                for score in sorted(ACR_LABELS)
+            }
+        stimulus = gr.Image(
+            label="Photo to rate", show_label=False, format="png", interactive=False, buttons=[],
+            elem_id="survey-stimulus",
+        )  # fmt: skip
+    columns = {"welcome": welcome, "rate": rating}
+    outputs = [token_box, stimulus_box, status, instructions, best, worst, stimulus, progress, welcome, rating]
+
+    def show(page: SurveyPage) -> tuple[object, ...]:
+        in_column = page.view in columns
+        return (
+            page.token, page.stimulus, "" if in_column else page.text,
+            page.text if page.view == "welcome" else "", page.best_example, page.worst_example, page.image,
+            page.progress_html, gr.Column(visible=page.view == "welcome"), gr.Column(visible=page.view == "rate"),
+        )  # fmt: skip
+
+    def remember(study_id: str, token: str, tokens: dict[str, str]) -> dict[str, str]:
+        return {**(tokens or {}), study_id: token} if study_id and token else tokens
+
+    def from_address(tokens: dict[str, str], request: gr.Request) -> tuple[str, str]:
+        study_id = request.query_params.get(STUDY_PARAM, "") if request else ""
+        return study_id, (tokens or {}).get(study_id, "")
+
+    survey = {"concurrency_id": CONCURRENCY_ID, "concurrency_limit": CONCURRENCY_LIMIT}
+    private = {"api_visibility": "private", **survey}
+    on_load = gr.on(triggers=None, fn=None, inputs=None, outputs=None, **private)
+    on_load.then(from_address, [remembered], [study_box, token_box], **private).then(
+        lambda s, t: show(survey_open(store, s, t)), [study_box, token_box], outputs, api_name="survey_open", **survey
+    )
+    start.click(
+        lambda s, t, r: show(survey_start(store, s, t, r)), [study_box, token_box, self_report], outputs,
+        api_name="survey_start", **survey,
+    ).then(remember, [study_box, token_box, remembered], [remembered], **private)  # fmt: skip
+    rate = partial(survey_rate, store)
+    for score, button in buttons.items():
+        button.click(
+            lambda s, t, i, score=score: show(rate(s, t, i, score)), [study_box, token_box, stimulus_box], outputs,
+            **private,
+        )  # fmt: skip
+    gr.on(
+        triggers=[], fn=lambda s, t, i, score: show(rate(s, t, i, score)),
+        inputs=[study_box, token_box, stimulus_box, score_box], outputs=outputs, api_name="survey_rate", **survey,
+    )  # fmt: skip
