@@ -60,3 +60,14 @@ def image_folder(folder: Path, n_images: int = 3, size: tuple[int, int] = (32, 3
 def tmp_store(tmp_path: Path) -> Store:
     """A SQLite store in ``tmp_path/data``."""
     return open_store(tmp_path / "data", database_url=f"sqlite:///{tmp_path / 'data' / 'survey.db'}")
+
+
+def png_chunks(data: bytes) -> list[bytes]:
+    """The chunk types of a PNG file's bytes, in order."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    chunks, offset = [], 8
+    while offset < len(data):
+        length = int.from_bytes(data[offset : offset + 4], "big")
+        chunks.append(data[offset + 4 : offset + 8])
+        offset += 12 + length
+    return chunks
