@@ -45,20 +45,24 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         raise WeightsError(f"{path} is not a readable safetensors file: {error}") from error
 
 
+def read_config(path: str | Path) -> EDSRConfig:
+    """The architecture a weights file was saved with."""
+    metadata = read_metadata(path)
+    if "config" not in metadata:
+        raise WeightsError(f"{path} has no 'config' metadata; it was not written by sr_app.weights.save_weights")
+    try:
+        return EDSRConfig(**json.loads(metadata["config"]))
+    except (TypeError, ValueError) as error:
+        raise WeightsError(f"{path} has an invalid config {metadata['config']!r}: {error}") from error
+
+
 def load_weights(path: str | Path, expected: EDSRConfig | None = None) -> tuple[EDSR, dict[str, str]]:
     """Build the network a weights file describes and load it; return it (eval mode, CPU) with its metadata.
 
     Raises :class:`WeightsError` with an actionable message when the file is missing or unreadable, has no
     config, does not match ``expected``, or its tensors do not fit the config.
     """
-    path = _existing(path)
-    metadata = read_metadata(path)
-    if "config" not in metadata:
-        raise WeightsError(f"{path} has no 'config' metadata; it was not written by sr_app.weights.save_weights")
-    try:
-        config = EDSRConfig(**json.loads(metadata["config"]))
-    except (TypeError, ValueError) as error:
-        raise WeightsError(f"{path} has an invalid config {metadata['config']!r}: {error}") from error
+    config = read_config(path)
     if expected is not None and config != expected:
         raise WeightsError(f"{path} holds {config}, but {expected} was expected")
     model = EDSR(config)
@@ -68,7 +72,7 @@ def load_weights(path: str | Path, expected: EDSRConfig | None = None) -> tuple[
         model.load_state_dict(state)
     except RuntimeError as error:
         raise WeightsError(f"{path}: tensors do not fit {config}: {error}") from error
-    return model.eval(), metadata
+    return model.eval(), read_metadata(path)
 
 
 def _existing(path: str | Path) -> Path:

