@@ -98,6 +98,14 @@ def decode_image(source: bytes | str | Path, max_pixels: int | None = DEFAULT_MA
     return _to_rgb(upright)
 
 
+def encode_png(rgb: np.ndarray, compress_level: int = 1) -> bytes:
+    """uint8 HWC RGB -> lossless PNG bytes. Level 1 (of 0-9) encodes about 3× faster than Pillow's default 6
+    for files about 20% larger: the better trade for ×4 outputs that are shown once."""
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, "PNG", compress_level=compress_level)
+    return buffer.getvalue()
+
+
 def _read_bytes(source: bytes | str | Path) -> bytes:
     if isinstance(source, bytes):
         return source

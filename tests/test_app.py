@@ -42,6 +42,7 @@ from sr_app.ui.compare import (
     magnify,
     relabel_panels,
     results_table,
+    show_pair,
     upscale,
 )
 from sr_app.upscalers import METHODS, MODEL_WEIGHTS, SCALE
@@ -104,17 +105,16 @@ def test_upscale_mode_equals_calling_each_upscaler(methods: list[Method], image:
 
 
 def test_upscale_handler_gives_one_png_per_method(methods: list[Method], image: np.ndarray, tmp_path: Path) -> None:
-    path = write_png(image, tmp_path / "in.png")
-    outputs = upscale(str(path), UPSCALE, 16, 2, "bicubic", "edsr", methods=methods)
+    path = write_png(image, tmp_path / "my photo.png")
+    outputs = upscale(str(path), UPSCALE, 16, 2, methods=methods)
     overview, *panels = outputs[: 1 + len(methods)]
     assert overview.shape == image.shape
     for method, panel in zip(methods, panels, strict=True):
         if method.upscaler is None:
             assert panel is None
             continue
-        buffer = io.BytesIO()
-        Image.fromarray(panel).save(buffer, "PNG")
-        np.testing.assert_array_equal(np.asarray(Image.open(buffer)), method.upscaler(image))
+        assert Path(panel).name == f"my_photo_{method.name}.png"
+        np.testing.assert_array_equal(load_rgb(panel), method.upscaler(image))
     labels = [update["label"] for update in relabel_panels(outputs[-1], methods)]
     assert re.fullmatch(r"Bicubic · cpu · \d+ ms", labels[0]) and re.fullmatch(r"EDSR · cpu · \d+ ms", labels[1])
     assert labels[2] == "EDSR-SRGAN · unavailable"
@@ -123,14 +123,16 @@ def test_upscale_handler_gives_one_png_per_method(methods: list[Method], image: 
 
 def test_upscale_handler_outputs_in_order(methods: list[Method], image: np.ndarray, tmp_path: Path) -> None:
     path = write_png(image, tmp_path / "in.png")
-    outputs = upscale(str(path), UPSCALE, 16, 2, "bicubic", ORIGINAL, methods=methods)
-    table, crops, pair, left, right, x, y, comparison = outputs[1 + len(methods) :]
+    table, crops, x, y, comparison = upscale(str(path), UPSCALE, 16, 2, methods=methods)[1 + len(methods) :]
     assert list(table["Method"]) == ["Bicubic", "EDSR"] and "PSNR (dB)" not in table
     assert [caption for _, caption in crops] == ["Input", "Bicubic", "EDSR"]
-    assert (left, right) == ("bicubic", "edsr")  # no original in upscale mode: the default pair instead
-    np.testing.assert_array_equal(pair[1], comparison.outputs["edsr"])
     assert (x, y) == (36 * SCALE // 2, 44 * SCALE // 2)
     assert isinstance(comparison, Comparison)
+    # The slider keeps a valid choice and falls back to the default pair for names this run lacks.
+    (before, after), left, right = show_pair(INPUT, ORIGINAL, comparison)
+    assert (left, right) == (INPUT, "edsr")
+    np.testing.assert_array_equal(load_rgb(before), magnify(image, SCALE))
+    np.testing.assert_array_equal(load_rgb(after), comparison.outputs["edsr"])
 
 
 def test_ground_truth_scores_equal_train_evaluate(methods: list[Method], weights_dir: Path, tmp_path: Path) -> None:
@@ -195,8 +197,9 @@ def test_clicks_on_the_overview_map_to_output_pixels(methods: list[Method], imag
 def test_before_after_pair(methods: list[Method], image: np.ndarray) -> None:
     comparison = compare(image, UPSCALE, methods)
     before, after = compare_pair(INPUT, "edsr", comparison)
-    np.testing.assert_array_equal(before, magnify(image, SCALE))
-    np.testing.assert_array_equal(after, comparison.outputs["edsr"])
+    np.testing.assert_array_equal(load_rgb(before), magnify(image, SCALE))
+    np.testing.assert_array_equal(load_rgb(after), comparison.outputs["edsr"])
+    assert compare_pair(INPUT, "edsr", comparison) == (before, after)  # encoded once, then reused
     with pytest.raises(gr.Error, match="Original.*only in Ground truth mode"):
         compare_pair("bicubic", ORIGINAL, comparison)
     with pytest.raises(gr.Error, match="Upscale an image first"):
@@ -227,16 +230,7 @@ def test_bad_input_gives_a_clear_error(
     elif content is not None:
         write_png(np.zeros((100, 101, 3) if content == "big" else (19, 30, 3), np.uint8), path)
     with pytest.raises(gr.Error, match=message):
-        upscale(
-            None if content is None else str(path),
-            mode,
-            64,
-            4,
-            "bicubic",
-            "edsr",
-            methods=methods,
-            max_pixels=TEST_MAX_PIXELS,
-        )
+        upscale(None if content is None else str(path), mode, 64, 4, methods=methods, max_pixels=TEST_MAX_PIXELS)
 
 
 # ---- the live app through gradio_client -----------------------------------------------------------------------
@@ -284,6 +278,18 @@ def test_api_upscale_returns_lossless_pngs(
     np.testing.assert_array_equal(load_rgb(crops[1]["image"]), magnify(bicubic[52:68, 32:48], 2))
     before, after = client.predict("bicubic", "edsr", api_name="/compare_pair")
     np.testing.assert_array_equal(load_rgb(before), bicubic)
+    np.testing.assert_array_equal(load_rgb(after), methods[1].upscaler(image))
+
+
+def test_api_ground_truth_mode(client: Client, methods: list[Method], image: np.ndarray, tmp_path: Path) -> None:
+    path = write_png(image, tmp_path / "original.png")
+    outputs = client.predict(handle_file(str(path)), GROUND_TRUTH, api_name="/upscale")
+    table = outputs[1 + len(methods)]
+    assert table["headers"] == ["Method", "Device", "Time (ms)", "PSNR (dB)", "SSIM"]
+    expected = compare(image, GROUND_TRUTH, methods).scores
+    assert [row[3:] for row in table["data"]] == [[round(p, 2), round(s, 4)] for p, s in expected.values()]
+    original, _ = client.predict(ORIGINAL, "edsr", api_name="/compare_pair")
+    np.testing.assert_array_equal(load_rgb(original), image)  # 44×36 is already a multiple of 4
 
 
 def bad_uploads(tmp_path: Path) -> dict[str, tuple[Path, str]]:

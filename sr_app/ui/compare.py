@@ -15,6 +15,9 @@ handlers) turn their results into component values and user errors into ``gr.Err
 
 from __future__ import annotations
 
+import re
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -26,7 +29,7 @@ import pandas as pd
 import torch
 from PIL import Image, ImageDraw
 
-from sr_app.images import DEFAULT_MAX_PIXELS, UPLOAD_SUFFIXES, ImageError, decode_image
+from sr_app.images import DEFAULT_MAX_PIXELS, UPLOAD_SUFFIXES, ImageError, decode_image, encode_png
 from sr_app.metrics import psnr_y, ssim_y
 from sr_app.upscalers import METHODS, SCALE, Upscaler, load_upscaler
 from sr_app.weights import WEIGHTS_DIR, WeightsError
@@ -46,6 +49,10 @@ DEFAULT_CROP, DEFAULT_ZOOM = 64, 4
 BOX_COLOUR = (255, 0, 80)
 PANEL_HEIGHT = 320
 NO_COMPARISON = "Upscale an image first (upload one or pick an example, then press Upscale)."
+#: Where full-size outputs are written as PNG for Gradio to serve; it copies them into its cache at once, so a
+#: folder older than ``KEEP_SECONDS`` is no longer needed.
+OUTPUT_DIR = Path(tempfile.gettempdir()) / "sr_lab_compare"
+KEEP_SECONDS = 600
 
 #: A region of the output images: top, left, height, width in output pixels, all multiples of ``SCALE``.
 Box = tuple[int, int, int, int]
@@ -86,6 +93,8 @@ class Comparison:
         outputs: method name -> its uint8 HWC RGB output, ``SCALE ×`` the input size.
         seconds: method name -> wall-clock time of its upscaler call, in seconds.
         scores: method name -> (PSNR in dB, SSIM in [0, 1]) against ``hr``; empty in upscale mode.
+        stem: the upload's file name without suffix, to name downloads.
+        files: image name -> a PNG file of its full-size view, filled by :func:`png_file`.
     """
 
     lr: np.ndarray
@@ -93,6 +102,8 @@ class Comparison:
     outputs: dict[str, np.ndarray]
     seconds: dict[str, float]
     scores: dict[str, tuple[float, float]] = field(default_factory=dict)
+    stem: str = "image"
+    files: dict[str, str] = field(default_factory=dict)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -128,7 +139,7 @@ class Comparison:
         return image[top : top + height, left : left + width]
 
 
-def compare(image: np.ndarray, mode: str, methods: list[Method]) -> Comparison:
+def compare(image: np.ndarray, mode: str, methods: list[Method], stem: str = "image") -> Comparison:
     """Run every available method on a uint8 HWC RGB image in ``mode`` (one of ``MODES``)."""
     if mode == UPSCALE:
         lr, hr = image, None
@@ -151,7 +162,7 @@ def compare(image: np.ndarray, mode: str, methods: list[Method]) -> Comparison:
         if hr is not None:
             sr = outputs[method.name]
             scores[method.name] = (psnr_y(sr, hr, shave=SCALE), ssim_y(sr, hr, shave=SCALE))
-    return Comparison(lr, hr, outputs, seconds, scores)
+    return Comparison(lr, hr, outputs, seconds, scores, stem)
 
 
 def crop_box(x: float, y: float, size: int, image_size: tuple[int, int]) -> Box:
@@ -221,27 +232,44 @@ def user_error(message: str) -> gr.Error:
     return gr.Error(message, print_exception=False)
 
 
+def png_file(comparison: Comparison, name: str) -> str:
+    """The path of a PNG file holding ``comparison.view(name)``, named ``<stem>_<name>.png`` for downloads.
+
+    Each image is encoded once per comparison (fast compression, see :func:`encode_png`); Gradio copies the
+    file into its cache when it is returned, and folders older than ``KEEP_SECONDS`` are removed here.
+    """
+    path = comparison.files.get(name)
+    if path is None or not Path(path).is_file():
+        OUTPUT_DIR.mkdir(exist_ok=True)
+        for folder in OUTPUT_DIR.iterdir():
+            if time.time() - folder.stat().st_mtime > KEEP_SECONDS:
+                shutil.rmtree(folder, ignore_errors=True)
+        path = str(Path(tempfile.mkdtemp(dir=OUTPUT_DIR)) / f"{comparison.stem}_{name}.png")
+        Path(path).write_bytes(encode_png(comparison.view(name)))
+        comparison.files[name] = path
+    return path
+
+
 def upscale(
     file: str | None,
     mode: str,
     crop_size: float,
     zoom: float,
-    left: str,
-    right: str,
     *,
     methods: list[Method],
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> tuple:
     """Decode an upload and run every method on it.
 
-    Returns, in the order of the tab's outputs: the overview with the crop box, one image per method of
-    ``methods`` (``None`` when unavailable), the results table, the zoomed crops, the before/after pair, the
-    pair's two names, the crop centre x and y (output pixels) and the :class:`Comparison` for the state.
+    Returns, in the order of the tab's outputs: the overview with the crop box, one PNG file per method of
+    ``methods`` (``None`` when unavailable), the results table, the zoomed crops, the crop centre x and y
+    (output pixels) and the :class:`Comparison` for the state.
     """
     if file is None:
         raise user_error("Upload an image or pick an example first.")
+    stem = re.sub(r"[^\w-]+", "_", Path(file).stem)[:60] or "image"
     try:
-        comparison = compare(decode_image(file, max_pixels), mode, methods)
+        comparison = compare(decode_image(file, max_pixels), mode, methods, stem)
     except (ImageError, ValueError) as error:
         raise user_error(str(error)) from error
     except (torch.OutOfMemoryError, MemoryError) as error:
@@ -249,12 +277,8 @@ def upscale(
     height, width = comparison.size
     x, y = width // 2, height // 2
     overview, crops = compare_crops(x, y, crop_size, zoom, comparison)
-    default_left, default_right = default_pair(list(comparison.outputs))
-    left = left if left in comparison.names else default_left
-    right = right if right in comparison.names else default_right
-    panels = [comparison.outputs.get(method.name) for method in methods]
-    table = results_table(comparison, methods)
-    return overview, *panels, table, crops, compare_pair(left, right, comparison), left, right, x, y, comparison
+    panels = [png_file(comparison, method.name) if method.name in comparison.outputs else None for method in methods]
+    return overview, *panels, results_table(comparison, methods), crops, x, y, comparison
 
 
 def relabel_panels(comparison: Comparison | None, methods: list[Method]) -> list[dict]:
@@ -277,14 +301,23 @@ def compare_crops(
     return draw_box(comparison.overview, box, comparison.overview_scale), crops
 
 
-def compare_pair(left: str, right: str, comparison: Comparison | None) -> tuple[np.ndarray, np.ndarray]:
-    """Two images at the output size, for the before/after slider."""
+def compare_pair(left: str, right: str, comparison: Comparison | None) -> tuple[str, str]:
+    """PNG files of two images at the output size, for the before/after slider."""
     if comparison is None:
         raise user_error(NO_COMPARISON)
     try:
-        return comparison.view(left), comparison.view(right)
+        return png_file(comparison, left), png_file(comparison, right)
     except ValueError as error:
         raise user_error(str(error)) from error
+
+
+def show_pair(left: str, right: str, comparison: Comparison) -> tuple[tuple[str, str], str, str]:
+    """The slider after a new run: the chosen pair, each replaced by its default when this run lacks it
+    (the original in upscale mode, an unavailable method); returns the pair and the two names."""
+    default_left, default_right = default_pair(list(comparison.outputs))
+    left = left if left in comparison.names else default_left
+    right = right if right in comparison.names else default_right
+    return compare_pair(left, right, comparison), left, right
 
 
 def centre_from_overview(comparison: Comparison | None, evt: gr.SelectData) -> tuple[int, int]:
@@ -356,12 +389,14 @@ def build_compare_tab(methods: list[Method], max_pixels: int | None = DEFAULT_MA
     slider = gr.ImageSlider(label="Drag to compare", format="png", max_height=800)
     state = gr.State(time_to_live=3600)
 
-    run.click(
+    ran_all = run.click(
         partial(upscale, methods=methods, max_pixels=max_pixels),
-        inputs=[upload, mode, crop_size, zoom, left, right],
-        outputs=[overview, *panels, table, crops, slider, left, right, x, y, state],
+        inputs=[upload, mode, crop_size, zoom],
+        outputs=[overview, *panels, table, crops, x, y, state],
         api_name="upscale",
-    ).success(partial(relabel_panels, methods=methods), inputs=state, outputs=panels, api_name=False)
+    )
+    ran_all.success(partial(relabel_panels, methods=methods), inputs=state, outputs=panels, api_name=False)
+    ran_all.success(show_pair, inputs=[left, right, state], outputs=[slider, left, right], api_name=False)
     crop_inputs, crop_outputs = [x, y, crop_size, zoom, state], [overview, crops]
     gr.on(
         [crop_size.release, zoom.release, x.submit, y.submit],
