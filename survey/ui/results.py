@@ -169,7 +169,7 @@ def build_results_tab(store: Store, password: str) -> None:
     summary = gr.Markdown()
     chart = gr.HTML()
     by_method = gr.Dataframe(label="MOS per method (all raters, and without flagged raters)", interactive=False)
-    dmos = gr.Dataframe(label="DMOS against the hidden reference (5 = as good as the original)", interactive=False)
+    dmos = gr.Dataframe(label="DMOS (5 = as good as the original)", interactive=False)
     wilcoxon = gr.Dataframe(label="Paired two-sided Wilcoxon signed-rank tests (p < 0.05: significant)")
     raters = gr.Dataframe(label="Raters and screening (BT.500 kurtosis rule, correlation with MOS < 0.75)")
     by_image = gr.Dataframe(label="MOS per image × method", interactive=False)
