@@ -1,0 +1,119 @@
+"""Export to CSV (module and command line), the Results view, the chart and the admin password."""
+
+import stat
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from survey.__main__ import main
+from survey.db import Store
+from survey.export import CSV_FILES, RATERS_COLUMNS, RATINGS_COLUMNS, export_study, load_ratings
+from survey.stats import MOS_COLUMNS, WILCOXON_COLUMNS, mos
+from survey.studies import StudySummary, create_study, start_rater, submit_rating
+from survey.ui.results import ADMIN_PASSWORD_ENV, ADMIN_PASSWORD_FILE, admin_password, mos_chart, results_show
+from tests.survey_fixtures import image_folder, tmp_store
+
+DOCUMENTED_COLUMNS = {
+    "ratings.csv": RATINGS_COLUMNS,
+    "mos_by_method.csv": ["method", *MOS_COLUMNS],
+    "mos_by_image.csv": ["image", "method", *MOS_COLUMNS],
+    "dmos.csv": ["method", "dmos", *MOS_COLUMNS[1:]],
+    "wilcoxon.csv": WILCOXON_COLUMNS,
+    "raters.csv": RATERS_COLUMNS,
+}
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> Store:
+    return tmp_store(tmp_path)
+
+
+@pytest.fixture()
+def rated(store: Store, tmp_path: Path) -> StudySummary:
+    """2 images × (bicubic, reference, nearest) = 6 stimuli; 5 raters with random scores, the last one unfinished."""
+    folder = image_folder(tmp_path / "hr", n_images=2)
+    summary = create_study(store, "export", folder, ["bicubic"], reference=True, anchors=True)
+    rng = np.random.default_rng(0)
+    for rater in range(5):
+        state = start_rater(store, summary.public_id, f"rater {rater}, résumé")
+        for _ in range(6 if rater < 4 else 2):
+            score = int(rng.integers(1, 6))
+            state = submit_rating(store, summary.public_id, state.token, state.stimulus or "", score)
+    return summary
+
+
+def test_export_round_trips_through_pandas_with_the_documented_columns(
+    store: Store, rated: StudySummary, tmp_path: Path
+) -> None:
+    paths = export_study(store, "export", tmp_path / "out")
+    assert [p.name for p in paths] == list(CSV_FILES)
+    tables = {p.name: pd.read_csv(p) for p in paths}
+    for name, columns in DOCUMENTED_COLUMNS.items():
+        assert list(tables[name].columns) == columns, name
+    ratings = tables["ratings.csv"]
+    assert len(ratings) == 4 * 6 + 2 and set(ratings["score"]) <= {1, 2, 3, 4, 5}
+    assert set(ratings["method"]) == {"bicubic", "reference", "nearest"}
+    pd.testing.assert_frame_equal(tables["mos_by_method.csv"], mos(load_ratings(store, "export")), check_dtype=False)
+    assert pd.to_datetime(ratings["rated_at"]).notna().all()
+    raters = tables["raters.csv"]
+    assert len(raters) == 5 and raters["finished_at"].notna().sum() == 4
+    assert raters["self_report"].iloc[0] == "rater 0, résumé"
+    assert raters["flagged"].dtype == bool and len(tables["wilcoxon.csv"]) == 3 and len(tables["dmos.csv"]) == 2
+
+
+def test_export_without_flagged_raters_leaves_them_out_of_the_mos(
+    store: Store, rated: StudySummary, tmp_path: Path
+) -> None:
+    raters = pd.read_csv(export_study(store, "export", tmp_path / "all")[-1])
+    screened = pd.read_csv(export_study(store, "export", tmp_path / "screened", exclude_flagged=True)[1])
+    kept = raters.loc[~raters["flagged"], "n_ratings"].sum()
+    assert screened["n_ratings"].sum() == kept
+
+
+def test_the_command_line_creates_lists_closes_and_exports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = ["--data-dir", str(tmp_path / "data")]
+    images = str(image_folder(tmp_path / "hr"))
+    create = [*data, "create", "--name", "cli", "--images", images, "--methods", "bicubic", "--anchors"]
+    assert main(create) == 0
+    assert "/?study=" in capsys.readouterr().out
+    assert main([*data, "list"]) == 0
+    assert "cli [open]" in capsys.readouterr().out
+    assert main([*data, "close", "--study", "cli"]) == 0
+    assert main([*data, "export", "--study", "cli", "--out", str(tmp_path / "out")]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(CSV_FILES)
+    capsys.readouterr()
+    missing = [*data, "create", "--name", "gan", "--images", images, "--methods", "edsr_srgan"]
+    assert main([*missing, "--weights-dir", str(tmp_path)]) == 2
+    assert "edsr_srgan_x4.safetensors" in capsys.readouterr().err
+    assert main([*data, "export", "--study", "nope", "--out", str(tmp_path / "x")]) == 2
+    assert "No study named 'nope'; known studies: cli" in capsys.readouterr().err
+
+
+def test_results_view_shows_both_raters_sets_and_a_chart(store: Store, rated: StudySummary) -> None:
+    view = results_show(store, "pw", "pw", "export", exclude_flagged=False)
+    assert set(view.by_method["raters"]) == {"all", "without flagged"}
+    assert view.chart.startswith("<svg") and view.chart.count("<rect") == 3
+    assert f"/?study={rated.public_id}" in view.summary and "5 raters (4 finished)" in view.summary
+
+
+def test_chart_escapes_names_and_draws_error_bars() -> None:
+    table = pd.DataFrame(
+        {"method": ["a<b", "c"], "mos": [2.0, 4.0], "std": 1.0, "n_ratings": 5, "n_raters": 5,
+         "ci95_low": [1.5, np.nan], "ci95_high": [2.5, np.nan]}
+    )  # fmt: skip
+    svg = mos_chart(table, "MOS")
+    assert "a&lt;b" in svg and svg.count("<path") == 1 and svg.count("<rect") == 2
+
+
+def test_admin_password_comes_from_the_environment_or_is_generated_once(
+    store: Store, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv(ADMIN_PASSWORD_ENV, raising=False)
+    generated = admin_password(store)
+    assert generated in capsys.readouterr().out and len(generated) >= 16
+    assert admin_password(store) == generated and capsys.readouterr().out == ""
+    assert stat.S_IMODE((store.data_dir / ADMIN_PASSWORD_FILE).stat().st_mode) == 0o600
+    monkeypatch.setenv(ADMIN_PASSWORD_ENV, "chosen")
+    assert admin_password(store) == "chosen"
