@@ -21,7 +21,7 @@ from pathlib import Path
 
 from sr_app.images import ImageError
 from sr_app.upscalers import METHODS
-from sr_app.weights import WeightsError
+from sr_app.weights import WEIGHTS_DIR, WeightsError
 from survey.db import CLOSED, OPEN, Store, open_store
 from survey.export import CSV_FILES, export_study
 from survey.studies import DEFAULT_INSTRUCTIONS, StudySummary, SurveyError, create_study, list_studies, set_status
@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--reference", action="store_true", help="add the original as a hidden reference")
     create.add_argument("--anchors", action="store_true", help="add nearest-neighbour ×4 as a low anchor")
     create.add_argument("--instructions", default=DEFAULT_INSTRUCTIONS, help="text shown to raters")
-    create.add_argument("--weights-dir", type=Path, help="folder of the weights files (default sr_app/weights)")
+    create.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR, help="folder of the weights files")
     create.add_argument("--device", help="where networks run: cuda, mps or cpu (default: the best available)")
     create.add_argument("--base-url", default=DEFAULT_BASE_URL, help="address of the app, for the rater link")
 
@@ -75,11 +75,10 @@ def describe(summary: StudySummary, base_url: str) -> str:
 
 def run(args: argparse.Namespace, store: Store) -> None:
     if args.command == "create":
-        extra = {"weights_dir": args.weights_dir} if args.weights_dir else {}
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
         summary = create_study(
             store, args.name, args.images, methods, reference=args.reference, anchors=args.anchors,
-            instructions=args.instructions, device=args.device, **extra,
+            instructions=args.instructions, weights_dir=args.weights_dir, device=args.device,
         )  # fmt: skip
         print(describe(summary, args.base_url))
     elif args.command == "list":
