@@ -213,6 +213,17 @@ class Store:
         return self.study_dir(study_public_id) / f"{token}.png"
 
 
+def stored_secret(path: Path) -> tuple[str, bool]:
+    """The random secret kept in file ``path`` (created, readable by its owner only, if missing): (secret, created)."""
+    if path.is_file():
+        return path.read_text().strip(), False
+    secret = secrets.token_urlsafe(16)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+        file.write(secret + "\n")
+    return secret, True
+
+
 def data_dir_from_env(data_dir: str | Path | None = None) -> Path:
     """``data_dir`` if given, else ``$SR_LAB_DATA``, else ``~/.local/share/sr-lab``."""
     return Path(data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR).expanduser()

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from survey.__main__ import main
-from survey.db import Store
+from survey.db import Store, stored_secret
 from survey.export import CSV_FILES, RATERS_COLUMNS, RATINGS_COLUMNS, export_study, load_ratings
 from survey.stats import MOS_COLUMNS, WILCOXON_COLUMNS, mos
 from survey.studies import StudySummary, create_study, start_rater, submit_rating
@@ -117,3 +117,10 @@ def test_admin_password_comes_from_the_environment_or_is_generated_once(
     assert stat.S_IMODE((store.data_dir / ADMIN_PASSWORD_FILE).stat().st_mode) == 0o600
     monkeypatch.setenv(ADMIN_PASSWORD_ENV, "chosen")
     assert admin_password(store) == "chosen"
+
+
+def test_secrets_are_created_once_and_private(tmp_path: Path) -> None:
+    first, created = stored_secret(tmp_path / "dir" / "secret")
+    again, created_again = stored_secret(tmp_path / "dir" / "secret")
+    assert created and not created_again and first == again and len(first) >= 20
+    assert stat.S_IMODE((tmp_path / "dir" / "secret").stat().st_mode) == 0o600

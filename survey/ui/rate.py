@@ -20,12 +20,15 @@ from typing import Literal
 import gradio as gr
 import numpy as np
 
-from survey.db import ACR_LABELS, Store
+from survey.db import ACR_LABELS, Store, stored_secret
 from survey.studies import Progress, SurveyError, start_rater, stimulus_pixels, study_intro, submit_rating
 from survey.studies import progress as rater_progress
 
 STUDY_PARAM = "study"
 BROWSER_STORAGE_KEY = "sr-lab-survey"
+#: File in the data directory holding the key that encrypts rater tokens in the browser, so that they stay
+#: readable after the app restarts.
+BROWSER_SECRET_FILE = "browser-state-secret"
 CONCURRENCY_ID, CONCURRENCY_LIMIT = "survey", 16
 SCALE_TEXT = "\n".join(f"- **{score}** {label}" for score, label in ACR_LABELS.items())
 INVALID_LINK = "This page needs a survey link of the form `/?study=...`. Please use the link you were given."
@@ -147,9 +150,11 @@ def survey_rate(store: Store, study_id: str, token: str, stimulus_id: str, score
 def build_survey_tab(store: Store) -> None:
     """Lay out the Survey tab inside the current ``gr.Blocks`` context and wire its events.
 
-    It reads ``?study=`` from the page address on load and keeps rater tokens in the browser's local storage.
+    It reads ``?study=`` from the page address on load and keeps rater tokens in the browser's local storage,
+    encrypted with a key kept in the data directory.
     """
-    remembered = gr.BrowserState({}, storage_key=BROWSER_STORAGE_KEY)
+    secret, _ = stored_secret(store.data_dir / BROWSER_SECRET_FILE)
+    remembered = gr.BrowserState({}, storage_key=BROWSER_STORAGE_KEY, secret=secret)
     study_box = gr.Textbox(visible=False, label="study")
     token_box = gr.Textbox(visible=False, label="token")
     stimulus_box = gr.Textbox(visible=False, label="stimulus")

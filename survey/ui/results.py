@@ -12,7 +12,6 @@ import hmac
 import html
 import math
 import os
-import secrets
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from functools import partial
 import gradio as gr
 import pandas as pd
 
-from survey.db import ACR_LABELS, MAX_SCORE, MIN_SCORE, Store
+from survey.db import ACR_LABELS, MAX_SCORE, MIN_SCORE, Store, stored_secret
 from survey.export import export_study, study_report
 from survey.studies import SurveyError, list_studies, summarize
 
@@ -41,12 +40,9 @@ def admin_password(store: Store) -> str:
     if password := os.environ.get(ADMIN_PASSWORD_ENV, "").strip():
         return password
     path = store.data_dir / ADMIN_PASSWORD_FILE
-    if path.is_file():
-        return path.read_text().strip()
-    password = secrets.token_urlsafe(12)
-    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
-        file.write(password + "\n")
-    print(f"Survey admin password (generated; kept in {path}; set {ADMIN_PASSWORD_ENV} to choose one): {password}")
+    password, created = stored_secret(path)
+    if created:
+        print(f"Survey admin password (generated; kept in {path}; set {ADMIN_PASSWORD_ENV} to choose one): {password}")
     return password
 
 
