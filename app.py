@@ -16,7 +16,7 @@ from pathlib import Path
 import gradio as gr
 
 from sr_app.images import DEFAULT_MAX_PIXELS
-from sr_app.ui.compare import build_compare_tab, load_methods, panel_label
+from sr_app.ui import compare
 from sr_app.weights import WEIGHTS_DIR
 
 TITLE = "SR Lab"
@@ -27,14 +27,14 @@ def build_app(
 ) -> gr.Blocks:
     """The whole app, with its models loaded from ``weights_dir`` onto ``device`` (``None``: the best available)
     and uploads limited to ``max_pixels`` (width × height)."""
-    methods = load_methods(weights_dir, device)
+    methods = compare.load_methods(weights_dir, device)
     for method in methods:
-        print(panel_label(method) + (f": {method.reason}" if method.upscaler is None else ""))
+        print(compare.panel_label(method) + (f": {method.reason}" if method.upscaler is None else ""))
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(f"# {TITLE}: ×4 super-resolution side by side")
         with gr.Tabs():
             with gr.Tab("Compare"):
-                build_compare_tab(methods, max_pixels)
+                compare.build_compare_tab(methods, max_pixels)
             with gr.Tab("Survey"):
                 gr.Markdown("A blind mean-opinion-score survey will live here.")
             with gr.Tab("Results"):
@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--device", help="run the networks here (cpu, cuda, mps); default: the best available")
     args = parser.parse_args(argv)
     demo = build_app(device=args.device, max_pixels=args.max_pixels)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, css=compare.CSS)
 
 
 if __name__ == "__main__":

@@ -243,13 +243,19 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def client(weights_dir: Path) -> Iterator[Client]:
+def app_url(weights_dir: Path) -> Iterator[str]:
+    """The URL of the app, live in this process, with the test weights and upload limit."""
     demo = build_app(weights_dir=weights_dir, device="cpu", max_pixels=TEST_MAX_PIXELS)
     demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
     try:
-        yield Client(demo.local_url, verbose=False)
+        yield demo.local_url
     finally:
         demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(app_url: str) -> Client:
+    return Client(app_url, verbose=False)
 
 
 def png_with_size(png: bytes, width: int, height: int) -> bytes:
@@ -335,3 +341,40 @@ def test_modes_are_the_api_choices(client: Client) -> None:
     assert {"/upscale", "/compare_crops", "/compare_pair"} <= set(endpoints)
     mode = endpoints["/upscale"]["parameters"][1]
     assert mode["parameter_default"] == UPSCALE and set(mode["type"]["enum"]) == set(MODES)
+
+
+# ---- a real browser -------------------------------------------------------------------------------------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.mark.browser
+def test_browser_ground_truth_run_and_click_to_zoom(app_url: str, tmp_path: Path) -> None:
+    """Upload, run in ground-truth mode, click a panel: scores, labels and crops appear. Screenshot in /tmp."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
+    playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    photo = load_rgb(Path(__file__).resolve().parents[1] / "sr_app" / "examples" / "astronaut.png")
+    upload = write_png(photo[10:90, 40:136], tmp_path / "face.png")  # 96×80: within the test's upload limit
+    with playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            page.goto(app_url)
+            page.locator("input[type=file]").first.set_input_files(str(upload))
+            page.get_by_label("Ground truth").check()
+            page.get_by_role("button", name="Upscale ×4").click()
+            page.get_by_text("PSNR (dB)").wait_for(timeout=60_000)
+            page.get_by_text("EDSR · cpu ·").wait_for(timeout=30_000)
+            assert page.get_by_text("EDSR-SRGAN is unavailable").is_visible()
+            centre_x = page.get_by_label("Centre x (output pixels)")
+            assert centre_x.input_value() == "48"
+            panel = page.locator("#panel-bicubic img")  # the 96×80 output, shown unscaled in the panel's centre
+            box = panel.bounding_box()
+            panel.click(position={"x": box["width"] / 2 - 20, "y": box["height"] / 2})
+            page.wait_for_function("el => el.value !== '48'", arg=centre_x.element_handle(), timeout=30_000)
+            assert abs(int(centre_x.input_value()) - 28) <= 1
+            page.locator("#crops img").nth(3).wait_for(timeout=30_000)  # input, bicubic, EDSR, original
+        finally:
+            page.screenshot(path="/tmp/compare_ground_truth.png", full_page=True)
+            browser.close()

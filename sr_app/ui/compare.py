@@ -53,6 +53,9 @@ NO_COMPARISON = "Upscale an image first (upload one or pick an example, then pre
 #: folder older than ``KEEP_SECONDS`` is no longer needed.
 OUTPUT_DIR = Path(tempfile.gettempdir()) / "sr_lab_compare"
 KEEP_SECONDS = 600
+#: Page CSS for the tab (pass it to ``launch(css=...)``): browsers smooth images they enlarge, which would blur the
+#: nearest-neighbour crops.
+CSS = "#crops img { image-rendering: pixelated; }"
 
 #: A region of the output images: top, left, height, width in output pixels, all multiples of ``SCALE``.
 Box = tuple[int, int, int, int]
@@ -354,7 +357,12 @@ def build_compare_tab(methods: list[Method], max_pixels: int | None = DEFAULT_MA
 
     with gr.Row(equal_height=True):
         overview = gr.Image(
-            label="Input · click to zoom", format="png", interactive=False, height=PANEL_HEIGHT, scale=1
+            label="Input · click to zoom",
+            format="png",
+            interactive=False,
+            height=PANEL_HEIGHT,
+            scale=1,
+            elem_id="overview",
         )
         panels = []
         for method in methods:
@@ -366,6 +374,7 @@ def build_compare_tab(methods: list[Method], max_pixels: int | None = DEFAULT_MA
                         interactive=False,
                         height=PANEL_HEIGHT,
                         buttons=["download", "fullscreen"],
+                        elem_id=f"panel-{method.name}",
                     )
                 )
                 if method.upscaler is None:
@@ -378,7 +387,9 @@ def build_compare_tab(methods: list[Method], max_pixels: int | None = DEFAULT_MA
         zoom = gr.Slider(1, 8, value=DEFAULT_ZOOM, step=1, label="Magnification (nearest neighbour)")
         x = gr.Number(label="Centre x (output pixels)", precision=0)
         y = gr.Number(label="Centre y (output pixels)", precision=0)
-    crops = gr.Gallery(label="Crops", format="png", columns=len(METHODS) + 2, object_fit="contain", height="auto")
+    crops = gr.Gallery(
+        label="Crops", format="png", columns=len(METHODS) + 2, object_fit="contain", height="auto", elem_id="crops"
+    )
 
     gr.Markdown("### Before / after")
     ran = [method.name for method in methods if method.upscaler is not None]
