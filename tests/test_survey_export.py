@@ -1,20 +1,24 @@
 """Export to CSV (module and command line), the Results view, the chart and the admin password."""
 
+import random
 import stat
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from sqlalchemy import select
 
 from survey.__main__ import main
-from survey.db import Store, stored_secret
+from survey.db import Stimulus, Store, stored_secret
 from survey.export import CSV_FILES, RATERS_COLUMNS, RATINGS_COLUMNS, export_study, load_ratings
 from survey.stats import MOS_COLUMNS, WILCOXON_COLUMNS, mos
 from survey.studies import StudySummary, create_study, start_rater, submit_rating
 from survey.ui.results import ADMIN_PASSWORD_ENV, ADMIN_PASSWORD_FILE, admin_password, mos_chart, results_show
 from tests.survey_fixtures import image_folder, tmp_store
 
+#: The score the simulated raters mean to give each condition.
+BASE_SCORE = {"nearest": 1, "bicubic": 3, "reference": 5}
 DOCUMENTED_COLUMNS = {
     "ratings.csv": RATINGS_COLUMNS,
     "mos_by_method.csv": ["method", *MOS_COLUMNS],
@@ -32,15 +36,18 @@ def store(tmp_path: Path) -> Store:
 
 @pytest.fixture()
 def rated(store: Store, tmp_path: Path) -> StudySummary:
-    """2 images × (bicubic, reference, nearest) = 6 stimuli; 5 raters with random scores, the last one unfinished."""
+    """2 images × (bicubic, reference, nearest) = 6 stimuli; 5 raters who score each condition about the same,
+    the last one unfinished."""
     folder = image_folder(tmp_path / "hr", n_images=2)
     summary = create_study(store, "export", folder, ["bicubic"], reference=True, anchors=True)
+    with store.session() as session:
+        condition = {s.public_id: s.condition.name for s in session.scalars(select(Stimulus))}
     rng = np.random.default_rng(0)
     for rater in range(5):
-        state = start_rater(store, summary.public_id, f"rater {rater}, résumé")
+        state = start_rater(store, summary.public_id, f"rater {rater}, résumé", rng=random.Random(rater))
         for _ in range(6 if rater < 4 else 2):
-            score = int(rng.integers(1, 6))
-            state = submit_rating(store, summary.public_id, state.token, state.stimulus or "", score)
+            score = np.clip(BASE_SCORE[condition[state.stimulus or ""]] + rng.integers(-1, 2), 1, 5)
+            state = submit_rating(store, summary.public_id, state.token, state.stimulus or "", int(score))
     return summary
 
 
