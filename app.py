@@ -20,6 +20,8 @@ from sr_app.ui import compare
 from sr_app.weights import WEIGHTS_DIR
 
 TITLE = "SR Lab"
+#: Largest upload Gradio accepts at all; the pixel limit (--max-pixels) is checked after, from the image header.
+MAX_FILE_SIZE = "100mb"
 
 
 def build_app(
@@ -54,7 +56,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--device", help="run the networks here (cpu, cuda, mps); default: the best available")
     args = parser.parse_args(argv)
     demo = build_app(device=args.device, max_pixels=args.max_pixels)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, css=compare.CSS)
+    demo.launch(
+        server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_FILE_SIZE, css=compare.CSS
+    )
 
 
 if __name__ == "__main__":

@@ -273,7 +273,7 @@ def upscale(
     stem = re.sub(r"[^\w-]+", "_", Path(file).stem)[:60] or "image"
     try:
         comparison = compare(decode_image(file, max_pixels), mode, methods, stem)
-    except (ImageError, ValueError) as error:
+    except ImageError as error:
         raise user_error(str(error)) from error
     except (torch.OutOfMemoryError, MemoryError) as error:
         raise user_error("Out of memory while upscaling; try a smaller image.") from error
