@@ -26,6 +26,7 @@ from conftest import TINY_CONFIG
 from sr_app.images import load_rgb
 from sr_app.models import EDSR
 from sr_app.ui.compare import (
+    EXAMPLES_DIR,
     GROUND_TRUTH,
     INPUT,
     MODES,
@@ -70,7 +71,7 @@ def methods(weights_dir: Path) -> list[Method]:
 @pytest.fixture(scope="module")
 def image() -> np.ndarray:
     """A 44×36 (height × width) crop of a real photo: not square, so swapped axes show."""
-    return load_rgb(Path(__file__).resolve().parents[1] / "sr_app" / "examples" / "astronaut.png")[30:74, 60:96]
+    return load_rgb(EXAMPLES_DIR / "astronaut.png")[30:74, 60:96]
 
 
 def write_png(rgb: np.ndarray, path: Path) -> Path:
@@ -136,7 +137,7 @@ def test_upscale_handler_outputs_in_order(methods: list[Method], image: np.ndarr
 
 
 def test_ground_truth_scores_equal_train_evaluate(methods: list[Method], weights_dir: Path, tmp_path: Path) -> None:
-    photo = load_rgb(Path(__file__).resolve().parents[1] / "sr_app" / "examples" / "coffee.png")
+    photo = load_rgb(EXAMPLES_DIR / "coffee.png")
     (tmp_path / "Tiny" / "HR").mkdir(parents=True)
     originals = {"a": photo[:46, :63], "b": photo[100:164, 50:90]}  # sizes not multiples of 4 on purpose
     for name, original in originals.items():
@@ -354,7 +355,7 @@ def test_browser_ground_truth_run_and_click_to_zoom(app_url: str, tmp_path: Path
     if not CHROMIUM.exists():
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
     playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
-    photo = load_rgb(Path(__file__).resolve().parents[1] / "sr_app" / "examples" / "astronaut.png")
+    photo = load_rgb(EXAMPLES_DIR / "astronaut.png")
     upload = write_png(photo[10:90, 40:136], tmp_path / "face.png")  # 96×80: within the test's upload limit
     with playwright.sync_playwright() as driver:
         browser = driver.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
