@@ -32,7 +32,7 @@ def build_app(
     methods = compare.load_methods(weights_dir, device)
     for method in methods:
         print(compare.panel_label(method) + (f": {method.reason}" if method.upscaler is None else ""))
-    with gr.Blocks(title=TITLE) as demo:
+    with gr.Blocks(title=TITLE, delete_cache=(3600, 3600)) as demo:  # hourly, drop served files older than 1 h
         gr.Markdown(f"# {TITLE}: ×4 super-resolution side by side")
         with gr.Tabs():
             with gr.Tab("Compare"):
