@@ -4,7 +4,7 @@ Pages: *welcome* (instructions, the ACR scale, calibration with the original as 
 scale and nearest-neighbour as one of the bottom, an optional self-report, Start), *rate* (one stimulus at a
 time at full resolution, buttons 1–5, also keys 1–5, and a progress bar), *done*, *closed* and *invalid*.
 
-The rater's token is kept in the browser (``gr.BrowserState``), so a reload resumes at the same stimulus. The
+The rater's token is kept in the browser's local storage, so a reload resumes at the same stimulus. The
 handlers :func:`survey_open`, :func:`survey_start` and :func:`survey_rate` are plain functions returning a
 :class:`SurveyPage`; they are also the API (``/survey_open``, ``/survey_start``, ``/survey_rate``). Blinding:
 nothing they return names a method: stimuli are sent as pixels (re-encoded by Gradio as metadata-free PNG
@@ -20,15 +20,20 @@ from typing import Literal
 import gradio as gr
 import numpy as np
 
-from survey.db import ACR_LABELS, Store, stored_secret
+from survey.db import ACR_LABELS, Store
 from survey.studies import Progress, SurveyError, start_rater, stimulus_pixels, study_intro, submit_rating
 from survey.studies import progress as rater_progress
 
 STUDY_PARAM = "study"
-BROWSER_STORAGE_KEY = "sr-lab-survey"
-#: File in the data directory holding the key that encrypts rater tokens in the browser, so that they stay
-#: readable after the app restarts.
-BROWSER_SECRET_FILE = "browser-state-secret"
+#: ``id`` to give the Survey tab, so that :func:`select_survey_tab` can open it for people following a rater link.
+SURVEY_TAB_ID = "survey"
+#: Browser scripts keeping the rater's token in the browser's local storage, under a key per study. (Plain
+#: ``localStorage`` rather than ``gr.BrowserState``: the Survey tab may not be mounted yet when the page loads.)
+STORAGE_PREFIX = "sr-lab-survey:"
+RECALL_TOKEN_JS = f"(study, token) => [study, localStorage.getItem('{STORAGE_PREFIX}' + study) || '']"
+REMEMBER_TOKEN_JS = (
+    f"(study, token) => {{ if (study && token) localStorage.setItem('{STORAGE_PREFIX}' + study, token); }}"
+)
 CONCURRENCY_ID, CONCURRENCY_LIMIT = "survey", 16
 SCALE_TEXT = "\n".join(f"- **{score}** {label}" for score, label in ACR_LABELS.items())
 INVALID_LINK = "This page needs a survey link of the form `/?study=...`. Please use the link you were given."
@@ -56,7 +61,6 @@ FULL_SIZE_CSS = """<style>
 </style>"""
 
 View = Literal["welcome", "rate", "done", "closed", "invalid"]
-VIEWS: tuple[View, ...] = ("welcome", "rate", "done", "closed", "invalid")
 
 
 @dataclass(frozen=True)
@@ -147,18 +151,20 @@ def survey_rate(store: Store, study_id: str, token: str, stimulus_id: str, score
         raise gr.Error(str(error)) from error
 
 
+def select_survey_tab(request: gr.Request) -> gr.Tabs:
+    """On page load: open the Survey tab (id :data:`SURVEY_TAB_ID`) when the address holds ``?study=``."""
+    return gr.Tabs(selected=SURVEY_TAB_ID) if request.query_params.get(STUDY_PARAM) else gr.Tabs()
+
+
 def build_survey_tab(store: Store) -> None:
     """Lay out the Survey tab inside the current ``gr.Blocks`` context and wire its events.
 
-    It reads ``?study=`` from the page address on load and keeps rater tokens in the browser's local storage,
-    encrypted with a key kept in the data directory.
+    It reads ``?study=`` from the page address on load and keeps rater tokens in the browser's local storage.
     """
-    secret, _ = stored_secret(store.data_dir / BROWSER_SECRET_FILE)
-    remembered = gr.BrowserState({}, storage_key=BROWSER_STORAGE_KEY, secret=secret)
     study_box = gr.Textbox(visible=False, label="study")
     token_box = gr.Textbox(visible=False, label="token")
     stimulus_box = gr.Textbox(visible=False, label="stimulus")
-    score_box = gr.Number(visible=False, label="score", precision=0)
+    score_box = gr.Number(visible=False, label="score")  # not rounded: survey_rate refuses 2.5 itself
     gr.HTML("", js_on_load=KEYS_JS, head=FULL_SIZE_CSS)
     status = gr.Markdown()
     with gr.Column(visible=False) as welcome:
@@ -182,34 +188,29 @@ def build_survey_tab(store: Store) -> None:
             label="Photo to rate", show_label=False, format="png", interactive=False, buttons=[],
             elem_id="survey-stimulus",
         )  # fmt: skip
-    columns = {"welcome": welcome, "rate": rating}
     outputs = [token_box, stimulus_box, status, instructions, best, worst, stimulus, progress, welcome, rating]
 
     def show(page: SurveyPage) -> tuple[object, ...]:
-        in_column = page.view in columns
+        welcome_page, rate_page = page.view == "welcome", page.view == "rate"
         return (
-            page.token, page.stimulus, "" if in_column else page.text,
-            page.text if page.view == "welcome" else "", page.best_example, page.worst_example, page.image,
-            page.progress_html, gr.Column(visible=page.view == "welcome"), gr.Column(visible=page.view == "rate"),
+            page.token, page.stimulus, "" if welcome_page or rate_page else page.text,
+            page.text if welcome_page else "", page.best_example, page.worst_example, page.image, page.progress_html,
+            gr.Column(visible=welcome_page), gr.Column(visible=rate_page),
         )  # fmt: skip
 
-    def remember(study_id: str, token: str, tokens: dict[str, str]) -> dict[str, str]:
-        return {**(tokens or {}), study_id: token} if study_id and token else tokens
-
-    def from_address(tokens: dict[str, str], request: gr.Request) -> tuple[str, str]:
-        study_id = request.query_params.get(STUDY_PARAM, "") if request else ""
-        return study_id, (tokens or {}).get(study_id, "")
+    def from_address(request: gr.Request) -> str:
+        return request.query_params.get(STUDY_PARAM, "")
 
     survey = {"concurrency_id": CONCURRENCY_ID, "concurrency_limit": CONCURRENCY_LIMIT}
     private = {"api_visibility": "private", **survey}
-    on_load = gr.on(triggers=None, fn=None, inputs=None, outputs=None, **private)
-    on_load.then(from_address, [remembered], [study_box, token_box], **private).then(
-        lambda s, t: show(survey_open(store, s, t)), [study_box, token_box], outputs, api_name="survey_open", **survey
-    )
+    gr.on(triggers=None, fn=from_address, inputs=None, outputs=[study_box], **private).then(
+        lambda s, t: show(survey_open(store, s, t)), [study_box, token_box], outputs, js=RECALL_TOKEN_JS,
+        api_name="survey_open", **survey,
+    )  # fmt: skip
     start.click(
         lambda s, t, r: show(survey_start(store, s, t, r)), [study_box, token_box, self_report], outputs,
         api_name="survey_start", **survey,
-    ).then(remember, [study_box, token_box, remembered], [remembered], **private)  # fmt: skip
+    ).then(None, [study_box, token_box], None, js=REMEMBER_TOKEN_JS)  # fmt: skip
     rate = partial(survey_rate, store)
     for score, button in buttons.items():
         button.click(
