@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -9,7 +10,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from survey.db import MAX_SCORE, MIN_SCORE, Store, open_store
+from survey.db import MAX_SCORE, MIN_SCORE, Base, Store, make_engine, open_store
+
+TEST_DATABASE_ENV = "SR_LAB_TEST_DATABASE_URL"
 
 #: True quality of each condition on the 1–5 scale, in the spirit of SRGAN's Set14 study.
 TRUE_QUALITY = {"nearest": 1.3, "bicubic": 1.8, "edsr": 3.0, "edsr_srgan": 3.7, "reference": 4.3}
@@ -58,8 +61,14 @@ def image_folder(folder: Path, n_images: int = 3, size: tuple[int, int] = (32, 3
 
 
 def tmp_store(tmp_path: Path) -> Store:
-    """A SQLite store in ``tmp_path/data``."""
-    return open_store(tmp_path / "data", database_url=f"sqlite:///{tmp_path / 'data' / 'survey.db'}")
+    """A fresh store in ``tmp_path/data``: SQLite, or the database at ``$SR_LAB_TEST_DATABASE_URL`` emptied first
+    (e.g. ``postgresql+psycopg://user:password@localhost/sr_lab_test`` to run the survey tests on PostgreSQL)."""
+    url = os.environ.get(TEST_DATABASE_ENV)
+    if url:
+        engine = make_engine(url)
+        Base.metadata.drop_all(engine)
+        engine.dispose()
+    return open_store(tmp_path / "data", database_url=url or f"sqlite:///{tmp_path / 'data' / 'survey.db'}")
 
 
 def png_chunks(data: bytes) -> list[bytes]:

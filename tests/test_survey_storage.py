@@ -135,7 +135,7 @@ def test_a_reload_resumes_at_the_same_stimulus(store: Store, study: StudySummary
 def test_ratings_survive_reopening_the_database(store: Store, study: StudySummary, tmp_path: Path) -> None:
     token = rate_all(store, study.public_id, score=5)
     store.engine.dispose()
-    reopened = open_store(store.data_dir, database_url=str(store.engine.url))
+    reopened = open_store(store.data_dir, database_url=store.engine.url.render_as_string(hide_password=False))
     assert count_ratings(reopened) == 9
     state = progress(reopened, study.public_id, token)
     assert state.finished and state.done == 9
