@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--reference", action="store_true", help="add the original as a hidden reference")
     create.add_argument("--anchors", action="store_true", help="add nearest-neighbour ×4 as a low anchor")
     create.add_argument("--instructions", default=DEFAULT_INSTRUCTIONS, help="text shown to raters")
+    create.add_argument("--calibration", type=Path, help="calibration image, not one of the study's (default: a cat)")
     create.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR, help="folder of the weights files")
     create.add_argument("--device", help="where networks run: cuda, mps or cpu (default: the best available)")
     create.add_argument("--base-url", default=DEFAULT_BASE_URL, help="address of the app, for the rater link")
@@ -79,6 +80,7 @@ def run(args: argparse.Namespace, store: Store) -> None:
         summary = create_study(
             store, args.name, args.images, methods, reference=args.reference, anchors=args.anchors,
             instructions=args.instructions, weights_dir=args.weights_dir, device=args.device,
+            calibration=args.calibration,
         )  # fmt: skip
         print(describe(summary, args.base_url))
     elif args.command == "list":

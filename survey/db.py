@@ -80,7 +80,7 @@ class Study(Base):
     status: Mapped[str] = mapped_column(String(8), CheckConstraint(f"status IN ('{OPEN}', '{CLOSED}')"), default=OPEN)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utc_now)
     #: Tokens (file stems) of the two calibration PNGs: the original (top of the scale) and the
-    #: nearest-neighbour version (bottom) of one source image. Shown before rating, never rated.
+    #: nearest-neighbour version (bottom) of an image outside the study. Shown before rating, never rated.
     calibration_high: Mapped[str] = mapped_column(String(32))
     calibration_low: Mapped[str] = mapped_column(String(32))
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from skimage import data as skdata
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -141,6 +142,7 @@ def create_study(
     instructions: str = DEFAULT_INSTRUCTIONS,
     weights_dir: Path = WEIGHTS_DIR,
     device: str | None = None,
+    calibration: str | Path | None = None,
 ) -> StudySummary:
     """Create a study from a folder of ground-truth images and precompute every stimulus.
 
@@ -153,6 +155,9 @@ def create_study(
         anchors: add nearest-neighbour ×4 as a low-anchor condition.
         instructions: text shown to raters above the scale.
         weights_dir, device: passed to :func:`sr_app.upscalers.load_upscaler`.
+        calibration: the image whose original and nearest-neighbour versions are shown to raters as examples of
+            the top and bottom of the scale; default scikit-image's cat photo. Use one that is not in the study:
+            raters would recognise its calibration versions among the stimuli.
 
     Raises:
         SurveyError: bad name, methods or images; ``WeightsError`` when a method's weights are missing.
@@ -185,15 +190,15 @@ def create_study(
     folder = store.study_dir(study.public_id)
     folder.mkdir(parents=True)
     try:
-        for index, path in enumerate(paths):
+        calibration_lr, calibration_hr = make_lr(load_rgb(calibration) if calibration else skdata.chelsea(), SCALE)
+        save_png(calibration_hr, store.png_path(study.public_id, study.calibration_high))
+        save_png(nearest_neighbour(calibration_lr), store.png_path(study.public_id, study.calibration_low))
+        for path in paths:
             hr = load_rgb(path)
             if min(hr.shape[:2]) < SCALE:
                 raise SurveyError(f"{path.name} is {hr.shape[1]}×{hr.shape[0]}; images must be at least 4×4 pixels.")
             lr, hr = make_lr(hr, SCALE)
             versions = {REFERENCE: hr, NEAREST: nearest_neighbour(lr)}
-            if index == 0:
-                save_png(hr, store.png_path(study.public_id, study.calibration_high))
-                save_png(versions[NEAREST], store.png_path(study.public_id, study.calibration_low))
             image = SourceImage(name=path.stem, width=hr.shape[1], height=hr.shape[0])
             for condition in conditions:
                 rgb = versions[condition] if condition in versions else upscalers[condition](lr)
