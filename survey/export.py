@@ -7,7 +7,7 @@ CSV files written by :func:`export_study` (one header row, comma-separated, UTF-
 - ``mos_by_method.csv``: ``method,mos,std,n_ratings,n_raters,ci95_low,ci95_high``.
 - ``mos_by_image.csv``: ``image,method,mos,std,n_ratings,n_raters,ci95_low,ci95_high``.
 - ``dmos.csv``: ``method,dmos,std,n_ratings,n_raters,ci95_low,ci95_high`` (header only without a reference).
-- ``wilcoxon.csv``: ``method_a,method_b,n_pairs,mean_diff,statistic,p_value``.
+- ``wilcoxon.csv``: ``method_a,method_b,n_pairs,mean_diff,statistic,p_value,p_holm``.
 - ``raters.csv``: ``rater,started_at,finished_at,self_report,n_ratings,median_response_ms,mean_score,p_count,
   q_count,bt500_reject,r_mos,corr_reject,flagged``.
 """

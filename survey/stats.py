@@ -27,7 +27,7 @@ from survey.db import MAX_SCORE, REFERENCE
 CONFIDENCE = 0.95
 #: Columns of :func:`mos` after the grouping columns.
 MOS_COLUMNS = ["mos", "std", "n_ratings", "n_raters", "ci95_low", "ci95_high"]
-WILCOXON_COLUMNS = ["method_a", "method_b", "n_pairs", "mean_diff", "statistic", "p_value"]
+WILCOXON_COLUMNS = ["method_a", "method_b", "n_pairs", "mean_diff", "statistic", "p_value", "p_holm"]
 #: BT.500 screening: a presentation's scores count as normal when their kurtosis β2 is in this range; outliers
 #: are then beyond 2 standard deviations, otherwise beyond √20.
 BT500_NORMAL_KURTOSIS = (2.0, 4.0)
@@ -73,7 +73,9 @@ def paired_wilcoxon(ratings: pd.DataFrame) -> pd.DataFrame:
 
     A pair is the two scores one rater gave methods ``method_a`` and ``method_b`` on the same image.
     ``mean_diff`` is the mean of a − b in score points. Zero differences are dropped (scipy's default); when
-    every difference is zero the test has nothing to rank and ``p_value`` is 1. Columns: :data:`WILCOXON_COLUMNS`.
+    every difference is zero the test has nothing to rank and ``p_value`` is 1. ``p_holm`` is ``p_value`` adjusted
+    for testing every pair (Holm–Bonferroni): compare it with 0.05 to keep the family-wise error rate at 5 %.
+    Columns: :data:`WILCOXON_COLUMNS`.
     """
     wide = ratings.pivot_table(index=["rater", "image"], columns="method", values="score")
     rows = []
@@ -86,7 +88,18 @@ def paired_wilcoxon(ratings: pd.DataFrame) -> pd.DataFrame:
             statistic, p_value = float(result.statistic), float(result.pvalue)
         mean_diff = float(diff.mean()) if len(diff) else math.nan
         rows.append((a, b, len(pairs), mean_diff, statistic, p_value))
-    return pd.DataFrame(rows, columns=WILCOXON_COLUMNS)
+    table = pd.DataFrame(rows, columns=WILCOXON_COLUMNS[:-1])
+    table["p_holm"] = holm(table["p_value"].to_numpy())
+    return table
+
+
+def holm(p_values: np.ndarray) -> np.ndarray:
+    """Holm–Bonferroni adjusted p-values (in [0, 1], same order as ``p_values``)."""
+    order = np.argsort(p_values)
+    steps = (len(p_values) - np.arange(len(p_values))) * p_values[order]
+    adjusted = np.empty_like(steps)
+    adjusted[order] = np.minimum(np.maximum.accumulate(steps), 1.0)
+    return adjusted
 
 
 def screen_raters(ratings: pd.DataFrame) -> pd.DataFrame:

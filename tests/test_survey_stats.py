@@ -6,7 +6,7 @@ import pytest
 from scipy import stats as sps
 
 from survey.db import MAX_SCORE, MIN_SCORE
-from survey.stats import MOS_COLUMNS, WILCOXON_COLUMNS, analyse, dmos, mos, paired_wilcoxon, screen_raters
+from survey.stats import MOS_COLUMNS, WILCOXON_COLUMNS, analyse, dmos, holm, mos, paired_wilcoxon, screen_raters
 from tests.survey_fixtures import TRUE_QUALITY, random_clicker, simulate_ratings
 
 
@@ -119,3 +119,9 @@ def test_analyse_bundles_every_table() -> None:
     result = analyse(simulate_ratings(np.random.default_rng(8), n_raters=5, n_images=3))
     assert len(result.by_method) == 5 and len(result.by_image) == 15
     assert len(result.dmos) == 4 and len(result.wilcoxon) == 10
+
+
+def test_holm_adjustment() -> None:
+    assert holm(np.array([0.01, 0.04, 0.03])) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm(np.array([0.5, 0.9])) == pytest.approx([1.0, 1.0])
+    assert holm(np.array([])).size == 0

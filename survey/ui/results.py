@@ -13,7 +13,6 @@ import html
 import math
 import os
 import tempfile
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -91,9 +90,9 @@ def mos_chart(by_method: pd.DataFrame, title: str) -> str:
     )
 
 
-def rounded(table: pd.DataFrame, keep: Sequence[str] = ()) -> pd.DataFrame:
-    """``table`` with its float columns, except ``keep``, rounded to :data:`DECIMALS` places for display."""
-    return table.round({c: DECIMALS for c in table.select_dtypes("float").columns if c not in keep})
+def rounded(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with its float columns rounded to :data:`DECIMALS` places for display, except p-values."""
+    return table.round({c: DECIMALS for c in table.select_dtypes("float").columns if not c.startswith("p_")})
 
 
 @dataclass(frozen=True)
@@ -137,7 +136,7 @@ def results_show(store: Store, expected: str, password: str, name: str, exclude_
     title = f"MOS per method, 95 % CI ({SCREENED if exclude_flagged else ALL} raters)"
     return ResultsView(
         summary=text, chart=mos_chart(chosen.by_method, title) if len(chosen.by_method) else "",
-        by_method=rounded(by_method), dmos=rounded(chosen.dmos), wilcoxon=rounded(chosen.wilcoxon, ["p_value"]),
+        by_method=rounded(by_method), dmos=rounded(chosen.dmos), wilcoxon=rounded(chosen.wilcoxon),
         raters=rounded(report.raters), by_image=rounded(chosen.by_image),
     )  # fmt: skip
 
@@ -166,7 +165,9 @@ def build_results_tab(store: Store, password: str) -> None:
     chart = gr.HTML()
     by_method = gr.Dataframe(label="MOS per method (all raters, and without flagged raters)", interactive=False)
     dmos = gr.Dataframe(label="DMOS (5 = as good as the original)", interactive=False)
-    wilcoxon = gr.Dataframe(label="Paired two-sided Wilcoxon signed-rank tests (p < 0.05: significant)")
+    wilcoxon = gr.Dataframe(
+        label="Paired two-sided Wilcoxon signed-rank tests (p_holm < 0.05: significant, all pairs considered)"
+    )
     raters = gr.Dataframe(label="Raters and screening (BT.500 kurtosis rule, correlation with MOS < 0.75)")
     by_image = gr.Dataframe(label="MOS per image × method", interactive=False)
     with gr.Row():
