@@ -1,0 +1,76 @@
+"""Server-side cost of rating: concurrent raters each rating a whole study, through the Survey tab's handler.
+
+    python benchmarks/survey_load.py [--raters 16] [--images 10] [--size 256] [--database-url URL]
+
+Creates a throw-away study (bicubic, hidden reference, nearest-neighbour anchor; ``--size``² px images) in a
+temporary data directory, starts ``--raters`` raters, then runs one thread per rater calling
+``survey.ui.rate.survey_rate`` as a click does: store the score, find the next stimulus, read its PNG. Prints
+clicks per second over all threads and the median and 95th-percentile time of one click. Gradio's own
+overhead (queue, PNG encoding for the browser) is not included. SQLite by default; ``--database-url`` for
+another database (its survey tables are dropped first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from survey.db import Base, make_engine, open_store  # noqa: E402
+from survey.studies import create_study, start_rater  # noqa: E402
+from survey.ui.rate import survey_rate  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--raters", type=int, default=16, help="concurrent raters (one thread each)")
+    parser.add_argument("--images", type=int, default=10, help="source images; 3 stimuli each")
+    parser.add_argument("--size", type=int, default=256, help="side of the square images in pixels")
+    parser.add_argument("--database-url", help="SQLAlchemy URL (default: SQLite in a temporary folder)")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "images"
+        folder.mkdir()
+        rng = np.random.default_rng(0)
+        for i in range(args.images):
+            Image.fromarray(rng.integers(0, 256, (args.size, args.size, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+        if args.database_url:
+            Base.metadata.drop_all(make_engine(args.database_url))
+        store = open_store(Path(tmp) / "data", database_url=args.database_url)
+        study = create_study(store, "load", folder, ["bicubic"], reference=True, anchors=True)
+        states = [start_rater(store, study.public_id) for _ in range(args.raters)]
+        times: list[float] = []
+
+        def rate(token: str, stimulus: str) -> None:
+            while stimulus:
+                start = time.perf_counter()
+                stimulus = survey_rate(store, study.public_id, token, stimulus, 3).stimulus
+                times.append(time.perf_counter() - start)
+
+        threads = [threading.Thread(target=rate, args=(s.token, s.stimulus)) for s in states]
+        start = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.perf_counter() - start
+        store.engine.dispose()
+
+    p95 = statistics.quantiles(times, n=20)[-1]
+    print(f"{store.engine.dialect.name}: {args.raters} raters × {args.images * 3} stimuli of {args.size}² px")
+    print(f"{len(times) / elapsed:.0f} clicks/s; per click median {statistics.median(times) * 1e3:.1f} ms, 95th "
+          f"percentile {p95 * 1e3:.1f} ms")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
