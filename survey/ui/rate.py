@@ -213,9 +213,11 @@ def build_survey_tab(store: Store) -> None:
     ).then(None, [study_box, token_box], None, js=REMEMBER_TOKEN_JS)  # fmt: skip
     rate = partial(survey_rate, store)
     for score, button in buttons.items():
+        # "multiple": a click while the previous one is still being answered is sent too (it carries the id of the
+        # stimulus on screen, so a second score for it is ignored) instead of being dropped silently.
         button.click(
             lambda s, t, i, score=score: show(rate(s, t, i, score)), [study_box, token_box, stimulus_box], outputs,
-            **private,
+            trigger_mode="multiple", **private,
         )  # fmt: skip
     gr.on(
         triggers=[], fn=lambda s, t, i, score: show(rate(s, t, i, score)),
