@@ -10,11 +10,13 @@ The rater side is three calls: :func:`start_rater` (a new anonymous rater and th
 
 from __future__ import annotations
 
+import heapq
 import random
 import shutil
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -263,30 +265,33 @@ def playlist(image_of: Sequence[Hashable], rng: random.Random) -> list[int]:
     """A random order of ``range(len(image_of))`` in which no two consecutive items share an image.
 
     ``image_of[i]`` is the image of stimulus ``i``. Each step picks uniformly among the stimuli that keep the
-    rest arrangeable, so the result is always valid when one exists: no image holds more than half the
-    stimuli (rounded up). Raises :class:`ValueError` otherwise.
+    rest arrangeable (after an item of image ``c``, the ``r`` items left need every image to hold at most
+    ``ceil(r / 2)`` of them and ``c`` at most ``floor(r / 2)``), so the result is always valid when one exists:
+    no image holds more than half the stimuli (rounded up). Raises :class:`ValueError` otherwise. O(n × images).
     """
     pools: dict[Hashable, list[int]] = {}
     for index, image in enumerate(image_of):
         pools.setdefault(image, []).append(index)
     order: list[int] = []
     previous: Hashable = None
-    for left in range(len(image_of), 0, -1):
-        rest = left - 1
+    for rest in range(len(image_of) - 1, -1, -1):
+        (top, top_count), *runner_up = heapq.nlargest(2, ((i, len(p)) for i, p in pools.items()), key=itemgetter(1))
+        second_count = runner_up[0][1] if runner_up else 0
 
-        def arrangeable(image: Hashable, rest: int = rest) -> bool:
-            counts = {other: len(pool) - (other == image) for other, pool in pools.items()}
-            return counts[image] <= rest // 2 and max(counts.values()) <= (rest + 1) // 2
-
-        choices = [i for image, pool in pools.items() if image != previous and arrangeable(image) for i in pool]
-        if not choices:
+        images = [
+            image
+            for image, pool in pools.items()
+            if image != previous
+            and len(pool) - 1 <= rest // 2  # this image again, every other place from the second
+            and (second_count if image == top else top_count) <= (rest + 1) // 2  # any other image
+        ]
+        if not images:
             raise ValueError("No order avoids showing one image twice in a row: one image has too many versions.")
-        pick = rng.choice(choices)
-        previous = image_of[pick]
-        pools[previous].remove(pick)
-        if not pools[previous]:
+        previous = rng.choices(images, weights=[len(pools[image]) for image in images])[0]
+        pool = pools[previous]
+        order.append(pool.pop(rng.randrange(len(pool))))
+        if not pool:
             del pools[previous]
-        order.append(pick)
     return order
 
 

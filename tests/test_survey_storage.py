@@ -113,6 +113,14 @@ def test_playlist_never_shows_one_image_twice_in_a_row(n_images: int, n_conditio
         assert all(images[a] != images[b] for a, b in zip(order, order[1:], strict=False))
 
 
+def test_playlist_refuses_when_one_image_has_more_than_half_the_stimuli() -> None:
+    with pytest.raises(ValueError, match="too many versions"):
+        playlist([0, 0, 0, 1], random.Random(0))
+    for seed in range(5):
+        assert sorted(playlist([0, 0, 1], random.Random(seed))) == [0, 1, 2]
+        assert playlist([0, 0, 1], random.Random(seed))[1] == 2  # the only valid order of images: 0, 1, 0
+
+
 def test_each_rater_gets_a_stored_random_order(store: Store, study: StudySummary) -> None:
     orders = []
     for seed in range(4):
