@@ -10,7 +10,9 @@ The rater side is three calls: :func:`start_rater` (a new anonymous rater and th
 
 from __future__ import annotations
 
+import contextlib
 import heapq
+import math
 import random
 import shutil
 from collections.abc import Hashable, Sequence
@@ -373,13 +375,14 @@ def stimulus_pixels(store: Store, state: Progress) -> np.ndarray:
 
 
 def validate_score(score: object) -> int:
-    """``score`` as an int on the ACR scale; :class:`SurveyError` unless it is a whole number from 1 to 5."""
-    if isinstance(score, bool) or not isinstance(score, int | float | str):
-        raise SurveyError(f"A score must be a whole number from {MIN_SCORE} to {MAX_SCORE}, not {score!r}.")
-    try:
-        value = float(score)
-    except ValueError:
-        value = float("nan")
+    """``score`` as an int on the ACR scale; :class:`SurveyError` unless it is a whole number from 1 to 5.
+
+    Whole floats and numeric strings (``4.0``, ``"4"``) are accepted, as API clients send them.
+    """
+    value = math.nan
+    if isinstance(score, int | float | str) and not isinstance(score, bool):
+        with contextlib.suppress(ValueError):
+            value = float(score)
     if not (value.is_integer() and MIN_SCORE <= value <= MAX_SCORE):
         scale = ", ".join(f"{s} {label}" for s, label in sorted(ACR_LABELS.items()))
         raise SurveyError(f"A score must be a whole number on the scale {scale}; got {score!r}.")
@@ -410,13 +413,15 @@ def submit_rating(store: Store, study_id: str, token: str, stimulus_id: str, sco
             already = select(Rating.id).where(Rating.rater_id == rater.id, Rating.stimulus_id == assignment.stimulus_id)
             if session.scalar(already) is None:
                 elapsed_ms = (utc_now() - assignment.shown_at).total_seconds() * 1000
-                rating = Rating(stimulus_id=assignment.stimulus_id, score=value, response_ms=max(round(elapsed_ms), 0))
-                rating.rater_id = rater.id
-                session.add(rating)
+                session.add(
+                    Rating(
+                        rater_id=rater.id, stimulus_id=assignment.stimulus_id, score=value,
+                        response_ms=max(round(elapsed_ms), 0),
+                    )
+                )  # fmt: skip
                 session.flush()
-                total = len(rater.assignments)
                 done = session.scalar(select(func.count()).select_from(Rating).where(Rating.rater_id == rater.id))
-                if done == total:
+                if done == len(rater.assignments):
                     rater.finished_at = utc_now()
     except IntegrityError:
         # A concurrent identical submission committed first; UNIQUE(rater, stimulus) kept exactly one.
