@@ -107,15 +107,23 @@ def page_for(store: Store, state: Progress) -> SurveyPage:
     )
 
 
+def resumed(store: Store, study_id: str, token: str) -> SurveyPage | None:
+    """The page of rater ``token`` if they started this study, else ``None`` (no token, or one from another study
+    or an older database: the visitor starts afresh)."""
+    if not token:
+        return None
+    try:
+        return page_for(store, rater_progress(store, study_id, token))
+    except SurveyError:
+        return None
+
+
 def survey_open(store: Store, study_id: str, token: str) -> SurveyPage:
     """The page for someone arriving at ``/?study=study_id``: resume rater ``token`` if they started, else welcome."""
     if not study_id:
         return SurveyPage("invalid", text=INVALID_LINK)
-    if token:
-        try:
-            return page_for(store, rater_progress(store, study_id, token))
-        except SurveyError:
-            pass  # a token from another study or an older database: start afresh
+    if page := resumed(store, study_id, token):
+        return page
     try:
         intro = study_intro(store, study_id)
     except SurveyError as error:
@@ -132,11 +140,8 @@ def survey_open(store: Store, study_id: str, token: str) -> SurveyPage:
 
 def survey_start(store: Store, study_id: str, token: str, self_report: str = "") -> SurveyPage:
     """Start rating: resume rater ``token`` if it belongs to this study, else register a new anonymous rater."""
-    if token:
-        try:
-            return page_for(store, rater_progress(store, study_id, token))
-        except SurveyError:
-            pass
+    if page := resumed(store, study_id, token):
+        return page
     try:
         return page_for(store, start_rater(store, study_id, self_report or ""))
     except SurveyError as error:
