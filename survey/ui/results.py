@@ -30,7 +30,8 @@ WRONG_PASSWORD = "Wrong admin password."
 #: Decimal places shown in the tables (the CSV files keep full precision).
 DECIMALS = 3
 ALL, SCREENED = "all", "without flagged"
-CHART_WIDTH, CHART_HEIGHT, CHART_MARGIN = 640, 320, 56
+#: SVG chart size and margins in pixels; the left margin holds the ACR labels.
+CHART_WIDTH, CHART_HEIGHT, CHART_MARGIN, CHART_LEFT = 640, 320, 56, 88
 BAR_COLOUR, INTERVAL_COLOUR = "#4f7cac", "#222"
 
 
@@ -54,7 +55,7 @@ def require_admin(expected: str, password: str | None) -> None:
 def mos_chart(by_method: pd.DataFrame, title: str) -> str:
     """An SVG bar chart of MOS per method (rows of :func:`survey.stats.mos`) with 95 % interval error bars."""
     table = by_method.sort_values("mos").reset_index(drop=True)
-    plot_w, plot_h = CHART_WIDTH - 2 * CHART_MARGIN, CHART_HEIGHT - 2 * CHART_MARGIN
+    plot_w, plot_h = CHART_WIDTH - CHART_LEFT - CHART_MARGIN, CHART_HEIGHT - 2 * CHART_MARGIN
 
     def y(score: float) -> float:
         clipped = min(max(score, MIN_SCORE), MAX_SCORE)
@@ -63,13 +64,13 @@ def mos_chart(by_method: pd.DataFrame, title: str) -> str:
     parts = [f'<text x="{CHART_WIDTH / 2}" y="22" text-anchor="middle" font-weight="bold">{html.escape(title)}</text>']
     for score, label in ACR_LABELS.items():
         parts.append(
-            f'<line x1="{CHART_MARGIN}" x2="{CHART_WIDTH - CHART_MARGIN}" y1="{y(score)}" y2="{y(score)}" '
-            f'stroke="#ddd"/><text x="{CHART_MARGIN - 6}" y="{y(score) + 4}" text-anchor="end" font-size="11">'
+            f'<line x1="{CHART_LEFT}" x2="{CHART_WIDTH - CHART_MARGIN}" y1="{y(score)}" y2="{y(score)}" '
+            f'stroke="#ddd"/><text x="{CHART_LEFT - 6}" y="{y(score) + 4}" text-anchor="end" font-size="11">'
             f"{score} {label}</text>"
         )
     slot = plot_w / max(len(table), 1)
     for i, row in table.iterrows():
-        centre = CHART_MARGIN + (i + 0.5) * slot
+        centre = CHART_LEFT + (i + 0.5) * slot
         half = slot * 0.3
         parts.append(
             f'<rect x="{centre - half}" y="{y(row["mos"])}" width="{2 * half}" '
@@ -166,9 +167,12 @@ def build_results_tab(store: Store, password: str) -> None:
     by_method = gr.Dataframe(label="MOS per method (all raters, and without flagged raters)", interactive=False)
     dmos = gr.Dataframe(label="DMOS (5 = as good as the original)", interactive=False)
     wilcoxon = gr.Dataframe(
-        label="Paired two-sided Wilcoxon signed-rank tests (p_holm < 0.05: significant, all pairs considered)"
+        label="Paired two-sided Wilcoxon signed-rank tests (p_holm < 0.05: significant, all pairs considered)",
+        interactive=False,
     )
-    raters = gr.Dataframe(label="Raters and screening (BT.500 kurtosis rule, correlation with MOS < 0.75)")
+    raters = gr.Dataframe(
+        label="Raters and screening (BT.500 kurtosis rule, correlation with MOS < 0.75)", interactive=False
+    )
     by_image = gr.Dataframe(label="MOS per image × method", interactive=False)
     with gr.Row():
         export = gr.Button("Export CSV files")
