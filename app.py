@@ -18,6 +18,9 @@ import gradio as gr
 from sr_app.images import DEFAULT_MAX_PIXELS
 from sr_app.ui import compare
 from sr_app.weights import WEIGHTS_DIR
+from survey.db import open_store
+from survey.ui.rate import SURVEY_TAB_ID, build_survey_tab, select_survey_tab
+from survey.ui.results import admin_password, build_results_tab
 
 TITLE = "SR Lab"
 #: Largest upload Gradio accepts at all; the pixel limit (--max-pixels) is checked after, from the image header.
@@ -25,22 +28,28 @@ MAX_FILE_SIZE = "100mb"
 
 
 def build_app(
-    weights_dir: Path = WEIGHTS_DIR, device: str | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS
+    weights_dir: Path = WEIGHTS_DIR,
+    device: str | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    data_dir: Path | None = None,
 ) -> gr.Blocks:
     """The whole app, with its models loaded from ``weights_dir`` onto ``device`` (``None``: the best available)
     and uploads limited to ``max_pixels`` (width × height)."""
     methods = compare.load_methods(weights_dir, device)
     for method in methods:
         print(compare.panel_label(method) + (f": {method.reason}" if method.upscaler is None else ""))
+    store = open_store(data_dir)  # --data-dir, else $SR_LAB_DATA, else ~/.local/share/sr-lab; $DATABASE_URL
+    password = admin_password(store)  # $SR_LAB_ADMIN_PASSWORD, else generated once (printed) and kept there
     with gr.Blocks(title=TITLE, delete_cache=(3600, 3600)) as demo:  # hourly, drop served files older than 1 h
         gr.Markdown(f"# {TITLE}: ×4 super-resolution side by side")
-        with gr.Tabs():
-            with gr.Tab("Compare"):
+        with gr.Tabs() as tabs:
+            with gr.Tab("Compare", id="compare"):
                 compare.build_compare_tab(methods, max_pixels)
-            with gr.Tab("Survey"):
-                gr.Markdown("A blind mean-opinion-score survey will live here.")
-            with gr.Tab("Results"):
-                gr.Markdown("Survey results (MOS, confidence intervals, significance tests) will live here.")
+            with gr.Tab("Survey", id=SURVEY_TAB_ID):
+                build_survey_tab(store)
+            with gr.Tab("Results", id="results"):
+                build_results_tab(store, password)
+        demo.load(select_survey_tab, None, tabs, api_visibility="private")  # rater links open the Survey tab
     demo.queue(default_concurrency_limit=1)
     return demo
 
@@ -54,8 +63,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="largest upload accepted, in width × height pixels"
     )
     parser.add_argument("--device", help="run the networks here (cpu, cuda, mps); default: the best available")
+    parser.add_argument("--data-dir", type=Path, help="survey database and stimuli (default: $SR_LAB_DATA)")
     args = parser.parse_args(argv)
-    demo = build_app(device=args.device, max_pixels=args.max_pixels)
+    demo = build_app(device=args.device, max_pixels=args.max_pixels, data_dir=args.data_dir)
     demo.launch(
         server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_FILE_SIZE, css=compare.CSS
     )

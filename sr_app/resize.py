@@ -64,3 +64,10 @@ def imresize(image: np.ndarray, scale: float) -> np.ndarray:
     if image.dtype == np.uint8:
         return np.clip(np.rint(out), 0, 255).astype(np.uint8)
     return out
+
+
+def make_lr(hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """Crop a uint8 HR image to a multiple of ``scale`` and bicubic-downscale it: (LR, cropped HR)."""
+    height, width = (hr.shape[0] // scale) * scale, (hr.shape[1] // scale) * scale
+    hr = hr[:height, :width]
+    return imresize(hr, 1 / scale), hr

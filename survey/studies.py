@@ -1,7 +1,7 @@
 """Studies: creating them with precomputed stimuli, per-rater random playlists, and rating submission.
 
 Creating a study treats every image of a folder as ground truth: it is cropped to a multiple of 4, downscaled
-×4 with the project's MATLAB bicubic (:func:`train.data.make_lr`), and each condition's ×4 result is stored once
+×4 with the project's MATLAB bicubic (:func:`sr_app.resize.make_lr`), and each condition's ×4 result is stored once
 as a metadata-free PNG named by a random token. All versions of one image have the size of its cropped original.
 
 The rater side is three calls: :func:`start_rater` (a new anonymous rater and their stored random order),
@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from sr_app.images import list_images, load_rgb
+from sr_app.resize import make_lr
 from sr_app.upscalers import METHODS, SCALE, load_upscaler
 from sr_app.weights import WEIGHTS_DIR
 from survey.db import (
@@ -50,7 +51,6 @@ from survey.db import (
     new_token,
     utc_now,
 )
-from train.data import make_lr
 
 DEFAULT_INSTRUCTIONS = (
     "You will see a series of photos, one at a time. Some have been enlarged from a small version by different "

@@ -244,9 +244,10 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def app_url(weights_dir: Path) -> Iterator[str]:
-    """The URL of the app, live in this process, with the test weights and upload limit."""
-    demo = build_app(weights_dir=weights_dir, device="cpu", max_pixels=TEST_MAX_PIXELS)
+def app_url(weights_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of the app, live in this process, with the test weights, upload limit and a fresh data folder."""
+    data_dir = tmp_path_factory.mktemp("data")
+    demo = build_app(weights_dir=weights_dir, device="cpu", max_pixels=TEST_MAX_PIXELS, data_dir=data_dir)
     demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
     try:
         yield demo.local_url

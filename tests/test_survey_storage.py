@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from sr_app.images import load_rgb
+from sr_app.resize import make_lr
 from sr_app.weights import WeightsError
 from survey.db import CLOSED, NEAREST, REFERENCE, Assignment, Rater, Rating, Stimulus, Store, open_store
 from survey.studies import (
@@ -24,7 +25,6 @@ from survey.studies import (
     submit_rating,
 )
 from tests.survey_fixtures import image_folder, png_chunks, tmp_store
-from train.data import make_lr
 
 TOKEN = re.compile(r"[A-Za-z0-9_-]{22}")
 

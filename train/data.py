@@ -19,16 +19,9 @@ import torch
 from torch.utils.data import Dataset
 
 from sr_app.images import list_images, load_rgb, rgb_to_tensor
-from sr_app.resize import imresize
+from sr_app.resize import make_lr
 
 log = logging.getLogger(__name__)
-
-
-def make_lr(hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
-    """Crop a uint8 HR image to a multiple of ``scale`` and bicubic-downscale it: (LR, cropped HR)."""
-    height, width = (hr.shape[0] // scale) * scale, (hr.shape[1] // scale) * scale
-    hr = hr[:height, :width]
-    return imresize(hr, 1 / scale), hr
 
 
 class PatchDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):

@@ -4,7 +4,7 @@ Two modes:
 
 * **Upscale**: the image is the low-resolution input; every method makes it ×4.
 * **Ground truth**: the image is the original. It is cropped to a multiple of 4 and downscaled ×4 with the
-  project's MATLAB bicubic (``train.data.make_lr``); every method upscales that, and PSNR/SSIM (BT.601 Y,
+  project's MATLAB bicubic (``sr_app.resize.make_lr``); every method upscales that, and PSNR/SSIM (BT.601 Y,
   4 px shaved) are measured against the original exactly as ``python -m train.evaluate`` measures them.
 
 The pure functions (:func:`load_methods`, :func:`compare`, :func:`crop_box`, :func:`magnify`, :func:`draw_box`)
@@ -31,9 +31,9 @@ from PIL import Image, ImageDraw
 
 from sr_app.images import DEFAULT_MAX_PIXELS, UPLOAD_SUFFIXES, ImageError, decode_image, encode_png
 from sr_app.metrics import psnr_y, ssim_y
+from sr_app.resize import make_lr
 from sr_app.upscalers import METHODS, SCALE, Upscaler, load_upscaler
 from sr_app.weights import WEIGHTS_DIR, WeightsError
-from train.data import make_lr
 
 MODES = ("Upscale", "Ground truth")
 UPSCALE, GROUND_TRUTH = MODES
