@@ -1,109 +1,46 @@
-"""The Survey tab in a real browser: headless Chromium driven over the DevTools protocol through a pipe (no
-extra Python packages). Skipped where Chromium is not installed (Debian: ``apt-get install chromium``)."""
+"""The Survey and Results tabs in a real browser: headless Chromium driven by Playwright, first as a rater (the
+link, calibration, keys and buttons, a reload and an app restart midway, never a method name on the page), then as
+the study's owner. Skipped without Chromium at /usr/bin/chromium (Debian: ``apt-get install chromium``) or the
+``playwright`` package; Playwright's own browser downloads are never used. Screenshots: /tmp/survey_rating.png and
+/tmp/survey_results.png (the last page shown, if the test fails)."""
 
-import json
-import os
 import re
-import select
-import shutil
-import subprocess
-import time
 from pathlib import Path
-from typing import Any
+from urllib.parse import urlsplit
 
 import gradio as gr
 import pytest
 from sqlalchemy import select as sql_select
 
 from sr_app.upscalers import METHODS
-from survey.db import NEAREST, REFERENCE, Rating
+from survey.db import NEAREST, REFERENCE, Condition, Rating, SourceImage, Stimulus, Store
 from survey.studies import create_study
 from survey.ui.rate import SURVEY_TAB_ID, build_survey_tab, select_survey_tab
 from survey.ui.results import build_results_tab
 from tests.survey_fixtures import image_folder, tmp_store
 
-CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
-pytestmark = [pytest.mark.browser, pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed")]
+CHROMIUM = Path("/usr/bin/chromium")
 FORBIDDEN = re.compile("|".join([*METHODS, "srgan", NEAREST, REFERENCE]), re.IGNORECASE)
-TIMEOUT_S = 30.0
+PASSWORD = "password"
+TIMEOUT_MS = 30_000
+RATING_SCREENSHOT, RESULTS_SCREENSHOT = Path("/tmp/survey_rating.png"), Path("/tmp/survey_results.png")
+#: The shown stimulus's [natural size, displayed size] once it has loaded, else null.
+STIMULUS_SIZES_JS = """() => {
+  const i = document.querySelector('#survey-stimulus img');
+  if (!i || !i.complete || !i.naturalWidth) return null;
+  return [[i.naturalWidth, i.naturalHeight], [i.clientWidth, i.clientHeight]];
+}"""
 
 
-class Browser:
-    """Just enough of the Chrome DevTools protocol (over ``--remote-debugging-pipe``) to drive one page."""
-
-    def __init__(self, profile: Path) -> None:
-        command_read, self._commands = os.pipe()
-        self._replies, reply_write = os.pipe()
-
-        def wire() -> None:  # Chromium reads commands on fd 3 and writes replies on fd 4
-            os.dup2(command_read, 3)
-            os.dup2(reply_write, 4)
-
-        self.process = subprocess.Popen(
-            [CHROMIUM or "", "--headless=new", "--no-sandbox", "--disable-gpu", "--remote-debugging-pipe",
-             f"--user-data-dir={profile}", "--window-size=1200,1000", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=wire,
-            pass_fds=(command_read, reply_write, 3, 4),
-        )  # fmt: skip
-        os.close(command_read)
-        os.close(reply_write)
-        self._buffer, self._id, self._session = b"", 0, None
-        page = next(t for t in self.call("Target.getTargets")["targetInfos"] if t["type"] == "page")
-        self._session = self.call("Target.attachToTarget", targetId=page["targetId"], flatten=True)["sessionId"]
-
-    def call(self, method: str, **params: Any) -> dict[str, Any]:
-        self._id += 1
-        message = {"id": self._id, "method": method, "params": params}
-        if self._session:
-            message["sessionId"] = self._session
-        os.write(self._commands, json.dumps(message).encode() + b"\0")
-        while True:
-            while b"\0" not in self._buffer:
-                ready, _, _ = select.select([self._replies], [], [], TIMEOUT_S)
-                chunk = os.read(self._replies, 1 << 16) if ready else b""
-                if not chunk:
-                    raise RuntimeError(f"Chromium did not answer {method}")
-                self._buffer += chunk
-            raw, self._buffer = self._buffer.split(b"\0", 1)
-            reply = json.loads(raw)
-            if reply.get("id") == self._id:
-                if "error" in reply:
-                    raise RuntimeError(f"{method}: {reply['error']}")
-                return reply["result"]
-
-    def evaluate(self, expression: str) -> Any:
-        return self.call("Runtime.evaluate", expression=expression, returnByValue=True)["result"].get("value")
-
-    def wait_for(self, expression: str) -> Any:
-        deadline = time.monotonic() + TIMEOUT_S
-        while time.monotonic() < deadline:
-            if value := self.evaluate(expression):
-                return value
-            time.sleep(0.2)
-        raise AssertionError(f"timed out waiting for {expression}")
-
-    def press(self, key: str) -> None:
-        for kind in ("keyDown", "keyUp"):
-            self.call("Input.dispatchKeyEvent", type=kind, key=key, text=key if kind == "keyDown" else "")
-
-    def close(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
-        os.close(self._commands)
-        os.close(self._replies)
+def shown_row(*cells: object) -> re.Pattern[str]:
+    """The accessible name of a table row starting with ``cells`` (``None``: any value), numbers as the Results tab
+    shows them (3 decimals, no trailing zeros)."""
+    shown = [r"\S+" if c is None else re.escape(f"{round(c, 3):g}" if isinstance(c, float) else str(c)) for c in cells]
+    return re.compile("^" + " ".join(shown) + "( |$)")
 
 
-def progress_is(value: int) -> str:
-    return f"(document.querySelector('progress') || {{}}).value === {value}"
-
-
-@pytest.mark.slow
-def test_a_rater_follows_the_link_rates_by_keys_reloads_and_finishes(tmp_path: Path) -> None:
-    store = tmp_store(tmp_path)
-    study = create_study(
-        store, "browser", image_folder(tmp_path / "hr", n_images=2), ["bicubic"], reference=True, anchors=True
-    )
-    browser = Browser(tmp_path / "profile")
+def survey_app(store: Store, password: str) -> gr.Blocks:
+    """The Survey and Results tabs behind another tab, as in the app; the rater link opens the Survey tab."""
     with gr.Blocks() as demo:
         with gr.Tabs() as tabs:
             with gr.Tab("Compare", id="compare"):
@@ -111,33 +48,113 @@ def test_a_rater_follows_the_link_rates_by_keys_reloads_and_finishes(tmp_path: P
             with gr.Tab("Survey", id=SURVEY_TAB_ID):
                 build_survey_tab(store)
             with gr.Tab("Results"):
-                build_results_tab(store, "password")
+                build_results_tab(store, password)
         demo.load(select_survey_tab, None, tabs, api_visibility="private")
     demo.queue(default_concurrency_limit=1)
+    return demo
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_a_rater_follows_the_link_rates_by_keys_reloads_and_finishes_then_the_owner_sees_the_results(
+    tmp_path: Path,
+) -> None:
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
+    playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    expect = playwright.expect
+    store = tmp_store(tmp_path)
+    study = create_study(
+        store, "browser", image_folder(tmp_path / "hr", n_images=2), ["bicubic"], reference=True, anchors=True
+    )
+    demo = survey_app(store, PASSWORD)
+
+    def assert_blind(page) -> None:
+        """Nothing on the page, visible or not (markup, image addresses, title), names a condition."""
+        html = page.content()
+        assert not FORBIDDEN.search(html), FORBIDDEN.search(html)
+
+    def rated(page, done: int) -> None:
+        expect(page.locator("progress")).to_have_js_property("value", done, timeout=TIMEOUT_MS)
+        expect(page.get_by_text(f"{done} of 6 rated")).to_be_visible(timeout=TIMEOUT_MS)
+
     try:
         _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True)
-        browser.call("Page.navigate", url=f"{url}?study={study.public_id}")
-        browser.wait_for("document.body.innerText.includes('Calibration')")
-        browser.evaluate("[...document.querySelectorAll('button')].find(b => b.innerText.trim() === 'Start').click()")
-        browser.wait_for(progress_is(0))
-        natural, shown = browser.wait_for(
-            "(() => { const i = document.querySelector('#survey-stimulus img');"
-            " return i && i.complete && i.naturalWidth ? [[i.naturalWidth, i.naturalHeight],"
-            " [i.clientWidth, i.clientHeight]] : null; })()"
-        )
-        assert natural == shown == [36, 32]  # full resolution: one image pixel per CSS pixel
-        assert not FORBIDDEN.search(browser.evaluate("document.documentElement.outerHTML"))
-        browser.press("4")
-        browser.wait_for(progress_is(1))
-        browser.call("Page.reload")
-        browser.wait_for(progress_is(1))  # resumed, not welcomed again
-        for done in range(2, 6):
-            browser.press("3")
-            browser.wait_for(progress_is(done))
-        browser.evaluate("document.getElementById('survey-score-5').click()")
-        browser.wait_for("document.body.innerText.includes('Thank you')")
+        with playwright.sync_playwright() as driver:
+            browser = driver.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1200, "height": 1000})
+            page.set_default_timeout(TIMEOUT_MS)
+            try:
+                # The rater link opens the Survey tab on the welcome page: instructions and the calibration pair.
+                page.goto(f"{url}?study={study.public_id}")
+                expect(page.get_by_text("Calibration.")).to_be_visible(timeout=TIMEOUT_MS)
+                expect(page.get_by_text("Example of 5", exact=True)).to_be_visible()
+                expect(page.get_by_text("Example of 1", exact=True)).to_be_visible()
+                expect(page.get_by_role("tab", name="Survey")).to_have_attribute(
+                    "aria-selected", "true", timeout=TIMEOUT_MS
+                )
+                assert_blind(page)
+                page.get_by_role("button", name="Start").click()
+                rated(page, 0)
+                natural, shown = page.wait_for_function(STIMULUS_SIZES_JS).json_value()
+                assert natural == shown == [36, 32]  # full resolution: one image pixel per CSS pixel
+                assert_blind(page)
+                page.screenshot(path=str(RATING_SCREENSHOT), full_page=True)
+
+                page.keyboard.press("4")
+                rated(page, 1)
+                page.reload()
+                rated(page, 1)  # resumed at the same place, not welcomed again
+                expect(page.get_by_role("button", name="Start")).to_be_hidden()
+                assert_blind(page)
+                for done in range(2, 6):
+                    page.keyboard.press("3")
+                    rated(page, done)
+                    assert_blind(page)
+                    if done == 3:  # the app restarts (same address): the rater resumes where they were
+                        demo.close()
+                        demo = survey_app(store, PASSWORD)
+                        demo.launch(server_port=urlsplit(url).port, prevent_thread_lock=True, quiet=True)
+                        page.reload()
+                        rated(page, 3)
+                page.get_by_role("button", name="5 Excellent").click()
+                expect(page.get_by_text("Thank you")).to_be_visible(timeout=TIMEOUT_MS)
+                assert_blind(page)
+
+                # The study's owner, on the Results tab: every rating counted, MOS per condition as stored.
+                page.get_by_role("tab", name="Results").click()
+                page.get_by_label("Admin password").fill(PASSWORD)
+                page.get_by_role("button", name="Sign in").click()
+                expect(page.get_by_label("Study")).to_have_value("browser", timeout=TIMEOUT_MS)
+                page.get_by_role("button", name="Show results").click()
+                summary = re.compile(r"\b1 raters? \(1 finished\); 6 ratings\b")
+                expect(page.get_by_text(summary)).to_be_visible(timeout=TIMEOUT_MS)
+                with store.session() as session:
+                    scores = session.execute(
+                        sql_select(SourceImage.name, Condition.name, Rating.score)
+                        .join(Stimulus, Rating.stimulus_id == Stimulus.id)
+                        .join(SourceImage, Stimulus.image_id == SourceImage.id)
+                        .join(Condition, Stimulus.condition_id == Condition.id)
+                    ).all()
+                by_condition: dict[str, list[int]] = {}
+                for _, condition, score in scores:
+                    by_condition.setdefault(condition, []).append(score)
+                assert sorted(by_condition) == sorted(["bicubic", NEAREST, REFERENCE])
+                chart = page.locator("svg[aria-label^='MOS per method']")
+                mos_table = page.get_by_role("grid", name="MOS per method (all raters, and without flagged raters)")
+                for condition, condition_scores in by_condition.items():
+                    mos = sum(condition_scores) / len(condition_scores)
+                    expect(chart).to_contain_text(condition, timeout=TIMEOUT_MS)
+                    expect(chart).to_contain_text(f"{mos:.2f}")
+                    row = shown_row(condition, mos, None, len(condition_scores), 1, None, None, "all")
+                    expect(mos_table.get_by_role("row", name=row)).to_have_count(1)
+                by_image = page.get_by_role("grid", name="MOS per image × method")
+                for image, condition, score in scores:  # one rating each: the table shows the rating itself
+                    expect(by_image.get_by_role("row", name=shown_row(image, condition, score))).to_have_count(1)
+            finally:
+                page.screenshot(path=str(RESULTS_SCREENSHOT), full_page=True)
+                browser.close()
     finally:
-        browser.close()
         demo.close()
     with store.session() as session:
         assert session.scalars(sql_select(Rating.score).order_by(Rating.id)).all() == [4, 3, 3, 3, 3, 5]
