@@ -24,12 +24,11 @@ class ImageError(ValueError):
 
 
 def load_rgb(path: str | Path) -> np.ndarray:
-    """Read an image file as uint8 HWC RGB (grayscale and palette images are converted, EXIF honoured)."""
+    """Read an image file of ours (training or benchmark data) as uint8 HWC RGB: :func:`decode_image` without a
+    pixel limit, with errors that name the file."""
     try:
-        with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image)
-            return np.asarray(image.convert("RGB"))
-    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as error:
+        return decode_image(path, max_pixels=None)
+    except ImageError as error:
         raise ImageError(f"Cannot read image {path}: {error}") from error
 
 
