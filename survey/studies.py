@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import logging
 import math
 import random
 import shutil
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from operator import itemgetter
@@ -25,7 +26,7 @@ import numpy as np
 from PIL import Image
 from skimage import data as skdata
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from sr_app.images import list_images, load_rgb
@@ -58,10 +59,30 @@ DEFAULT_INSTRUCTIONS = (
     "there are no right or wrong answers. Please use a screen where the photo fits without zooming."
 )
 SELF_REPORT_MAX_CHARS = 500
+STORAGE_ERROR = (
+    "The survey could not save this just now: its database is busy or out of space. Everything you rated before "
+    "is kept; please try again in a moment."
+)
+logger = logging.getLogger(__name__)
 
 
 class SurveyError(ValueError):
     """A request the survey cannot accept; the message is meant for the person who made it."""
+
+
+class StorageError(SurveyError):
+    """The database failed (locked beyond the busy timeout, disk full, connection lost); nothing was changed."""
+
+
+@contextlib.contextmanager
+def storage_errors() -> Iterator[None]:
+    """Turn a database failure inside the block into a :class:`StorageError` with :data:`STORAGE_ERROR` for the
+    rater, and log its cause for the admin. The failed transaction is rolled back: what was stored stays."""
+    try:
+        yield
+    except OperationalError as error:
+        logger.error("Survey storage failed: %s", error.orig or error)
+        raise StorageError(STORAGE_ERROR) from error
 
 
 @dataclass(frozen=True)
@@ -327,10 +348,10 @@ def start_rater(store: Store, study_id: str, self_report: str = "", rng: random.
     """Register a new anonymous rater with a stored random order of all stimuli; return their progress.
 
     ``self_report`` is optional free text (trimmed to 500 characters). Raises :class:`SurveyError` when the
-    link is invalid or the study is closed.
+    link is invalid or the study is closed, :class:`StorageError` when the database fails.
     """
     rng = rng or random.Random()
-    with store.session() as session, session.begin():
+    with storage_errors(), store.session() as session, session.begin():
         study = _study_by_public_id(session, study_id)
         if study.status != OPEN:
             raise SurveyError("This survey is closed. Thank you for your interest.")
@@ -349,9 +370,9 @@ def progress(store: Store, study_id: str, token: str) -> Progress:
     """Where rater ``token`` stands in study ``study_id``; marks the next stimulus as shown now.
 
     Calling it again (a page reload) gives the same next stimulus. Raises :class:`SurveyError` for an unknown
-    study or rater.
+    study or rater, :class:`StorageError` when the database fails.
     """
-    with store.session() as session, session.begin():
+    with storage_errors(), store.session() as session, session.begin():
         rater = _rater(session, study_id, token)
         rated = select(Rating.id).where(Rating.rater_id == rater.id, Rating.stimulus_id == Assignment.stimulus_id)
         pending = select(Assignment).where(Assignment.rater_id == rater.id, ~rated.exists())
@@ -395,9 +416,15 @@ def submit_rating(store: Store, study_id: str, token: str, stimulus_id: str, sco
     The response time is measured on the server from when :func:`progress` last sent the stimulus. A second
     score for the same stimulus (a double click, a retry) is ignored: the first one given is kept. Raises
     :class:`SurveyError`, storing nothing, for a score off the scale, a stimulus not shown to this rater, an
-    unknown rater or a closed study.
+    unknown rater or a closed study, and :class:`StorageError` when the database fails (locked by another writer
+    beyond the busy timeout, disk full); the ratings already stored are kept.
     """
     value = validate_score(score)
+    with storage_errors():
+        return _submit_rating(store, study_id, token, stimulus_id, value)
+
+
+def _submit_rating(store: Store, study_id: str, token: str, stimulus_id: str, value: int) -> Progress:
     try:
         with store.session() as session, session.begin():
             rater = _rater(session, study_id, token)

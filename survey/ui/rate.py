@@ -21,7 +21,15 @@ import gradio as gr
 import numpy as np
 
 from survey.db import ACR_LABELS, Store
-from survey.studies import Progress, SurveyError, start_rater, stimulus_pixels, study_intro, submit_rating
+from survey.studies import (
+    Progress,
+    StorageError,
+    SurveyError,
+    start_rater,
+    stimulus_pixels,
+    study_intro,
+    submit_rating,
+)
 from survey.studies import progress as rater_progress
 
 STUDY_PARAM = "study"
@@ -109,11 +117,13 @@ def page_for(store: Store, state: Progress) -> SurveyPage:
 
 def resumed(store: Store, study_id: str, token: str) -> SurveyPage | None:
     """The page of rater ``token`` if they started this study, else ``None`` (no token, or one from another study
-    or an older database: the visitor starts afresh)."""
+    or an older database: the visitor starts afresh). A database failure is an error, not a reason to start afresh."""
     if not token:
         return None
     try:
         return page_for(store, rater_progress(store, study_id, token))
+    except StorageError as error:
+        raise gr.Error(str(error)) from error
     except SurveyError:
         return None
 
