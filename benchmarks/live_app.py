@@ -74,6 +74,12 @@ class LiveApp:
                 return int(line.split()[1]) / 1024
         raise RuntimeError("no VmHWM in /proc status")
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the server has used so far, in seconds."""
+        assert self.process is not None
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
     def kill(self) -> None:
         """``kill -9`` the server (no clean shutdown) and reap it."""
         assert self.process is not None

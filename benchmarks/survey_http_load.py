@@ -1,0 +1,318 @@
+"""Concurrent raters through the live app's HTTP API, optionally with a ``kill -9`` of the server midway.
+
+    python benchmarks/survey_http_load.py [--raters 50] [--images 10] [--size 64] [--kill-after 0]
+                                          [--database-url URL] [--timeout 600]
+
+Creates a study of ``--images`` random ``--size``² px images × (bicubic, edsr, hidden reference, nearest
+anchor) = 4 stimuli per image in a temporary data folder, starts ``python app.py`` on 127.0.0.1 as a
+subprocess, then runs one thread per rater, each with its own ``gradio_client.Client`` (its own session):
+``/survey_start``, then ``/survey_rate`` with a random score until the study is done, as a browser does. The
+timed step is one ``/survey_rate`` call: store the score, get the next stimulus and download its PNG. Prints
+ratings per second over all raters and the 50th/95th/99th percentile latency of that step; the client
+threads run on the same machine as the server.
+
+With ``--kill-after N`` the server is killed with SIGKILL once N ratings are acknowledged, the database is
+checked while it is down (every rating acknowledged so far present, ``PRAGMA integrity_check``), and the
+server is restarted; each rater then reconnects with a new client, calls ``/survey_start`` with their token
+and must resume where they were: at the stimulus they were rating, or at the next one if their unanswered
+rating had been stored. At the end every acknowledged rating must be in the database exactly once, with its
+score. Exits 1 if any check fails. Every loop is bounded: a rater gives up after ``--timeout`` seconds.
+
+SQLite in the data folder by default; ``--database-url`` points the app at another database (its survey
+tables are dropped first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import random
+import re
+import sqlite3
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+from gradio_client import Client  # noqa: E402
+from PIL import Image  # noqa: E402
+from sqlalchemy import select  # noqa: E402
+
+from benchmarks.live_app import LiveApp  # noqa: E402
+from survey.db import (  # noqa: E402
+    DATABASE_FILE,
+    DATABASE_URL_ENV,
+    MAX_SCORE,
+    MIN_SCORE,
+    Base,
+    Rater,
+    Rating,
+    Stimulus,
+    Store,
+    make_engine,
+    open_store,
+)
+from survey.studies import create_study  # noqa: E402
+
+#: The acknowledged ratings: (rater token, stimulus id) -> score.
+Acks = dict[tuple[str, str], int]
+#: How many times a rater retries one request that failed while the server was up.
+RETRIES = 3
+#: How long one API call may take before it counts as failed, in seconds.
+CALL_TIMEOUT_S = 60
+PROGRESS = re.compile(r'<progress value="(\d+)"')
+
+
+@dataclass
+class Shared:
+    """State shared by the rater threads and the main thread."""
+
+    study_id: str
+    url: str
+    downloads: Path
+    deadline: float
+    acks: Acks = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    resumes: list[str] = field(default_factory=list)  # "ok" or what went wrong
+    start_retries: list[str] = field(default_factory=list)  # why a new rater's first call had to be repeated
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    started: threading.Barrier | None = None
+    killed: threading.Event = field(default_factory=threading.Event)
+    restarted: threading.Event = field(default_factory=threading.Event)
+
+    def client(self) -> Client:
+        return Client(self.url, verbose=False, download_files=str(self.downloads))
+
+    def fail(self, message: str) -> None:
+        with self.lock:
+            self.errors.append(message)
+
+
+def page_done(page: list[object]) -> int:
+    """How many stimuli the page says are rated (from its progress bar; 0 when it has none)."""
+    match = PROGRESS.search(str(page[5]))
+    return int(match.group(1)) if match else 0
+
+
+def rate_study(shared: Shared, seed: int) -> None:
+    """One rater: start, then rate until done; after a failed call (a server kill), reconnect and resume.
+
+    Bounded by the deadline and by :data:`RETRIES` failed calls."""
+    rng = random.Random(seed)
+    assert shared.started is not None
+    try:
+        client, token, stimulus, page = begin(shared, seed)
+    except Exception:
+        return  # reported by begin()
+    finally:
+        with contextlib.suppress(threading.BrokenBarrierError):
+            shared.started.wait(timeout=max(shared.deadline - time.monotonic(), 1))
+    done, failures = page_done(page), 0
+    while stimulus and time.monotonic() < shared.deadline:
+        score = rng.randint(MIN_SCORE, MAX_SCORE)
+        start = time.perf_counter()
+        try:
+            job = client.submit(shared.study_id, token, stimulus, score, api_name="/survey_rate")
+            _, next_stimulus, *_ = job.result(timeout=CALL_TIMEOUT_S)
+        except Exception as error:  # connection refused or reset, a timeout, an error from the app
+            failures += 1
+            if failures > RETRIES:
+                shared.fail(f"rater {seed}: {type(error).__name__}: {error}")
+                return
+            try:
+                client, stimulus, done = resume(shared, token, stimulus, done, error)
+            except Exception as resume_error:
+                shared.fail(f"rater {seed} could not resume: {type(resume_error).__name__}: {resume_error}")
+                return
+            continue
+        elapsed = time.perf_counter() - start
+        with shared.lock:
+            shared.acks[token, stimulus] = score
+            shared.latencies.append(elapsed)
+        done += 1
+        stimulus = next_stimulus
+    if stimulus:
+        shared.fail(f"rater {seed}: gave up at the deadline with {done} ratings done")
+
+
+def begin(shared: Shared, seed: int) -> tuple[Client, str, str, list[object]]:
+    """Connect and call ``/survey_start`` as a new rater: (client, token, first stimulus, page). Retried
+    :data:`RETRIES` times on a failure (each counted in ``shared.start_retries``), then raised."""
+    for attempt in range(RETRIES + 1):
+        try:
+            client = shared.client()
+            token, stimulus, *page = client.predict(shared.study_id, "", "", api_name="/survey_start")
+            return client, token, stimulus, page
+        except Exception as error:
+            if attempt == RETRIES:
+                shared.fail(f"rater {seed} could not start: {type(error).__name__}: {error}")
+                raise
+            with shared.lock:
+                shared.start_retries.append(f"{type(error).__name__}: {error}")
+            time.sleep(0.5)
+    raise AssertionError("unreachable")
+
+
+def resume(shared: Shared, token: str, stimulus: str, done: int, error: Exception) -> tuple[Client, str, int]:
+    """After a failed rating: wait for the server (restarted, if it was killed), reconnect and resume.
+
+    Records whether the resumed page is where the rater was: ``done`` ratings and the same stimulus, or one
+    more (the failed rating was stored before the kill) and a new stimulus. Returns the new client, the
+    stimulus to rate and how many are done.
+    """
+    if not (shared.killed.is_set() or shared.restarted.is_set()):
+        shared.fail(f"a rating failed while the server was up ({type(error).__name__}: {error})")
+    if shared.killed.is_set():
+        shared.restarted.wait(timeout=max(shared.deadline - time.monotonic(), 1))
+    else:
+        time.sleep(0.5)
+    client = shared.client()
+    _, resumed, *page = client.predict(shared.study_id, token, "", api_name="/survey_start")
+    now_done = page_done(page)
+    if (now_done, resumed == stimulus) in ((done, True), (done + 1, False)):
+        verdict = "ok"
+    else:
+        verdict = f"resumed at {now_done} done, {'same' if resumed == stimulus else 'other'} stimulus; was {done}"
+    with shared.lock:
+        shared.resumes.append(verdict)
+    return client, resumed, now_done
+
+
+def stored_ratings(store: Store) -> list[tuple[str, str, int]]:
+    """Every stored rating as (rater token, stimulus id, score)."""
+    with store.session() as session:
+        rows = session.execute(select(Rater.token, Stimulus.public_id, Rating.score).join(Rater).join(Stimulus))
+        return [tuple(row) for row in rows]
+
+
+def missing_or_wrong(acks: Acks, stored: list[tuple[str, str, int]]) -> list[str]:
+    """Acknowledged ratings not stored exactly once with their score, and ratings stored twice."""
+    counts: dict[tuple[str, str], list[int]] = {}
+    for token, stimulus, score in stored:
+        counts.setdefault((token, stimulus), []).append(score)
+    problems = [f"stored {len(s)}×: {key}" for key, s in counts.items() if len(s) > 1]
+    problems += [f"{'missing' if key not in counts else 'wrong score'}: {key}" for key, score in acks.items()
+                 if counts.get(key) != [score]]  # fmt: skip
+    return problems
+
+
+def integrity_check(database: Path) -> str:
+    """SQLite's ``PRAGMA integrity_check`` of the database file ("ok" when sound), read-only."""
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as connection:
+        return ", ".join(row[0] for row in connection.execute("PRAGMA integrity_check"))
+
+
+def percentile_ms(latencies: list[float], q: int) -> float:
+    return statistics.quantiles(latencies, n=100, method="inclusive")[q - 1] * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--raters", type=int, default=50, help="concurrent raters (one thread and client each)")
+    parser.add_argument("--images", type=int, default=10, help="source images; 4 stimuli each")
+    parser.add_argument("--size", type=int, default=64, help="side of the square images in pixels")
+    parser.add_argument("--kill-after", type=int, default=0, help="kill -9 the server after this many ratings")
+    parser.add_argument("--database-url", help="SQLAlchemy URL (default: SQLite in the temporary data folder)")
+    parser.add_argument("--timeout", type=float, default=600, help="give up after this many seconds")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder, data_dir = Path(tmp) / "images", Path(tmp) / "data"
+        folder.mkdir()
+        rng = np.random.default_rng(0)
+        for i in range(args.images):
+            Image.fromarray(rng.integers(0, 256, (args.size, args.size, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+        if args.database_url:
+            Base.metadata.drop_all(make_engine(args.database_url))
+            os.environ[DATABASE_URL_ENV] = args.database_url  # for the app subprocess
+        store = open_store(data_dir, database_url=args.database_url)
+        study = create_study(store, "load", folder, ["bicubic", "edsr"], reference=True, anchors=True)
+        n_stimuli = len(study.conditions) * study.images
+        app = LiveApp(data_dir)
+        app.start()
+        shared = Shared(study.public_id, app.url, Path(tmp) / "downloads", time.monotonic() + args.timeout)
+        shared.started = threading.Barrier(args.raters + 1)
+        threads = [threading.Thread(target=rate_study, args=(shared, seed), daemon=True) for seed in range(args.raters)]
+        kill_report = ""
+        try:
+            for thread in threads:
+                thread.start()
+            with contextlib.suppress(threading.BrokenBarrierError):  # a rater could not start: reported below
+                shared.started.wait(timeout=args.timeout)
+            start, server_cpu, client_cpu = time.perf_counter(), app.cpu_seconds(), time.process_time()
+            if args.kill_after:
+                kill_report = kill_and_restart(shared, app, store, data_dir / DATABASE_FILE, args.kill_after)
+            for thread in threads:
+                thread.join(timeout=max(shared.deadline - time.monotonic(), 0.1))
+            elapsed = time.perf_counter() - start
+            peak_rss = app.peak_rss_mib()
+            server_cpu = app.cpu_seconds() - server_cpu  # meaningless after a restart: not printed then
+            client_cpu = time.process_time() - client_cpu
+        finally:
+            app.stop()
+        problems = missing_or_wrong(shared.acks, stored_ratings(store))
+        integrity = integrity_check(data_dir / DATABASE_FILE) if store.engine.dialect.name == "sqlite" else "n/a"
+        n_stored = len(stored_ratings(store))
+        store.engine.dispose()
+
+    latencies = shared.latencies
+    print(f"{store.engine.dialect.name}: {args.raters} raters × {n_stimuli} stimuli of {args.size}² px, over HTTP")
+    print(f"{len(shared.acks)} ratings acknowledged, {n_stored} stored, in {elapsed:.1f} s: "
+          f"{len(shared.acks) / elapsed:.1f} ratings/s; server peak RSS {peak_rss:.0f} MiB")  # fmt: skip
+    if not args.kill_after:
+        print(f"CPU: server {server_cpu * 1000 / max(n_stored, 1):.0f} ms per rating, these client threads "
+              f"{client_cpu * 1000 / max(n_stored, 1):.0f} ms per rating, on {os.cpu_count()} cores shared with "
+              f"other work (load average {os.getloadavg()[0]:.1f})")  # fmt: skip
+    if len(latencies) >= 2:
+        print("rate + next stimulus: " + ", ".join(f"p{q} {percentile_ms(latencies, q):.0f} ms" for q in (50, 95, 99))
+              + f", max {max(latencies) * 1000:.0f} ms")  # fmt: skip
+    if shared.start_retries:
+        print(f"{len(shared.start_retries)} failed starts retried, e.g. {shared.start_retries[0]}")
+    if kill_report:
+        bad_resumes = [verdict for verdict in shared.resumes if verdict != "ok"]
+        print(kill_report)
+        print(f"after the restart: {len(shared.resumes) - len(bad_resumes)} of {len(shared.resumes)} interrupted "
+              f"raters resumed where they were" + (f"; {bad_resumes[:5]}" if bad_resumes else ""))  # fmt: skip
+        problems += bad_resumes
+    print(f"every acknowledged rating stored exactly once with its score: {not problems}; integrity_check: {integrity}")
+    problems += shared.errors
+    for problem in problems[:20]:
+        print("  problem:", problem)
+    if problems or integrity not in ("ok", "n/a") or n_stored != args.raters * n_stimuli:
+        sys.exit(1)
+
+
+def kill_and_restart(shared: Shared, app: LiveApp, store: Store, database: Path, after: int) -> str:
+    """Once ``after`` ratings are acknowledged: ``kill -9`` the app, check the database while it is down, restart
+    it. Returns what was found."""
+    while len(shared.acks) < after and time.monotonic() < shared.deadline:
+        time.sleep(0.02)
+    shared.killed.set()
+    app.kill()
+    with shared.lock:
+        acked = dict(shared.acks)
+    lost = missing_or_wrong(acked, stored_ratings(store))
+    integrity = integrity_check(database) if store.engine.dialect.name == "sqlite" else "n/a"
+    store.engine.dispose()
+    down = time.perf_counter()
+    app.start()
+    shared.restarted.set()
+    shared.killed.clear()
+    shared.errors.extend(f"lost at the kill: {problem}" for problem in lost)
+    return (
+        f"kill -9 after {len(acked)} acknowledged ratings: {len(acked) - len(lost)} of them in the database, "
+        f"integrity_check {integrity}; restarted in {time.perf_counter() - down:.1f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()
