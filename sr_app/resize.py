@@ -11,6 +11,7 @@ import math
 from functools import lru_cache
 
 import numpy as np
+from scipy import sparse
 
 KERNEL_WIDTH = 4.0
 
@@ -25,8 +26,8 @@ def cubic(x: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=64)
-def resize_matrix(in_length: int, out_length: int, scale: float) -> np.ndarray:
-    """The (out_length, in_length) float64 matrix that resizes one axis, borders mirrored."""
+def resize_matrix(in_length: int, out_length: int, scale: float) -> sparse.csr_array:
+    """The sparse (out_length, in_length) float64 matrix that resizes one axis, borders mirrored."""
     antialias = scale < 1
     width = KERNEL_WIDTH / scale if antialias else KERNEL_WIDTH
     # Output pixel centres mapped into input coordinates (1-based, as in MATLAB).
@@ -40,17 +41,17 @@ def resize_matrix(in_length: int, out_length: int, scale: float) -> np.ndarray:
     # Mirror out-of-range taps back into the image: ... 2 1 | 1 2 ... n | n n-1 ...
     mirror = np.concatenate([np.arange(in_length), np.arange(in_length - 1, -1, -1)])
     columns = mirror[np.mod(indices.astype(np.int64) - 1, 2 * in_length)]
-    matrix = np.zeros((out_length, in_length))
-    np.add.at(matrix, (np.repeat(np.arange(out_length), taps), columns.ravel()), weights.ravel())
-    matrix.setflags(write=False)
-    return matrix
+    # Taps that mirror onto the same pixel are summed when the sparse matrix is built.
+    rows = np.repeat(np.arange(out_length), taps)
+    return sparse.csr_array((weights.ravel(), (rows, columns.ravel())), shape=(out_length, in_length))
 
 
 def imresize(image: np.ndarray, scale: float) -> np.ndarray:
     """Resize an HWC or HW image by ``scale`` like MATLAB's bicubic ``imresize``.
 
     The output size is ``ceil(scale * size)`` per axis. A uint8 image gives a uint8 image (rounded and
-    clipped, as MATLAB does); a float image gives float64 without clipping.
+    clipped, as MATLAB does); a float image gives float64 without clipping. Channels are resized one at a
+    time, so memory beyond the output stays at a few float64 planes of the output size.
     """
     if scale <= 0:
         raise ValueError(f"scale must be positive, got {scale}")
@@ -58,12 +59,13 @@ def imresize(image: np.ndarray, scale: float) -> np.ndarray:
     out_height, out_width = math.ceil(height * scale), math.ceil(width * scale)
     rows = resize_matrix(height, out_height, scale)
     cols = resize_matrix(width, out_width, scale)
-    data = image.astype(np.float64)
-    out = np.tensordot(rows, data, axes=(1, 0))  # (out_h, W, C)
-    out = np.moveaxis(np.tensordot(cols, out, axes=(1, 1)), 0, 1)  # (out_h, out_w, C)
-    if image.dtype == np.uint8:
-        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-    return out
+    planes = image.reshape(height, width, -1)
+    integer = image.dtype == np.uint8
+    out = np.empty((out_height, out_width, planes.shape[2]), dtype=np.uint8 if integer else np.float64)
+    for channel in range(planes.shape[2]):
+        resized = rows @ planes[:, :, channel].astype(np.float64) @ cols.T
+        out[:, :, channel] = np.clip(np.rint(resized), 0, 255) if integer else resized
+    return out.reshape(out_height, out_width, *image.shape[2:])
 
 
 def make_lr(hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:

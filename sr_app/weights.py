@@ -79,7 +79,7 @@ def _existing(path: str | Path) -> Path:
     path = Path(path)
     if not path.is_file():
         raise WeightsError(
-            f"Weights file not found: {path}. Train it with `python -m train.edsr` (see README) "
-            "or restore it with `git checkout -- sr_app/weights`."
+            f"Weights file not found: {path}. Train it with `python -m train.edsr` (EDSR) or `python -m train.gan` "
+            "(EDSR-SRGAN), see the README, or restore the shipped files with `git checkout -- sr_app/weights`."
         )
     return path
