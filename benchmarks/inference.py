@@ -54,7 +54,7 @@ def measure(method: str, size: int, tile: int | None, bf16: bool, device: str | 
         "device": upscaler.device,
         "dtype": "bf16" if bf16 else "fp32",
         "input": f"{size}x{size}",
-        "tiled": tile is not None and size > tile,
+        "tiled": getattr(upscaler, "tile", None) is not None and size > upscaler.tile,
         "median_s": round(statistics.median(times[1:]), 3),
         "peak_mib": round(peak, 1),
         "output_mib": round(size * size * 16 * 3 / 2**20, 1),
