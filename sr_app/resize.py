@@ -73,3 +73,8 @@ def make_lr(hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
     height, width = (hr.shape[0] // scale) * scale, (hr.shape[1] // scale) * scale
     hr = hr[:height, :width]
     return imresize(hr, 1 / scale), hr
+
+
+def magnify(image: np.ndarray, factor: int) -> np.ndarray:
+    """Enlarge an HWC image ``factor`` times by nearest neighbour (each pixel becomes a factor × factor block)."""
+    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)

@@ -30,7 +30,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from sr_app.images import list_images, load_rgb
-from sr_app.resize import make_lr
+from sr_app.resize import magnify, make_lr
 from sr_app.upscalers import METHODS, SCALE, load_upscaler
 from sr_app.weights import WEIGHTS_DIR
 from survey.db import (
@@ -130,20 +130,9 @@ class StudyIntro:
     study_open: bool
 
 
-def nearest_neighbour(lr: np.ndarray, scale: int = SCALE) -> np.ndarray:
-    """×``scale`` nearest-neighbour enlargement of a uint8 HWC image (the low anchor)."""
-    return np.repeat(np.repeat(lr, scale, axis=0), scale, axis=1)
-
-
 def save_png(rgb: np.ndarray, path: Path) -> None:
     """Write uint8 HWC RGB as a PNG that carries no metadata (no text, time, gamma or EXIF chunks)."""
     Image.fromarray(rgb).save(path, format="PNG")
-
-
-def read_png(path: Path) -> np.ndarray:
-    """Read a stored stimulus PNG as uint8 HWC RGB."""
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
 
 
 def condition_names(methods: Sequence[str], reference: bool = False, anchors: bool = False) -> list[str]:
@@ -217,13 +206,13 @@ def create_study(
     try:
         calibration_lr, calibration_hr = make_lr(load_rgb(calibration) if calibration else skdata.chelsea(), SCALE)
         save_png(calibration_hr, store.png_path(study.public_id, study.calibration_high))
-        save_png(nearest_neighbour(calibration_lr), store.png_path(study.public_id, study.calibration_low))
+        save_png(magnify(calibration_lr, SCALE), store.png_path(study.public_id, study.calibration_low))
         for path in paths:
             hr = load_rgb(path)
             if min(hr.shape[:2]) < SCALE:
                 raise SurveyError(f"{path.name} is {hr.shape[1]}×{hr.shape[0]}; images must be at least 4×4 pixels.")
             lr, hr = make_lr(hr, SCALE)
-            versions = {REFERENCE: hr, NEAREST: nearest_neighbour(lr)}
+            versions = {REFERENCE: hr, NEAREST: magnify(lr, SCALE)}
             image = SourceImage(name=path.stem, width=hr.shape[1], height=hr.shape[0])
             for condition in conditions:
                 rgb = versions[condition] if condition in versions else upscalers[condition](lr)
@@ -338,8 +327,8 @@ def study_intro(store: Store, study_id: str) -> StudyIntro:
         study = _study_by_public_id(session, study_id)
         return StudyIntro(
             instructions=study.instructions,
-            best_example=read_png(store.png_path(study.public_id, study.calibration_high)),
-            worst_example=read_png(store.png_path(study.public_id, study.calibration_low)),
+            best_example=load_rgb(store.png_path(study.public_id, study.calibration_high)),
+            worst_example=load_rgb(store.png_path(study.public_id, study.calibration_low)),
             study_open=study.status == OPEN,
         )
 
@@ -392,7 +381,7 @@ def stimulus_pixels(store: Store, state: Progress) -> np.ndarray:
     """The uint8 HWC RGB pixels of the stimulus a rater is to rate next (``state.stimulus`` must be set)."""
     if state.stimulus is None:
         raise ValueError("The rater has no stimulus left to rate.")
-    return read_png(store.png_path(state.study, state.stimulus))
+    return load_rgb(store.png_path(state.study, state.stimulus))
 
 
 def validate_score(score: object) -> int:

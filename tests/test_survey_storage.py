@@ -19,7 +19,6 @@ from survey.studies import (
     list_studies,
     playlist,
     progress,
-    read_png,
     set_status,
     start_rater,
     submit_rating,
@@ -63,7 +62,7 @@ def test_stimuli_are_metadata_free_pngs_of_one_size_per_image(
         assert set(png_chunks(path.read_bytes())) == {b"IHDR", b"IDAT", b"IEND"}
     with store.session() as session:
         for stimulus in session.scalars(select(Stimulus)):
-            rgb = read_png(store.png_path(study.public_id, stimulus.public_id))
+            rgb = load_rgb(store.png_path(study.public_id, stimulus.public_id))
             assert rgb.shape == (stimulus.image.height, stimulus.image.width, 3) == (32, 36, 3)
             lr, hr = make_lr(load_rgb(tmp_path / "hr" / f"{stimulus.image.name}.png"), 4)
             if stimulus.condition.name == REFERENCE:
@@ -78,7 +77,7 @@ def test_a_network_method_is_precomputed_with_its_weights(store: Store, tmp_path
     assert summary.conditions == ("bicubic", "edsr")
     with store.session() as session:
         stimuli = session.scalars(select(Stimulus)).all()
-        shapes = {read_png(store.png_path(summary.public_id, s.public_id)).shape for s in stimuli}
+        shapes = {load_rgb(store.png_path(summary.public_id, s.public_id)).shape for s in stimuli}
     assert len(stimuli) == 4 and shapes == {(28, 32, 3)}
 
 

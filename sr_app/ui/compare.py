@@ -7,7 +7,7 @@ Two modes:
   project's MATLAB bicubic (``sr_app.resize.make_lr``); every method upscales that, and PSNR/SSIM (BT.601 Y,
   4 px shaved) are measured against the original exactly as ``python -m train.evaluate`` measures them.
 
-The pure functions (:func:`load_methods`, :func:`compare`, :func:`crop_box`, :func:`magnify`, :func:`draw_box`)
+The pure functions (:func:`load_methods`, :func:`compare`, :func:`crop_box`, :func:`draw_box`)
 do the work; the event handlers (:func:`upscale`, :func:`compare_crops`, :func:`compare_pair` and the click
 handlers) turn their results into component values and user errors into ``gr.Error``, and
 :func:`build_compare_tab` lays the tab out and wires them. Every image leaves the server as lossless PNG.
@@ -31,7 +31,7 @@ from PIL import Image, ImageDraw
 
 from sr_app.images import DEFAULT_MAX_PIXELS, UPLOAD_SUFFIXES, ImageError, decode_image, encode_png
 from sr_app.metrics import psnr_y, ssim_y
-from sr_app.resize import make_lr
+from sr_app.resize import magnify, make_lr
 from sr_app.upscalers import METHODS, SCALE, Upscaler, load_upscaler
 from sr_app.weights import WEIGHTS_DIR, WeightsError
 
@@ -176,11 +176,6 @@ def crop_box(x: float, y: float, size: int, image_size: tuple[int, int]) -> Box:
     top = min(max(int(y) - side // 2, 0), height - side) // SCALE * SCALE
     left = min(max(int(x) - side // 2, 0), width - side) // SCALE * SCALE
     return top, left, side, side
-
-
-def magnify(image: np.ndarray, factor: int) -> np.ndarray:
-    """Enlarge an HWC image ``factor`` times by nearest neighbour (each pixel becomes a factor × factor block)."""
-    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
 
 
 def draw_box(image: np.ndarray, box: Box, scale: int = 1) -> np.ndarray:
