@@ -42,7 +42,7 @@ def list_images(folder: str | Path) -> list[Path]:
 
 def rgb_to_tensor(rgb: np.ndarray) -> torch.Tensor:
     """uint8 HWC RGB -> float32 [0, 1] CHW tensor."""
-    return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float().div_(255)
+    return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32)).div_(255)
 
 
 def tensor_to_rgb(tensor: torch.Tensor) -> np.ndarray:
