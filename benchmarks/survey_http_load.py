@@ -41,24 +41,20 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
 from gradio_client import Client  # noqa: E402
-from PIL import Image  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
 from benchmarks.live_app import LiveApp  # noqa: E402
+from benchmarks.survey_load import fresh_store  # noqa: E402
 from survey.db import (  # noqa: E402
     DATABASE_FILE,
     DATABASE_URL_ENV,
     MAX_SCORE,
     MIN_SCORE,
-    Base,
     Rater,
     Rating,
     Stimulus,
     Store,
-    make_engine,
-    open_store,
 )
 from survey.studies import create_study  # noqa: E402
 
@@ -226,15 +222,10 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        folder, data_dir = Path(tmp) / "images", Path(tmp) / "data"
-        folder.mkdir()
-        rng = np.random.default_rng(0)
-        for i in range(args.images):
-            Image.fromarray(rng.integers(0, 256, (args.size, args.size, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+        folder, store = fresh_store(Path(tmp), args.images, args.size, args.database_url)
+        data_dir = Path(tmp) / "data"
         if args.database_url:
-            Base.metadata.drop_all(make_engine(args.database_url))
             os.environ[DATABASE_URL_ENV] = args.database_url  # for the app subprocess
-        store = open_store(data_dir, database_url=args.database_url)
         study = create_study(store, "load", folder, ["bicubic", "edsr"], reference=True, anchors=True)
         n_stimuli = len(study.conditions) * study.images
         app = LiveApp(data_dir)

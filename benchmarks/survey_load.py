@@ -25,9 +25,22 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from survey.db import Base, make_engine, open_store  # noqa: E402
+from survey.db import Base, Store, make_engine, open_store  # noqa: E402
 from survey.studies import create_study, start_rater  # noqa: E402
 from survey.ui.rate import survey_rate  # noqa: E402
+
+
+def fresh_store(tmp: Path, images: int, size: int, database_url: str | None) -> tuple[Path, Store]:
+    """``images`` random ``size``² PNGs in ``tmp/images``, and a new survey store in ``tmp/data`` (on another
+    database, its survey tables are dropped first)."""
+    folder = tmp / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(images):
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    if database_url:
+        Base.metadata.drop_all(make_engine(database_url))
+    return folder, open_store(tmp / "data", database_url=database_url)
 
 
 def main() -> None:
@@ -39,14 +52,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "images"
-        folder.mkdir()
-        rng = np.random.default_rng(0)
-        for i in range(args.images):
-            Image.fromarray(rng.integers(0, 256, (args.size, args.size, 3), dtype=np.uint8)).save(folder / f"{i}.png")
-        if args.database_url:
-            Base.metadata.drop_all(make_engine(args.database_url))
-        store = open_store(Path(tmp) / "data", database_url=args.database_url)
+        folder, store = fresh_store(Path(tmp), args.images, args.size, args.database_url)
         study = create_study(store, "load", folder, ["bicubic"], reference=True, anchors=True)
         states = [start_rater(store, study.public_id) for _ in range(args.raters)]
         times: list[float] = []
