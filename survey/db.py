@@ -204,9 +204,14 @@ class Store:
         """A new ORM session; use it as a context manager (``with store.session() as s, s.begin(): ...``)."""
         return Session(self.engine, expire_on_commit=False)
 
+    @property
+    def stimuli_dir(self) -> Path:
+        """The folder of every study's stimulus folder."""
+        return self.data_dir / STIMULI_DIR
+
     def study_dir(self, study_public_id: str) -> Path:
         """The folder of one study's stimulus and calibration PNGs."""
-        return self.data_dir / STIMULI_DIR / study_public_id
+        return self.stimuli_dir / study_public_id
 
     def png_path(self, study_public_id: str, token: str) -> Path:
         """The PNG file of a stimulus or calibration image, named by its opaque token."""

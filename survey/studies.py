@@ -122,11 +122,11 @@ class Progress:
 
 @dataclass(frozen=True)
 class StudyIntro:
-    """What a rater sees before rating: instructions and the two calibration examples (uint8 HWC RGB)."""
+    """What a rater sees before rating: instructions and the two calibration examples (their stored PNG files)."""
 
     instructions: str
-    best_example: np.ndarray
-    worst_example: np.ndarray
+    best_example: Path
+    worst_example: Path
     study_open: bool
 
 
@@ -327,8 +327,8 @@ def study_intro(store: Store, study_id: str) -> StudyIntro:
         study = _study_by_public_id(session, study_id)
         return StudyIntro(
             instructions=study.instructions,
-            best_example=load_rgb(store.png_path(study.public_id, study.calibration_high)),
-            worst_example=load_rgb(store.png_path(study.public_id, study.calibration_low)),
+            best_example=store.png_path(study.public_id, study.calibration_high),
+            worst_example=store.png_path(study.public_id, study.calibration_low),
             study_open=study.status == OPEN,
         )
 
@@ -377,11 +377,11 @@ def progress(store: Store, study_id: str, token: str) -> Progress:
         )  # fmt: skip
 
 
-def stimulus_pixels(store: Store, state: Progress) -> np.ndarray:
-    """The uint8 HWC RGB pixels of the stimulus a rater is to rate next (``state.stimulus`` must be set)."""
+def stimulus_file(store: Store, state: Progress) -> Path:
+    """The stored PNG of the stimulus a rater is to rate next (``state.stimulus`` must be set)."""
     if state.stimulus is None:
         raise ValueError("The rater has no stimulus left to rate.")
-    return load_rgb(store.png_path(state.study, state.stimulus))
+    return store.png_path(state.study, state.stimulus)
 
 
 def validate_score(score: object) -> int:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import gradio as gr
 import httpx
-import numpy as np
 import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
+from sr_app.images import load_rgb
 from sr_app.upscalers import METHODS
 from survey.db import NEAREST, REFERENCE, Store
 from survey.studies import StudySummary, create_study
@@ -24,6 +24,8 @@ PASSWORD = "correct horse"
 STUDY_NAME = "private-edsr-vs-bicubic"
 #: Words that would tell a rater which condition they see, or which study this is.
 FORBIDDEN = re.compile("|".join([*METHODS, "srgan", NEAREST, REFERENCE, "anchor", STUDY_NAME]), re.IGNORECASE)
+#: A stored stimulus or calibration PNG: named by a 128-bit random token, nothing else.
+OPAQUE_PNG = re.compile(r"[A-Za-z0-9_-]{22}\.png")
 
 
 @pytest.fixture()
@@ -42,7 +44,9 @@ def study(store: Store, tmp_path: Path, tiny_weights_dir: Path) -> StudySummary:
 def strings_in(page: SurveyPage) -> Iterator[str]:
     for field in dataclasses.fields(page):
         value = getattr(page, field.name)
-        if not isinstance(value, np.ndarray):
+        if isinstance(value, Path):  # a stored PNG: its name must be opaque too
+            yield value.name
+        else:
             yield str(value)
     yield page.progress_html
 
@@ -61,9 +65,9 @@ def test_rater_handlers_never_name_a_method(store: Store, study: StudySummary) -
         for text in strings_in(page):
             assert not FORBIDDEN.search(text), text
         if page.image is not None:
-            shapes.add(page.image.shape)
+            shapes.add(load_rgb(page.image).shape)
     assert shapes == {(32, 36, 3)}  # every version of every image has the same size here
-    examples = (pages[0].best_example, pages[0].worst_example)
+    examples = (load_rgb(pages[0].best_example), load_rgb(pages[0].worst_example))
     assert examples[0].shape == examples[1].shape != (32, 36, 3)  # calibration uses an image outside the study
 
 
@@ -115,7 +119,7 @@ def test_through_the_gradio_api_raters_learn_nothing_and_admins_need_the_passwor
         for response in responses:
             assert not FORBIDDEN.search(repr(response)), response
         for path in downloads:
-            assert path.name == "image.png" and not FORBIDDEN.search(str(path))
+            assert OPAQUE_PNG.fullmatch(path.name) and not FORBIDDEN.search(str(path))
             assert set(png_chunks(path.read_bytes())) == {b"IHDR", b"IDAT", b"IEND"}
 
         for endpoint, args in [

@@ -7,26 +7,26 @@ time at full resolution, buttons 1–5, also keys 1–5, and a progress bar), *d
 The rater's token is kept in the browser's local storage, so a reload resumes at the same stimulus. The
 handlers :func:`survey_open`, :func:`survey_start` and :func:`survey_rate` are plain functions returning a
 :class:`SurveyPage`; they are also the API (``/survey_open``, ``/survey_start``, ``/survey_rate``). Blinding:
-nothing they return names a method: stimuli are sent as pixels (re-encoded by Gradio as metadata-free PNG
-under a content-hash URL), known only by opaque ids, and all versions of one image have the same size.
+nothing they return names a method: a stimulus is its stored metadata-free PNG, named by an opaque token and
+served as it is (a static path, so Gradio neither re-encodes it nor rewrites a cached copy that another rater is
+downloading), and all versions of one image have the same size.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Literal
 
 import gradio as gr
-import numpy as np
-
 from survey.db import ACR_LABELS, Store
 from survey.studies import (
     Progress,
     StorageError,
     SurveyError,
     start_rater,
-    stimulus_pixels,
+    stimulus_file,
     study_intro,
     submit_rating,
 )
@@ -76,18 +76,18 @@ class SurveyPage:
     """Everything the Survey tab shows at one moment.
 
     ``token`` is the rater's token ("" before they start); ``text`` is Markdown (instructions or a message);
-    ``stimulus`` the opaque id of the shown stimulus ("" when none); images are uint8 HWC RGB.
+    ``stimulus`` the opaque id of the shown stimulus ("" when none); images are stored PNG files.
     """
 
     view: View
     token: str = ""
     text: str = ""
     stimulus: str = ""
-    image: np.ndarray | None = None
+    image: Path | None = None
     done: int = 0
     total: int = 0
-    best_example: np.ndarray | None = None
-    worst_example: np.ndarray | None = None
+    best_example: Path | None = None
+    worst_example: Path | None = None
 
     @property
     def progress_html(self) -> str:
@@ -111,7 +111,7 @@ def page_for(store: Store, state: Progress) -> SurveyPage:
     if not state.study_open:
         return SurveyPage("closed", state.token, CLOSED_TEXT, done=state.done, total=state.total)
     return SurveyPage(
-        "rate", state.token, RATE_HINT, state.stimulus or "", stimulus_pixels(store, state), state.done, state.total
+        "rate", state.token, RATE_HINT, state.stimulus or "", stimulus_file(store, state), state.done, state.total
     )
 
 
@@ -175,7 +175,9 @@ def build_survey_tab(store: Store) -> None:
     """Lay out the Survey tab inside the current ``gr.Blocks`` context and wire its events.
 
     It reads ``?study=`` from the page address on load and keeps rater tokens in the browser's local storage.
+    The stored stimuli are served as static files: written once at study creation, never changed.
     """
+    gr.set_static_paths([store.stimuli_dir])
     study_box = gr.Textbox(visible=False, label="study")
     token_box = gr.Textbox(visible=False, label="token")
     stimulus_box = gr.Textbox(visible=False, label="stimulus")
