@@ -5,7 +5,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from train.evaluate import CSV_COLUMNS, main
+from sr_app.resize import imresize, make_lr
+from train.evaluate import CSV_COLUMNS, main, vgg54_distance
+from train.losses import VGG54
 
 
 def test_bicubic_reproduces_published_figures(eval_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -76,3 +78,19 @@ def test_data_folder_without_images_is_refused(tmp_path: Path) -> None:
     (tmp_path / "Empty" / "HR").mkdir(parents=True)
     with pytest.raises(SystemExit, match="No images found"):
         main(["--data", str(tmp_path / "Empty"), "--methods", "bicubic"])
+
+
+def test_vgg54_distance_is_zero_for_hr_and_grows_with_blur(photo: np.ndarray) -> None:
+    vgg = VGG54()
+    hr = photo[:256, :256]
+    blurred = {scale: imresize(make_lr(hr, scale)[0], scale) for scale in (2, 4)}
+    assert vgg54_distance(vgg, hr, hr) == 0
+    assert 0 < vgg54_distance(vgg, blurred[2], hr) < vgg54_distance(vgg, blurred[4], hr)
+
+
+def test_vgg54_column_in_the_csv_and_the_table(eval_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    csv = tmp_path / "scores.csv"
+    main(["--data", str(eval_data / "Set5"), "--methods", "bicubic", "--vgg54", "--csv", str(csv)])
+    scores = pd.read_csv(csv)
+    assert list(scores.columns) == [*CSV_COLUMNS, "vgg54"] and (scores.vgg54 > 0).all()
+    assert "vgg54" in capsys.readouterr().out

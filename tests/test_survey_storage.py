@@ -235,6 +235,21 @@ def test_an_unknown_or_unshown_stimulus_is_refused(store: Store, study: StudySum
     assert count_ratings(store) == 0
 
 
+def test_a_rater_token_reaches_only_its_own_ratings(store: Store, study: StudySummary) -> None:
+    first = start_rater(store, study.public_id, rng=random.Random(1))
+    rated = first.stimulus or ""
+    first = submit_rating(store, study.public_id, first.token, rated, 5)
+    second = start_rater(store, study.public_id, rng=random.Random(2))
+    assert second.stimulus != rated  # the second rater was not shown the first one's rated stimulus yet
+    with pytest.raises(SurveyError, match="not one you were shown"):
+        submit_rating(store, study.public_id, second.token, rated, 1)
+    second = submit_rating(store, study.public_id, second.token, second.stimulus or "", 2)
+    assert (first.done, second.done) == (1, 1)  # each sees only their own count, never the other's scores
+    with store.session() as session:
+        scores = session.execute(select(Rater.token, Rating.score).join(Rating.rater)).all()
+    assert sorted(scores) == sorted([(first.token, 5), (second.token, 2)])
+
+
 def test_the_database_itself_refuses_a_rating_outside_the_raters_playlist(store: Store, study: StudySummary) -> None:
     state = start_rater(store, study.public_id)
     with pytest.raises(IntegrityError), store.session() as session, session.begin():

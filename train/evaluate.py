@@ -1,11 +1,12 @@
 """`python -m train.evaluate`: PSNR/SSIM (Y channel, shave 4) of upscaling methods on benchmark sets.
 
     python -m train.evaluate --data ../shared/data/eval/Set5 --data ../shared/data/eval/Set14 \\
-        --methods bicubic,edsr --csv scores.csv --save outputs/
+        --methods bicubic,edsr --csv scores.csv --save outputs/ [--vgg54]
 
 Each ``--data`` folder holds ``HR/`` and optionally ``LR_x4/``. The table printed is the mean per dataset
 and method; ``--csv`` writes one row per image (``dataset,image,method,psnr,ssim``); ``--save`` writes the
-SR outputs as ``DIR/<dataset>/<method>/<image>.png``.
+SR outputs as ``DIR/<dataset>/<method>/<image>.png``. ``--vgg54`` adds a ``vgg54`` column: SRGAN's VGG54
+content loss between SR and HR (borders shaved as for PSNR), the perceptual distance a GAN fine-tuning lowers.
 """
 
 from __future__ import annotations
@@ -16,31 +17,46 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from PIL import Image
 
-from sr_app.images import ImageError
+from sr_app.images import ImageError, rgb_to_tensor
 from sr_app.metrics import psnr_y, ssim_y
 from sr_app.upscalers import METHODS, SCALE, load_upscaler
 from sr_app.weights import WEIGHTS_DIR, WeightsError
 from train.data import BenchmarkImage, load_benchmark
+from train.losses import VGG54, VGGWeightsError, content_loss
 
 CSV_COLUMNS = ["dataset", "image", "method", "psnr", "ssim"]
+METRICS = ["psnr", "ssim", "vgg54"]
+
+
+@torch.no_grad()
+def vgg54_distance(vgg: VGG54, sr: np.ndarray, hr: np.ndarray, shave: int = SCALE) -> float:
+    """SRGAN's VGG54 content loss between two uint8 HWC RGB images, ``shave`` pixels cut from every border."""
+    window = (slice(shave, -shave or None), slice(shave, -shave or None))
+    return content_loss(vgg, rgb_to_tensor(sr[window])[None], rgb_to_tensor(hr[window])[None]).item()
 
 
 def score_images(
     upscale: Callable[[np.ndarray], np.ndarray],
     images: Sequence[BenchmarkImage],
     save_dir: Path | None = None,
+    vgg: VGG54 | None = None,
 ) -> pd.DataFrame:
-    """PSNR/SSIM of ``upscale`` on each image: a frame with columns ``image, psnr, ssim``."""
+    """PSNR/SSIM of ``upscale`` on each image: a frame with columns ``image, psnr, ssim`` (and ``vgg54`` when
+    ``vgg`` is given)."""
     rows = []
     for image in images:
         sr = upscale(image.lr)
         if save_dir is not None:
             save_dir.mkdir(parents=True, exist_ok=True)
             Image.fromarray(sr).save(save_dir / f"{image.name}.png")
-        rows.append({"image": image.name, "psnr": psnr_y(sr, image.hr, SCALE), "ssim": ssim_y(sr, image.hr, SCALE)})
-    return pd.DataFrame(rows, columns=["image", "psnr", "ssim"])
+        row = {"image": image.name, "psnr": psnr_y(sr, image.hr, SCALE), "ssim": ssim_y(sr, image.hr, SCALE)}
+        if vgg is not None:
+            row["vgg54"] = vgg54_distance(vgg, sr, image.hr)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["image", "psnr", "ssim"] + (["vgg54"] if vgg is not None else []))
 
 
 def evaluate(
@@ -49,23 +65,25 @@ def evaluate(
     save_dir: Path | None = None,
     bf16: bool = False,
     weights_dir: Path = WEIGHTS_DIR,
+    vgg54: bool = False,
 ) -> pd.DataFrame:
-    """Per-image scores of every method on every dataset, with columns :data:`CSV_COLUMNS`."""
+    """Per-image scores of every method on every dataset, with columns :data:`CSV_COLUMNS` (and ``vgg54``)."""
     datasets = {Path(d).name: load_benchmark(d, SCALE) for d in data_dirs}
+    vgg = VGG54() if vgg54 else None
     frames = []
     for method in methods:
         upscaler = load_upscaler(method, bf16=bf16, weights_dir=weights_dir)
         for dataset, images in datasets.items():
             out = save_dir / dataset / method if save_dir is not None else None
-            scores = score_images(upscaler, images, out)
+            scores = score_images(upscaler, images, out, vgg)
             frames.append(scores.assign(dataset=dataset, method=method))
-    return pd.concat(frames, ignore_index=True)[CSV_COLUMNS]
+    return pd.concat(frames, ignore_index=True)[CSV_COLUMNS + (["vgg54"] if vgg54 else [])]
 
 
 def summary_table(scores: pd.DataFrame) -> pd.DataFrame:
-    """Mean PSNR/SSIM per dataset × method, methods in the order given."""
-    table = scores.groupby(["dataset", "method"], sort=False)[["psnr", "ssim"]].mean()
-    return table.round({"psnr": 2, "ssim": 4})
+    """Mean of every metric per dataset × method, methods in the order given."""
+    table = scores.groupby(["dataset", "method"], sort=False)[[m for m in METRICS if m in scores]].mean()
+    return table.round({"psnr": 2, "ssim": 4, "vgg54": 4})
 
 
 def parse_methods(text: str) -> list[str]:
@@ -84,10 +102,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--save", type=Path, help="write SR outputs under this folder")
     parser.add_argument("--bf16", action="store_true", help="run networks under bfloat16 autocast")
     parser.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR, help="folder of the networks' weights files")
+    parser.add_argument("--vgg54", action="store_true", help="also score the VGG54 distance to HR (lower is closer)")
     args = parser.parse_args(argv)
     try:
-        scores = evaluate(args.data, args.methods, args.save, args.bf16, args.weights_dir)
-    except (WeightsError, ImageError, OSError, ValueError) as error:
+        scores = evaluate(args.data, args.methods, args.save, args.bf16, args.weights_dir, args.vgg54)
+    except (WeightsError, VGGWeightsError, ImageError, OSError, ValueError) as error:
         raise SystemExit(f"error: {error}") from error
     print(summary_table(scores).to_string())
     if args.csv:
