@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 import gradio as gr
+
 from survey.db import ACR_LABELS, Store
 from survey.studies import (
     Progress,
