@@ -89,6 +89,18 @@ def test_admin_handlers_refuse_without_the_password(store: Store, study: StudySu
     assert results_studies(store, PASSWORD, PASSWORD) == [STUDY_NAME]
 
 
+def test_every_results_tab_event_checks_the_password(store: Store, study: StudySummary) -> None:
+    """Private events (Enter in the password box, the checkbox) are callable over HTTP by index too."""
+    with gr.Blocks() as demo:
+        build_results_tab(store, PASSWORD)
+    handlers = list(demo.fns.values())
+    assert len(handlers) == 5 and {h.api_visibility for h in handlers} == {"public", "private"}
+    for handler in handlers:
+        args = ("wrong", STUDY_NAME, False)[: len(handler.inputs)]
+        with pytest.raises(gr.Error, match=WRONG_PASSWORD):
+            handler.fn(*args)
+
+
 @pytest.mark.slow
 def test_through_the_gradio_api_raters_learn_nothing_and_admins_need_the_password(
     store: Store, study: StudySummary, tmp_path: Path
