@@ -7,9 +7,10 @@ Creates a study of ``--images`` random ``--size``² px images × (bicubic, edsr,
 anchor) = 4 stimuli per image in a temporary data folder, starts ``python app.py`` on 127.0.0.1 as a
 subprocess, then runs one thread per rater, each with its own ``gradio_client.Client`` (its own session):
 ``/survey_start``, then ``/survey_rate`` with a random score until the study is done, as a browser does. The
-timed step is one ``/survey_rate`` call: store the score, get the next stimulus and download its PNG. Prints
-ratings per second over all raters and the 50th/95th/99th percentile latency of that step; the client
-threads run on the same machine as the server.
+timed step is one ``/survey_rate`` call: store the score, get the next stimulus and download its PNG (each
+download is then checked to be a complete PNG of the study's size). Prints ratings per second over all
+raters and the 50th/95th/99th percentile latency of that step; the client threads run on the same machine as
+the server.
 
 With ``--kill-after N`` the server is killed with SIGKILL once N ratings are acknowledged, the database is
 checked while it is down (every rating acknowledged so far present, ``PRAGMA integrity_check``), and the
@@ -42,6 +43,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gradio_client import Client  # noqa: E402
+from PIL import Image  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
 from benchmarks.live_app import LiveApp  # noqa: E402
@@ -75,11 +77,14 @@ class Shared:
     url: str
     downloads: Path
     deadline: float
+    size: int
     acks: Acks = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     resumes: list[str] = field(default_factory=list)  # "ok" or what went wrong
     start_retries: list[str] = field(default_factory=list)  # why a new rater's first call had to be repeated
+    downloaded: int = 0
+    broken_downloads: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     started: threading.Barrier | None = None
     killed: threading.Event = field(default_factory=threading.Event)
@@ -118,7 +123,7 @@ def rate_study(shared: Shared, seed: int) -> None:
         start = time.perf_counter()
         try:
             job = client.submit(shared.study_id, token, stimulus, score, api_name="/survey_rate")
-            _, next_stimulus, *_ = job.result(timeout=CALL_TIMEOUT_S)
+            _, next_stimulus, *page = job.result(timeout=CALL_TIMEOUT_S)
         except Exception as error:  # connection refused or reset, a timeout, an error from the app
             failures += 1
             if failures > RETRIES:
@@ -136,8 +141,24 @@ def rate_study(shared: Shared, seed: int) -> None:
             shared.latencies.append(elapsed)
         done += 1
         stimulus = next_stimulus
+        if stimulus:
+            check_download(shared, page[4])
     if stimulus:
         shared.fail(f"rater {seed}: gave up at the deadline with {done} ratings done")
+
+
+def check_download(shared: Shared, path: str) -> None:
+    """Count a downloaded stimulus, and record it unless it decodes completely to the study's size."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            intact = image.size == (shared.size, shared.size)
+    except (OSError, SyntaxError):
+        intact = False
+    with shared.lock:
+        shared.downloaded += 1
+        if not intact:
+            shared.broken_downloads.append(f"broken or wrong-size stimulus download: {path}")
 
 
 def begin(shared: Shared, seed: int) -> tuple[Client, str, str, list[object]]:
@@ -230,7 +251,8 @@ def main() -> None:
         n_stimuli = len(study.conditions) * study.images
         app = LiveApp(data_dir)
         app.start()
-        shared = Shared(study.public_id, app.url, Path(tmp) / "downloads", time.monotonic() + args.timeout)
+        deadline = time.monotonic() + args.timeout
+        shared = Shared(study.public_id, app.url, Path(tmp) / "downloads", deadline, args.size)
         shared.started = threading.Barrier(args.raters + 1)
         threads = [threading.Thread(target=rate_study, args=(shared, seed), daemon=True) for seed in range(args.raters)]
         kill_report = ""
@@ -275,7 +297,9 @@ def main() -> None:
               f"raters resumed where they were" + (f"; {bad_resumes[:5]}" if bad_resumes else ""))  # fmt: skip
         problems += bad_resumes
     print(f"every acknowledged rating stored exactly once with its score: {not problems}; integrity_check: {integrity}")
-    problems += shared.errors
+    print(f"stimulus downloads: {shared.downloaded}, complete PNGs of {args.size}² px: "
+          f"{shared.downloaded - len(shared.broken_downloads)}")  # fmt: skip
+    problems += shared.errors + shared.broken_downloads
     for problem in problems[:20]:
         print("  problem:", problem)
     if problems or integrity not in ("ok", "n/a") or n_stored != args.raters * n_stimuli:
