@@ -5,12 +5,16 @@
 
 Creates a study of ``--images`` random ``--size``² px images × (bicubic, edsr, hidden reference, nearest
 anchor) = 4 stimuli per image in a temporary data folder, starts ``python app.py`` on 127.0.0.1 as a
-subprocess, then runs one thread per rater, each with its own ``gradio_client.Client`` (its own session):
-``/survey_start``, then ``/survey_rate`` with a random score until the study is done, as a browser does. The
-timed step is one ``/survey_rate`` call: store the score, get the next stimulus and download its PNG (each
-download is then checked to be a complete PNG of the study's size). Prints ratings per second over all
-raters and the 50th/95th/99th percentile latency of that step; the client threads run on the same machine as
-the server.
+subprocess, then runs one thread per rater, each with its own client (its own session): ``/survey_start``,
+then ``/survey_rate`` with a random score until the study is done, as a browser does. ``--client gradio`` (the
+default) is ``gradio_client.Client``; ``--client http`` is a plain ``httpx`` client of Gradio's REST API
+(``POST /gradio_api/call/<api>``, then its server-sent events), far lighter on the shared CPU. ``--think S``
+makes each rater pause for a random time (exponential, mean S seconds; untimed) before each score, as a person
+looking at the photo does; 0 (the default) is a closed loop, every rater clicking again the moment the next
+stimulus arrives. The timed step is one ``/survey_rate`` call: store the score, get the next stimulus and
+download its PNG (each download is then checked to be a complete PNG of the study's size). Prints ratings per
+second over all raters and the 50th/95th/99th percentile latency of that step; the client threads run on the
+same machine as the server.
 
 With ``--kill-after N`` the server is killed with SIGKILL once N ratings are acknowledged, the database is
 checked while it is down (every rating acknowledged so far present, ``PRAGMA integrity_check``), and the
@@ -27,9 +31,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import random
 import re
+import secrets
 import sqlite3
 import statistics
 import sys
@@ -42,6 +48,7 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import httpx  # noqa: E402
 from gradio_client import Client  # noqa: E402
 from PIL import Image  # noqa: E402
 from sqlalchemy import select  # noqa: E402
@@ -78,6 +85,8 @@ class Shared:
     downloads: Path
     deadline: float
     size: int
+    client_kind: str = "gradio"
+    think_s: float = 0.0
     acks: Acks = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -90,12 +99,61 @@ class Shared:
     killed: threading.Event = field(default_factory=threading.Event)
     restarted: threading.Event = field(default_factory=threading.Event)
 
-    def client(self) -> Client:
-        return Client(self.url, verbose=False, download_files=str(self.downloads))
+    def client(self) -> GradioCaller | HttpCaller:
+        if self.client_kind == "http":
+            return HttpCaller(self.url, self.downloads)
+        return GradioCaller(Client(self.url, verbose=False, download_files=str(self.downloads)))
 
     def fail(self, message: str) -> None:
         with self.lock:
             self.errors.append(message)
+
+
+@dataclass
+class GradioCaller:
+    """Calls an endpoint with ``gradio_client`` (which downloads the files in the outputs)."""
+
+    client: Client
+
+    def call(self, api_name: str, *data: object) -> list[object]:
+        return list(self.client.submit(*data, api_name=api_name).result(timeout=CALL_TIMEOUT_S))
+
+
+@dataclass
+class HttpCaller:
+    """Calls an endpoint through Gradio's REST API with plain ``httpx``, downloading the files in the outputs.
+
+    ``POST /gradio_api/call/<api>`` queues the call and returns an event id; ``GET`` on it streams server-sent
+    events until ``complete`` (the outputs) or ``error``."""
+
+    url: str
+    downloads: Path
+    http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=CALL_TIMEOUT_S))
+
+    def call(self, api_name: str, *data: object) -> list[object]:
+        endpoint = f"{self.url}gradio_api/call/{api_name.strip('/')}"
+        posted = self.http.post(endpoint, json={"data": list(data)})
+        posted.raise_for_status()
+        event = ""
+        with self.http.stream("GET", f"{endpoint}/{posted.json()['event_id']}") as stream:
+            for line in stream.iter_lines():
+                if line.startswith("event: "):
+                    event = line.removeprefix("event: ")
+                elif line.startswith("data: ") and event in ("complete", "error"):
+                    payload = json.loads(line.removeprefix("data: "))
+                    if event == "error":
+                        raise RuntimeError(f"{api_name}: {payload}")
+                    return [self.download(value) if isinstance(value, dict) and "url" in value else value
+                            for value in payload]  # fmt: skip
+        raise RuntimeError(f"{api_name}: the event stream ended without a result")
+
+    def download(self, file: dict[str, object]) -> str:
+        response = self.http.get(str(file["url"]))
+        response.raise_for_status()
+        path = self.downloads / secrets.token_hex(8) / Path(str(file["path"])).name
+        path.parent.mkdir(parents=True)
+        path.write_bytes(response.content)
+        return str(path)
 
 
 def page_done(page: list[object]) -> int:
@@ -120,10 +178,11 @@ def rate_study(shared: Shared, seed: int) -> None:
     done, failures = page_done(page), 0
     while stimulus and time.monotonic() < shared.deadline:
         score = rng.randint(MIN_SCORE, MAX_SCORE)
+        if shared.think_s:
+            time.sleep(rng.expovariate(1 / shared.think_s))
         start = time.perf_counter()
         try:
-            job = client.submit(shared.study_id, token, stimulus, score, api_name="/survey_rate")
-            _, next_stimulus, *page = job.result(timeout=CALL_TIMEOUT_S)
+            _, next_stimulus, *page = client.call("/survey_rate", shared.study_id, token, stimulus, score)
         except Exception as error:  # connection refused or reset, a timeout, an error from the app
             failures += 1
             if failures > RETRIES:
@@ -161,13 +220,13 @@ def check_download(shared: Shared, path: str) -> None:
             shared.broken_downloads.append(f"broken or wrong-size stimulus download: {path}")
 
 
-def begin(shared: Shared, seed: int) -> tuple[Client, str, str, list[object]]:
+def begin(shared: Shared, seed: int) -> tuple[GradioCaller | HttpCaller, str, str, list[object]]:
     """Connect and call ``/survey_start`` as a new rater: (client, token, first stimulus, page). Retried
     :data:`RETRIES` times on a failure (each counted in ``shared.start_retries``), then raised."""
     for attempt in range(RETRIES + 1):
         try:
             client = shared.client()
-            token, stimulus, *page = client.predict(shared.study_id, "", "", api_name="/survey_start")
+            token, stimulus, *page = client.call("/survey_start", shared.study_id, "", "")
             return client, token, stimulus, page
         except Exception as error:
             if attempt == RETRIES:
@@ -179,7 +238,9 @@ def begin(shared: Shared, seed: int) -> tuple[Client, str, str, list[object]]:
     raise AssertionError("unreachable")
 
 
-def resume(shared: Shared, token: str, stimulus: str, done: int, error: Exception) -> tuple[Client, str, int]:
+def resume(
+    shared: Shared, token: str, stimulus: str, done: int, error: Exception
+) -> tuple[GradioCaller | HttpCaller, str, int]:
     """After a failed rating: wait for the server (restarted, if it was killed), reconnect and resume.
 
     Records whether the resumed page is where the rater was: ``done`` ratings and the same stimulus, or one
@@ -193,7 +254,7 @@ def resume(shared: Shared, token: str, stimulus: str, done: int, error: Exceptio
     else:
         time.sleep(0.5)
     client = shared.client()
-    _, resumed, *page = client.predict(shared.study_id, token, "", api_name="/survey_start")
+    _, resumed, *page = client.call("/survey_start", shared.study_id, token, "")
     now_done = page_done(page)
     if (now_done, resumed == stimulus) in ((done, True), (done + 1, False)):
         verdict = "ok"
@@ -237,6 +298,8 @@ def main() -> None:
     parser.add_argument("--raters", type=int, default=50, help="concurrent raters (one thread and client each)")
     parser.add_argument("--images", type=int, default=10, help="source images; 4 stimuli each")
     parser.add_argument("--size", type=int, default=64, help="side of the square images in pixels")
+    parser.add_argument("--client", choices=["gradio", "http"], default="gradio", help="gradio_client or httpx")
+    parser.add_argument("--think", type=float, default=0.0, help="mean pause before each score, in seconds")
     parser.add_argument("--kill-after", type=int, default=0, help="kill -9 the server after this many ratings")
     parser.add_argument("--database-url", help="SQLAlchemy URL (default: SQLite in the temporary data folder)")
     parser.add_argument("--timeout", type=float, default=600, help="give up after this many seconds")
@@ -252,7 +315,8 @@ def main() -> None:
         app = LiveApp(data_dir)
         app.start()
         deadline = time.monotonic() + args.timeout
-        shared = Shared(study.public_id, app.url, Path(tmp) / "downloads", deadline, args.size)
+        downloads = Path(tmp) / "downloads"
+        shared = Shared(study.public_id, app.url, downloads, deadline, args.size, args.client, args.think)
         shared.started = threading.Barrier(args.raters + 1)
         threads = [threading.Thread(target=rate_study, args=(shared, seed), daemon=True) for seed in range(args.raters)]
         kill_report = ""
@@ -278,7 +342,8 @@ def main() -> None:
         store.engine.dispose()
 
     latencies = shared.latencies
-    print(f"{store.engine.dialect.name}: {args.raters} raters × {n_stimuli} stimuli of {args.size}² px, over HTTP")
+    print(f"{store.engine.dialect.name}: {args.raters} raters × {n_stimuli} stimuli of {args.size}² px, over HTTP "
+          f"({args.client} client, think time {args.think:g} s)")  # fmt: skip
     print(f"{len(shared.acks)} ratings acknowledged, {n_stored} stored, in {elapsed:.1f} s: "
           f"{len(shared.acks) / elapsed:.1f} ratings/s; server peak RSS {peak_rss:.0f} MiB")  # fmt: skip
     if not args.kill_after:
