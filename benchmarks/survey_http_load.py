@@ -124,15 +124,18 @@ class HttpCaller:
     """Calls an endpoint through Gradio's REST API with plain ``httpx``, downloading the files in the outputs.
 
     ``POST /gradio_api/call/<api>`` queues the call and returns an event id; ``GET`` on it streams server-sent
-    events until ``complete`` (the outputs) or ``error``."""
+    events until ``complete`` (the outputs) or ``error``. Every call carries the client's session hash, as a
+    browser tab's calls do (without one, Gradio sets up a new session, a copy of the whole app's state, per call).
+    """
 
     url: str
     downloads: Path
+    session_hash: str = field(default_factory=lambda: secrets.token_hex(8))
     http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=CALL_TIMEOUT_S))
 
     def call(self, api_name: str, *data: object) -> list[object]:
         endpoint = f"{self.url}gradio_api/call/{api_name.strip('/')}"
-        posted = self.http.post(endpoint, json={"data": list(data)})
+        posted = self.http.post(endpoint, json={"data": list(data), "session_hash": self.session_hash})
         posted.raise_for_status()
         event = ""
         with self.http.stream("GET", f"{endpoint}/{posted.json()['event_id']}") as stream:

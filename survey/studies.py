@@ -321,6 +321,11 @@ def _rater(session: Session, study_id: str, token: str) -> Rater:
     return rater
 
 
+def _count(session: Session, table: type[Assignment] | type[Rating], rater_id: int) -> int:
+    """How many of the rater's assignments (stimuli to rate) or ratings are stored."""
+    return session.scalar(select(func.count()).select_from(table).where(table.rater_id == rater_id)) or 0
+
+
 def study_intro(store: Store, study_id: str) -> StudyIntro:
     """Instructions and calibration examples of the study whose rater link holds ``study_id``."""
     with store.session() as session:
@@ -366,12 +371,11 @@ def progress(store: Store, study_id: str, token: str) -> Progress:
         rated = select(Rating.id).where(Rating.rater_id == rater.id, Rating.stimulus_id == Assignment.stimulus_id)
         pending = select(Assignment).where(Assignment.rater_id == rater.id, ~rated.exists())
         next_up = session.scalar(pending.order_by(Assignment.position).limit(1))
-        total = session.scalar(select(func.count()).select_from(Assignment).where(Assignment.rater_id == rater.id))
-        done = session.scalar(select(func.count()).select_from(Rating).where(Rating.rater_id == rater.id))
+        total, done = _count(session, Assignment, rater.id), _count(session, Rating, rater.id)
         if next_up is not None:
             next_up.shown_at = utc_now()
         return Progress(
-            study=study_id, token=token, done=done or 0, total=total or 0,
+            study=study_id, token=token, done=done, total=total,
             stimulus=next_up.stimulus.public_id if next_up is not None else None,
             study_open=rater.study.status == OPEN,
         )  # fmt: skip
@@ -436,8 +440,7 @@ def _submit_rating(store: Store, study_id: str, token: str, stimulus_id: str, va
                     )
                 )  # fmt: skip
                 session.flush()
-                done = session.scalar(select(func.count()).select_from(Rating).where(Rating.rater_id == rater.id))
-                if done == len(rater.assignments):
+                if _count(session, Rating, rater.id) == _count(session, Assignment, rater.id):
                     rater.finished_at = utc_now()
     except IntegrityError:
         # A concurrent identical submission committed first; UNIQUE(rater, stimulus) kept exactly one.
