@@ -19,13 +19,17 @@ def rgb_to_y(rgb: np.ndarray) -> np.ndarray:
     return 16.0 + (rgb.astype(np.float64) / 255.0) @ BT601_Y_WEIGHTS
 
 
+def shave_border(image: np.ndarray, shave: int) -> np.ndarray:
+    """``image`` (HW or HWC) without ``shave`` pixels on every border."""
+    return image[shave : image.shape[0] - shave, shave : image.shape[1] - shave]
+
+
 def _y_pair(sr: np.ndarray, hr: np.ndarray, shave: int) -> tuple[np.ndarray, np.ndarray]:
     if sr.shape != hr.shape:
         raise ValueError(f"SR and HR images differ in shape: {sr.shape} vs {hr.shape}")
     if sr.dtype != np.uint8 or hr.dtype != np.uint8:
         raise TypeError("metrics take uint8 RGB images")
-    window = (slice(shave, -shave or None), slice(shave, -shave or None))
-    return rgb_to_y(sr)[window], rgb_to_y(hr)[window]
+    return shave_border(rgb_to_y(sr), shave), shave_border(rgb_to_y(hr), shave)
 
 
 def psnr_y(sr: np.ndarray, hr: np.ndarray, shave: int = 4) -> float:

@@ -21,21 +21,26 @@ import torch
 from PIL import Image
 
 from sr_app.images import ImageError, rgb_to_tensor
-from sr_app.metrics import psnr_y, ssim_y
+from sr_app.metrics import psnr_y, shave_border, ssim_y
 from sr_app.upscalers import METHODS, SCALE, load_upscaler
 from sr_app.weights import WEIGHTS_DIR, WeightsError
 from train.data import BenchmarkImage, load_benchmark
 from train.losses import VGG54, VGGWeightsError, content_loss
 
-CSV_COLUMNS = ["dataset", "image", "method", "psnr", "ssim"]
-METRICS = ["psnr", "ssim", "vgg54"]
+
+def metric_names(vgg54: bool = False) -> list[str]:
+    """The score columns: PSNR and SSIM, and the VGG54 distance when asked for."""
+    return ["psnr", "ssim", *(["vgg54"] if vgg54 else [])]
+
+
+CSV_COLUMNS = ["dataset", "image", "method", *metric_names()]
 
 
 @torch.no_grad()
 def vgg54_distance(vgg: VGG54, sr: np.ndarray, hr: np.ndarray, shave: int = SCALE) -> float:
     """SRGAN's VGG54 content loss between two uint8 HWC RGB images, ``shave`` pixels cut from every border."""
-    window = (slice(shave, -shave or None), slice(shave, -shave or None))
-    return content_loss(vgg, rgb_to_tensor(sr[window])[None], rgb_to_tensor(hr[window])[None]).item()
+    sr_tensor, hr_tensor = (rgb_to_tensor(shave_border(image, shave))[None] for image in (sr, hr))
+    return content_loss(vgg, sr_tensor, hr_tensor).item()
 
 
 def score_images(
@@ -56,7 +61,7 @@ def score_images(
         if vgg is not None:
             row["vgg54"] = vgg54_distance(vgg, sr, image.hr)
         rows.append(row)
-    return pd.DataFrame(rows, columns=["image", "psnr", "ssim"] + (["vgg54"] if vgg is not None else []))
+    return pd.DataFrame(rows, columns=["image", *metric_names(vgg is not None)])
 
 
 def evaluate(
@@ -77,12 +82,12 @@ def evaluate(
             out = save_dir / dataset / method if save_dir is not None else None
             scores = score_images(upscaler, images, out, vgg)
             frames.append(scores.assign(dataset=dataset, method=method))
-    return pd.concat(frames, ignore_index=True)[CSV_COLUMNS + (["vgg54"] if vgg54 else [])]
+    return pd.concat(frames, ignore_index=True)[["dataset", "image", "method", *metric_names(vgg54)]]
 
 
 def summary_table(scores: pd.DataFrame) -> pd.DataFrame:
     """Mean of every metric per dataset × method, methods in the order given."""
-    table = scores.groupby(["dataset", "method"], sort=False)[[m for m in METRICS if m in scores]].mean()
+    table = scores.groupby(["dataset", "method"], sort=False)[metric_names("vgg54" in scores)].mean()
     return table.round({"psnr": 2, "ssim": 4, "vgg54": 4})
 
 
