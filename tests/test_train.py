@@ -59,6 +59,14 @@ def test_resume_continues_from_the_saved_iteration(hr_folder: Path, tmp_path: Pa
     assert list(pd.read_csv(out / "log.csv").iteration) == [5, 10, 15]
 
 
+def test_a_resumed_run_decays_at_its_new_lr_step(hr_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    main(train_args(hr_folder, out, "--iterations", "5"))
+    main(train_args(hr_folder, out, "--iterations", "15", "--lr-step", "10", "--lr-gamma", "0.5", "--resume"))
+    # The log shows the rate after each logged update: updates 11-15 ran at half the rate.
+    assert list(pd.read_csv(out / "log.csv").lr) == [1e-3, 5e-4, 5e-4]
+
+
 def test_validation_exports_the_best_weights_with_their_scores(
     hr_folder: Path, eval_data: Path, tmp_path: Path
 ) -> None:

@@ -22,7 +22,7 @@ from sr_app.models import EDSR
 from sr_app.upscalers import MODEL_WEIGHTS
 from sr_app.weights import WEIGHTS_DIR, read_config
 from train.discriminator import Discriminator
-from train.loop import Trainer, add_loop_arguments, run, wrap_distributed
+from train.loop import Trainer, add_loop_arguments, load_schedule, run, wrap_distributed
 from train.losses import (
     ADVERSARIAL_WEIGHT,
     VGG54,
@@ -111,7 +111,7 @@ class GANTrainer(Trainer):
         super().load_state_dict(state)
         self.discriminator.load_state_dict(state["discriminator"])
         self.opt_d.load_state_dict(state["opt_d"])
-        self.sched_d.load_state_dict(state["sched_d"])
+        load_schedule(self.sched_d, state["sched_d"])
 
 
 def build_parser() -> argparse.ArgumentParser:

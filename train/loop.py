@@ -128,12 +128,23 @@ class Trainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.load_state_dict(state["generator"])
         self.opt_g.load_state_dict(state["opt_g"])
-        self.sched_g.load_state_dict(state["sched_g"])
+        load_schedule(self.sched_g, state["sched_g"])
         if self.ema is not None:
             if "ema" in state:
                 self.ema.load_state_dict(state["ema"])
             else:
                 self.ema.module.load_state_dict(state["generator"])
+
+
+def load_schedule(scheduler: torch.optim.lr_scheduler.StepLR, state: dict[str, Any]) -> None:
+    """Restore a schedule's progress but keep the --lr-step and --lr-gamma of this command line.
+
+    A resumed run can so decay its learning rate at a new step: the current rate carries on until the next
+    multiple of the new step size.
+    """
+    step_size, gamma = scheduler.step_size, scheduler.gamma
+    scheduler.load_state_dict(state)
+    scheduler.step_size, scheduler.gamma = step_size, gamma
 
 
 def ema_with_warmup(decay: float) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
