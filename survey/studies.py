@@ -367,18 +367,24 @@ def progress(store: Store, study_id: str, token: str) -> Progress:
     study or rater, :class:`StorageError` when the database fails.
     """
     with storage_errors(), store.session() as session, session.begin():
-        rater = _rater(session, study_id, token)
-        rated = select(Rating.id).where(Rating.rater_id == rater.id, Rating.stimulus_id == Assignment.stimulus_id)
-        pending = select(Assignment).where(Assignment.rater_id == rater.id, ~rated.exists())
-        next_up = session.scalar(pending.order_by(Assignment.position).limit(1))
-        total, done = _count(session, Assignment, rater.id), _count(session, Rating, rater.id)
-        if next_up is not None:
-            next_up.shown_at = utc_now()
-        return Progress(
-            study=study_id, token=token, done=done, total=total,
-            stimulus=next_up.stimulus.public_id if next_up is not None else None,
-            study_open=rater.study.status == OPEN,
-        )  # fmt: skip
+        return _advance(session, _rater(session, study_id, token), study_id)
+
+
+def _advance(session: Session, rater: Rater, study_id: str) -> Progress:
+    """The rater's progress; marks their next stimulus as shown now, or them as finished when none is left."""
+    rated = select(Rating.id).where(Rating.rater_id == rater.id, Rating.stimulus_id == Assignment.stimulus_id)
+    pending = select(Assignment).where(Assignment.rater_id == rater.id, ~rated.exists())
+    next_up = session.scalar(pending.order_by(Assignment.position).limit(1))
+    total, done = _count(session, Assignment, rater.id), _count(session, Rating, rater.id)
+    if next_up is not None:
+        next_up.shown_at = utc_now()
+    elif rater.finished_at is None:
+        rater.finished_at = utc_now()
+    return Progress(
+        study=study_id, token=rater.token, done=done, total=total,
+        stimulus=next_up.stimulus.public_id if next_up is not None else None,
+        study_open=rater.study.status == OPEN,
+    )  # fmt: skip
 
 
 def stimulus_file(store: Store, state: Progress) -> Path:
@@ -440,8 +446,7 @@ def _submit_rating(store: Store, study_id: str, token: str, stimulus_id: str, va
                     )
                 )  # fmt: skip
                 session.flush()
-                if _count(session, Rating, rater.id) == _count(session, Assignment, rater.id):
-                    rater.finished_at = utc_now()
+            return _advance(session, rater, study_id)
     except IntegrityError:
         # A concurrent identical submission committed first; UNIQUE(rater, stimulus) kept exactly one.
         with store.session() as session:

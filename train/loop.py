@@ -197,6 +197,12 @@ def save_atomically(obj: object, path: Path) -> None:
     tmp.replace(path)
 
 
+def shown_path(path: str | Path) -> str:
+    """``path`` as a user would type it here: relative to the working directory when inside it, else absolute."""
+    absolute = Path(path).resolve()
+    return str(absolute.relative_to(Path.cwd()) if absolute.is_relative_to(Path.cwd()) else absolute)
+
+
 def resume(trainer: Trainer, path: Path, config: EDSRConfig) -> tuple[int, float]:
     """Restore ``trainer`` and the RNG from a checkpoint; returns (iteration, best validation PSNR)."""
     if not path.is_file():
@@ -292,7 +298,7 @@ def run(trainer_class: type[Trainer], args: argparse.Namespace, config: EDSRConf
         "batch_size": args.batch_size,
         "lr_patch": args.lr_patch,
         "date": date.today().isoformat(),
-        "init": str(args.init or ""),
+        "init": shown_path(args.init) if args.init else "",
     }
     columns = ["iteration", *trainer.loss_names, "lr", "it_per_s"]
     columns += [f"{name}_{metric}" for name in val_sets for metric in ("psnr", "ssim")] + ["val_psnr_raw"]
