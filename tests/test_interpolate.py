@@ -1,0 +1,64 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import TINY_CONFIG
+from sr_app.models import EDSR, EDSRConfig
+from sr_app.weights import load_weights, save_weights
+from train.interpolate import interpolate_networks, main
+
+
+def random_network(seed: int, config: EDSRConfig = TINY_CONFIG) -> EDSR:
+    torch.manual_seed(seed)
+    return EDSR(config)
+
+
+def assert_weights_equal(model: EDSR, expected: dict[str, torch.Tensor]) -> None:
+    for name, tensor in model.state_dict().items():
+        torch.testing.assert_close(tensor, expected[name], msg=name)
+
+
+def test_alpha_moves_every_weight_linearly_from_the_psnr_to_the_gan_network() -> None:
+    psnr, gan = random_network(0), random_network(1)
+    a, b = psnr.state_dict(), gan.state_dict()
+    assert_weights_equal(interpolate_networks(psnr, gan, 0.0), a)
+    assert_weights_equal(interpolate_networks(psnr, gan, 1.0), b)
+    assert_weights_equal(interpolate_networks(psnr, gan, 0.25), {k: 0.75 * a[k] + 0.25 * b[k] for k in a})
+    assert_weights_equal(psnr, a)  # inputs are left as they were
+
+
+def test_command_writes_the_blend_with_the_gan_provenance_and_without_stale_scores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    psnr, gan = random_network(0), random_network(1)
+    save_weights(psnr, "edsr.safetensors", iterations=100)
+    save_weights(gan, "gan.safetensors", iterations=50, iterations_total=150, Set5_psnr=29.1, Set5_ssim=0.82)
+    psnr_file = str(tmp_path / "edsr.safetensors")  # absolute, recorded relative to the working directory
+    main(["gan.safetensors", "--psnr", psnr_file, "--alpha", "0.5", "--out", "out.safetensors"])
+    blended, metadata = load_weights("out.safetensors", expected=TINY_CONFIG)
+    a, b = psnr.state_dict(), gan.state_dict()
+    assert_weights_equal(blended, {k: (a[k] + b[k]) / 2 for k in a})
+    assert metadata["interpolation_alpha"] == "0.5"
+    assert metadata["interpolated_with"] == "edsr.safetensors"
+    assert (metadata["iterations"], metadata["iterations_total"]) == ("50", "150")
+    assert "Set5_psnr" not in metadata and "Set5_ssim" not in metadata
+
+
+@pytest.mark.parametrize(
+    ("alpha", "gan_config", "message"),
+    [
+        ("1.5", TINY_CONFIG, "alpha must be between 0 and 1, got 1.5"),
+        ("0.5", EDSRConfig(n_blocks=3, n_feats=16), "but .* was expected"),
+    ],
+)
+def test_a_bad_alpha_or_mismatched_networks_stop_with_a_message_and_write_nothing(
+    tmp_path: Path, alpha: str, gan_config: EDSRConfig, message: str
+) -> None:
+    psnr_file, gan_file, out = tmp_path / "edsr.safetensors", tmp_path / "gan.safetensors", tmp_path / "out.safetensors"
+    save_weights(random_network(0), psnr_file)
+    save_weights(random_network(1, gan_config), gan_file)
+    with pytest.raises(SystemExit, match=message):
+        main([str(gan_file), "--psnr", str(psnr_file), "--alpha", alpha, "--out", str(out)])
+    assert not out.exists()

@@ -1,0 +1,70 @@
+"""`python -m train.interpolate`: blend a GAN-trained network with its PSNR-trained start (network interpolation).
+
+    python -m train.interpolate runs/gan/edsr_srgan_x4.safetensors --alpha 0.8 \
+        --out sr_app/weights/edsr_srgan_x4.safetensors
+
+Every weight becomes ``(1 - alpha) * psnr + alpha * gan`` (ESRGAN, Wang et al. 2018, section 3.4): alpha 1 is the
+GAN network, 0 the PSNR one, values between trade the GAN's texture for fewer of its artefacts and a higher
+PSNR. The result keeps the GAN file's provenance metadata (its scores are dropped: they no longer hold) and
+records alpha and the PSNR file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from sr_app.models import EDSR
+from sr_app.upscalers import MODEL_WEIGHTS
+from sr_app.weights import WEIGHTS_DIR, WeightsError, load_weights, save_weights
+from train.loop import shown_path
+
+log = logging.getLogger(__name__)
+#: Metadata keys holding validation scores, which a blended network does not inherit.
+SCORE_SUFFIXES = ("_psnr", "_ssim", "_psnr_raw")
+
+
+def interpolate_networks(psnr: EDSR, gan: EDSR, alpha: float) -> EDSR:
+    """A copy of ``psnr`` whose every parameter and buffer is ``(1 - alpha) * psnr + alpha * gan``."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
+    if psnr.config != gan.config:
+        raise ValueError(f"cannot blend networks of different shapes: {psnr.config} and {gan.config}")
+    gan_state = gan.state_dict()
+    blended = {name: torch.lerp(value, gan_state[name], alpha) for name, value in psnr.state_dict().items()}
+    result = EDSR(psnr.config)
+    result.load_state_dict(blended)
+    return result.eval()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m train.interpolate", description=__doc__.split("\n")[0])
+    parser.add_argument("gan", type=Path, help="GAN-trained weights file (e.g. runs/gan/edsr_srgan_x4.safetensors)")
+    parser.add_argument(
+        "--psnr", type=Path, default=WEIGHTS_DIR / MODEL_WEIGHTS["edsr"], help="PSNR-trained weights it started from"
+    )
+    parser.add_argument("--alpha", type=float, default=0.8, help="weight of the GAN network, 0 to 1 (default 0.8)")
+    parser.add_argument("--out", type=Path, required=True, help="weights file to write")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        psnr, _ = load_weights(args.psnr)
+        gan, metadata = load_weights(args.gan, expected=psnr.config)
+        blended = interpolate_networks(psnr, gan, args.alpha)
+    except (OSError, ValueError, WeightsError) as error:
+        raise SystemExit(f"error: {error}") from error
+    kept = {key: value for key, value in metadata.items() if key != "config" and not key.endswith(SCORE_SUFFIXES)}
+    save_weights(blended, args.out, **kept, interpolation_alpha=args.alpha, interpolated_with=shown_path(args.psnr))
+    log.info("Wrote %s: %.2f × %s + %.2f × %s", args.out, args.alpha, args.gan, 1 - args.alpha, shown_path(args.psnr))
+
+
+if __name__ == "__main__":
+    main()
