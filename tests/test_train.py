@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from conftest import REPO, TINY_CONFIG
-from sr_app.weights import load_weights
+from sr_app.models import EDSR
+from sr_app.weights import load_weights, save_weights
 from train.edsr import build_parser, main
 from train.loop import Trainer, TrainingDiverged, run
 
@@ -138,3 +139,16 @@ def test_init_from_weights_counts_the_total_training_length(
     _, metadata = load_weights(second / "edsr_x4.safetensors")
     assert (metadata["iterations"], metadata["iterations_total"]) == ("5", "15")
     assert metadata["init"] == "first/edsr_x4.safetensors"  # not this machine's absolute path
+
+
+def test_a_resumed_run_keeps_the_init_it_started_from(
+    hr_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    init, run_folder = tmp_path / "init.safetensors", tmp_path / "run"
+    save_weights(EDSR(TINY_CONFIG), init, iterations_total=10)
+    monkeypatch.chdir(tmp_path)
+    main(train_args(hr_folder, run_folder, "--iterations", "3", "--init", str(init)))
+    save_weights(EDSR(TINY_CONFIG), init, iterations_total=1000)  # the init file is replaced meanwhile
+    main(train_args(hr_folder, run_folder, "--iterations", "5", "--init", str(init), "--resume"))
+    _, metadata = load_weights(run_folder / "edsr_x4.safetensors")
+    assert (metadata["iterations"], metadata["iterations_total"], metadata["init"]) == ("5", "15", "init.safetensors")

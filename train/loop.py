@@ -17,6 +17,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any, ClassVar
@@ -203,8 +204,23 @@ def shown_path(path: str | Path) -> str:
     return str(absolute.relative_to(Path.cwd()) if absolute.is_relative_to(Path.cwd()) else absolute)
 
 
-def resume(trainer: Trainer, path: Path, config: EDSRConfig) -> tuple[int, float]:
-    """Restore ``trainer`` and the RNG from a checkpoint; returns (iteration, best validation PSNR)."""
+@dataclass(frozen=True)
+class Start:
+    """Where a run starts: its iteration and best validation PSNR so far, and the weights file it was initialised
+    from (as shown to users) with the updates that file had already had."""
+
+    iteration: int = 0
+    best_psnr: float = -math.inf
+    init: str = ""
+    prior_iterations: int = 0
+
+
+def resume(trainer: Trainer, path: Path, config: EDSRConfig, fresh: Start) -> Start:
+    """Restore ``trainer`` and the RNG from a checkpoint; returns where the run stopped.
+
+    The init file and its prior updates are the ones the run started from, as recorded in the checkpoint, even
+    when ``--init`` now names another file or the file has changed since (``fresh`` serves older checkpoints).
+    """
     if not path.is_file():
         raise FileNotFoundError(f"--resume: no checkpoint at {path}")
     checkpoint = torch.load(path, map_location=trainer.device, weights_only=False)
@@ -213,7 +229,12 @@ def resume(trainer: Trainer, path: Path, config: EDSRConfig) -> tuple[int, float
     trainer.load_state_dict(checkpoint["trainer"])
     torch.set_rng_state(checkpoint["rng"])
     log.info("Resumed from %s at iteration %d", path, checkpoint["iteration"])
-    return checkpoint["iteration"], checkpoint["best_psnr"]
+    return Start(
+        checkpoint["iteration"],
+        checkpoint["best_psnr"],
+        checkpoint.get("init", fresh.init),
+        checkpoint.get("prior_iterations", fresh.prior_iterations),
+    )
 
 
 def validate(trainer: Trainer, val_sets: dict[str, list[BenchmarkImage]]) -> dict[str, float]:
@@ -285,12 +306,14 @@ def run(trainer_class: type[Trainer], args: argparse.Namespace, config: EDSRConf
         persistent_workers=args.workers > 0,
         pin_memory=device.type == "cuda",
     )
-    generator, prior_iterations = EDSR(config), 0
+    generator, fresh = EDSR(config), Start()
     if args.init:
         generator, init_metadata = load_weights(args.init, expected=config)
-        prior_iterations = int(init_metadata.get("iterations_total", init_metadata.get("iterations", 0)))
+        prior = int(init_metadata.get("iterations_total", init_metadata.get("iterations", 0)))
+        fresh = Start(init=shown_path(args.init), prior_iterations=prior)
     trainer = trainer_class(generator, args, device)
-    start, best = resume(trainer, checkpoint_path, config) if args.resume else (0, -math.inf)
+    start = resume(trainer, checkpoint_path, config, fresh) if args.resume else fresh
+    best = start.best_psnr
     val_sets = {Path(d).name: load_benchmark(d, config.scale) for d in args.val_data} if rank == 0 else {}
     provenance = {
         "trained_with": args.command,
@@ -298,14 +321,19 @@ def run(trainer_class: type[Trainer], args: argparse.Namespace, config: EDSRConf
         "batch_size": args.batch_size,
         "lr_patch": args.lr_patch,
         "date": date.today().isoformat(),
-        "init": shown_path(args.init) if args.init else "",
+        "init": start.init,
     }
     columns = ["iteration", *trainer.loss_names, "lr", "it_per_s"]
     columns += [f"{name}_{metric}" for name in val_sets for metric in ("psnr", "ssim")] + ["val_psnr_raw"]
 
-    meter = LossMeter(start)
+    meter = LossMeter(start.iteration)
     batches = endless(loader)
-    bar = tqdm(range(start + 1, args.iterations + 1), initial=start, total=args.iterations, disable=rank != 0)
+    bar = tqdm(
+        range(start.iteration + 1, args.iterations + 1),
+        initial=start.iteration,
+        total=args.iterations,
+        disable=rank != 0,
+    )
     with open(out / "log.csv", "a", newline="") if rank == 0 else open(os.devnull, "w") as csv_file:
         csv_log = csv.DictWriter(csv_file, columns, extrasaction="ignore")
         if csv_file.tell() == 0:
@@ -326,12 +354,11 @@ def run(trainer_class: type[Trainer], args: argparse.Namespace, config: EDSRConf
                     score = next(iter(scores.values()), -math.inf)
                     if not val_sets or not trainer.export_best or score > best:
                         best = max(best, score)
-                        total = prior_iterations + iteration
                         save_weights(
                             trainer.eval_generator(),
                             export,
                             iterations=iteration,
-                            iterations_total=total,
+                            iterations_total=start.prior_iterations + iteration,
                             **provenance,
                             **scores,
                         )
@@ -342,6 +369,8 @@ def run(trainer_class: type[Trainer], args: argparse.Namespace, config: EDSRConf
                 checkpoint = {
                     "iteration": iteration,
                     "best_psnr": best,
+                    "init": start.init,
+                    "prior_iterations": start.prior_iterations,
                     "config": config.to_dict(),
                     "trainer": trainer.state_dict(),
                     "rng": torch.get_rng_state(),
