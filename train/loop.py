@@ -206,8 +206,7 @@ def shown_path(path: str | Path) -> str:
 
 @dataclass(frozen=True)
 class Start:
-    """Where a run starts: its iteration and best validation PSNR so far, and the weights file it was initialised
-    from (as shown to users) with the updates that file had already had."""
+    """Where a run starts: iteration, best validation PSNR, and the init weights file (as shown) with its updates."""
 
     iteration: int = 0
     best_psnr: float = -math.inf
