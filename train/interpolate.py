@@ -62,8 +62,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (OSError, ValueError, WeightsError) as error:
         raise SystemExit(f"error: {error}") from error
     kept = {key: value for key, value in metadata.items() if key != "config" and not key.endswith(SCORE_SUFFIXES)}
-    save_weights(blended, args.out, **kept, interpolation_alpha=args.alpha, interpolated_with=shown_path(args.psnr))
-    log.info("Wrote %s: %.2f × %s + %.2f × %s", args.out, args.alpha, args.gan, 1 - args.alpha, shown_path(args.psnr))
+    psnr_shown = shown_path(args.psnr)
+    save_weights(blended, args.out, **kept, interpolation_alpha=args.alpha, interpolated_with=psnr_shown)
+    log.info("Wrote %s: %.2f × %s + %.2f × %s", args.out, args.alpha, args.gan, 1 - args.alpha, psnr_shown)
 
 
 if __name__ == "__main__":
