@@ -1,29 +1,26 @@
-"""The registry of ×4 upscaling methods: name -> callable from uint8 HWC RGB to uint8 HWC RGB.
+"""Upscalers: callables from a uint8 HWC RGB image to its ×4 uint8 HWC RGB result.
 
-``bicubic`` is MATLAB's bicubic ``imresize``; every other method is a network loaded from
-``sr_app/weights/``. Networks run on the best available device (CUDA, then Apple MPS, then CPU), in
-tiles with overlapping borders when an image is large, so memory stays bounded by the tile size and the
-output image.
+:class:`BicubicUpscaler` is MATLAB's bicubic ``imresize``; :class:`ModelUpscaler` runs any network on the best
+available device (CUDA, then Apple MPS, then CPU), in tiles with overlapping borders when an image is large, so
+memory stays bounded by the tile size and the output image, and pads inputs to the sizes a network requires. Which
+methods exist and how their upscalers are built is :mod:`sr_app.methods`' registry.
 """
 
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import torch
+from spandrel import SizeRequirements
 from torch import nn
+from torch.nn import functional as F
 
 from sr_app.images import rgb_to_tensor, tensor_to_rgb
 from sr_app.resize import imresize
-from sr_app.weights import WEIGHTS_DIR, load_weights
 
 SCALE = 4
-#: Weights file of every network method, inside ``sr_app/weights/``.
-MODEL_WEIGHTS = {"edsr": "edsr_x4.safetensors", "edsr_srgan": "edsr_srgan_x4.safetensors"}
-METHODS = ("bicubic", *MODEL_WEIGHTS)
 #: LR tile side and the overlap added on every side of a tile. EDSR-baseline's receptive field is 37 px
 #: wide at LR, so a 24 px overlap leaves tile seams below one grey level.
 DEFAULT_TILE = 256
@@ -72,6 +69,8 @@ class ModelUpscaler:
         bf16: run under bfloat16 autocast.
         tile: LR tile side in pixels; ``None`` processes the whole image at once.
         tile_pad: overlap added on each side of a tile, discarded from the output.
+        size_requirements: input sizes the network accepts (e.g. a multiple of a window size); each input is
+            padded on its bottom and right edges (mirrored where possible) to fit, and the output cropped back.
     """
 
     def __init__(
@@ -83,6 +82,7 @@ class ModelUpscaler:
         bf16: bool = False,
         tile: int | None = DEFAULT_TILE,
         tile_pad: int = DEFAULT_TILE_PAD,
+        size_requirements: SizeRequirements | None = None,
     ) -> None:
         self.name = name
         self.scale = scale
@@ -92,6 +92,7 @@ class ModelUpscaler:
         self.bf16 = bf16
         self.tile = tile
         self.tile_pad = tile_pad
+        self.size_requirements = size_requirements or SizeRequirements()
 
     @torch.inference_mode()
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
@@ -112,25 +113,14 @@ class ModelUpscaler:
 
     def _forward(self, rgb: np.ndarray) -> torch.Tensor:
         """float CHW output of the network for a uint8 HWC input."""
+        height, width = rgb.shape[:2]
         x = rgb_to_tensor(rgb).unsqueeze(0).to(self.torch_device)
+        pad_width, pad_height = self.size_requirements.get_padding(width, height)
+        if pad_width or pad_height:
+            mirror = pad_width < width and pad_height < height
+            x = F.pad(x, (0, pad_width, 0, pad_height), mode="reflect" if mirror else "replicate")
         autocast = (
             torch.autocast(self.torch_device.type, dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
         )
         with autocast:
-            return self.model(x)[0].float()
-
-
-def load_upscaler(
-    name: str,
-    device: torch.device | str | None = None,
-    bf16: bool = False,
-    tile: int | None = DEFAULT_TILE,
-    weights_dir: Path = WEIGHTS_DIR,
-) -> Upscaler:
-    """The upscaler registered as ``name``; raises :class:`WeightsError` when its weights are missing."""
-    if name == "bicubic":
-        return BicubicUpscaler()
-    if name not in MODEL_WEIGHTS:
-        raise KeyError(f"Unknown method {name!r}; choose from {', '.join(METHODS)}")
-    model, _ = load_weights(weights_dir / MODEL_WEIGHTS[name])
-    return ModelUpscaler(name, model, scale=model.config.scale, device=device, bf16=bf16, tile=tile)
+            return self.model(x)[0, :, : height * self.scale, : width * self.scale].float()

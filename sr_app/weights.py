@@ -1,8 +1,9 @@
 """Model weights as safetensors files that carry their architecture and provenance.
 
-Every file stores, next to the tensors, string metadata: ``config`` (the :class:`EDSRConfig` as JSON) and
-free-form provenance such as ``iterations``, ``data``, ``set5_psnr``. Loading rebuilds the network from the
-stored config, so a file can never be paired with the wrong architecture silently.
+Every file stores, next to the tensors, string metadata: ``arch`` (a key of :data:`sr_app.models.ARCHITECTURES`),
+``config`` (that architecture's config as JSON) and free-form provenance such as ``iterations``, ``data``,
+``set5_psnr``. Loading rebuilds the network from the stored architecture and config, so a file can never be paired
+with the wrong network silently. Files written before ``arch`` was recorded are EDSR.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
+from torch import nn
 
-from sr_app.models import EDSR, EDSRConfig
+from sr_app.models import ARCHITECTURES, CONFIGS, NetworkConfig, build_network
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
@@ -23,12 +25,13 @@ class WeightsError(RuntimeError):
     """A weights file is missing, unreadable or does not fit the expected network."""
 
 
-def save_weights(model: EDSR, path: str | Path, **metadata: object) -> None:
-    """Write ``model``'s weights and config, plus ``metadata`` (stringified), to a safetensors file."""
+def save_weights(model: nn.Module, path: str | Path, **metadata: object) -> None:
+    """Write ``model``'s weights, architecture and config, plus ``metadata`` (stringified), to a safetensors file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {name: t.detach().to("cpu", torch.float32).contiguous() for name, t in model.state_dict().items()}
     info = {key: str(value) for key, value in metadata.items()}
+    info["arch"] = model.config.arch
     info["config"] = json.dumps(model.config.to_dict())
     tmp = path.with_suffix(".tmp")
     save_file(tensors, tmp, metadata=info)
@@ -45,18 +48,22 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         raise WeightsError(f"{path} is not a readable safetensors file: {error}") from error
 
 
-def read_config(path: str | Path) -> EDSRConfig:
-    """The architecture a weights file was saved with."""
+def read_config(path: str | Path) -> NetworkConfig:
+    """The architecture and shape a weights file was saved with."""
     metadata = read_metadata(path)
     if "config" not in metadata:
         raise WeightsError(f"{path} has no 'config' metadata; it was not written by sr_app.weights.save_weights")
+    arch = metadata.get("arch", "edsr")
+    if arch not in CONFIGS:
+        known = ", ".join(ARCHITECTURES)
+        raise WeightsError(f"{path} is a {arch!r} network, which this version does not know (it knows {known})")
     try:
-        return EDSRConfig(**json.loads(metadata["config"]))
+        return CONFIGS[arch](**json.loads(metadata["config"]))
     except (TypeError, ValueError) as error:
         raise WeightsError(f"{path} has an invalid config {metadata['config']!r}: {error}") from error
 
 
-def load_weights(path: str | Path, expected: EDSRConfig | None = None) -> tuple[EDSR, dict[str, str]]:
+def load_weights(path: str | Path, expected: NetworkConfig | None = None) -> tuple[nn.Module, dict[str, str]]:
     """Build the network a weights file describes and load it; return it (eval mode, CPU) with its metadata.
 
     Raises :class:`WeightsError` with an actionable message when the file is missing or unreadable, has no
@@ -65,7 +72,7 @@ def load_weights(path: str | Path, expected: EDSRConfig | None = None) -> tuple[
     config = read_config(path)
     if expected is not None and config != expected:
         raise WeightsError(f"{path} holds {config}, but {expected} was expected")
-    model = EDSR(config)
+    model = build_network(config)
     with safe_open(str(path), framework="pt") as f:
         state = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
     try:

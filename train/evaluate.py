@@ -3,6 +3,7 @@
     python -m train.evaluate --data ../shared/data/eval/Set5 --data ../shared/data/eval/Set14 \\
         --methods bicubic,edsr --csv scores.csv --save outputs/ [--vgg54]
 
+``--methods`` takes registry names and ``label=path`` entries for your own model files (through spandrel).
 Each ``--data`` folder holds ``HR/`` and optionally ``LR_x4/``. The table printed is the mean per dataset
 and method; ``--csv`` writes one row per image (``dataset,image,method,psnr,ssim``); ``--save`` writes the
 SR outputs as ``DIR/<dataset>/<method>/<image>.png``. ``--vgg54`` adds a ``vgg54`` column: SRGAN's VGG54
@@ -21,8 +22,9 @@ import torch
 from PIL import Image
 
 from sr_app.images import ImageError, rgb_to_tensor
+from sr_app.methods import Method, MethodError, Settings, parse_methods, resolve
 from sr_app.metrics import psnr_y, shave_border, ssim_y
-from sr_app.upscalers import METHODS, SCALE, load_upscaler
+from sr_app.upscalers import SCALE
 from sr_app.weights import WEIGHTS_DIR, WeightsError
 from train.data import BenchmarkImage, load_benchmark
 from train.losses import VGG54, VGGWeightsError, content_loss
@@ -66,22 +68,24 @@ def score_images(
 
 def evaluate(
     data_dirs: Sequence[Path],
-    methods: Sequence[str],
+    methods: Sequence[str | Method],
     save_dir: Path | None = None,
     bf16: bool = False,
     weights_dir: Path = WEIGHTS_DIR,
     vgg54: bool = False,
 ) -> pd.DataFrame:
-    """Per-image scores of every method on every dataset, with columns :data:`CSV_COLUMNS` (and ``vgg54``)."""
+    """Per-image scores of every method (a :class:`Method`, a registry name or ``label=path``) on every dataset,
+    with columns :data:`CSV_COLUMNS` (and ``vgg54``). Every method is loaded before any is run."""
     datasets = {Path(d).name: load_benchmark(d, SCALE) for d in data_dirs}
+    settings = Settings(bf16=bf16, weights_dir=weights_dir)
+    upscalers = {method.name: method.load(settings) for method in map(as_method, methods)}
     vgg = VGG54() if vgg54 else None
     frames = []
-    for method in methods:
-        upscaler = load_upscaler(method, bf16=bf16, weights_dir=weights_dir)
+    for name, upscaler in upscalers.items():
         for dataset, images in datasets.items():
-            out = save_dir / dataset / method if save_dir is not None else None
+            out = save_dir / dataset / name if save_dir is not None else None
             scores = score_images(upscaler, images, out, vgg)
-            frames.append(scores.assign(dataset=dataset, method=method))
+            frames.append(scores.assign(dataset=dataset, method=name))
     return pd.concat(frames, ignore_index=True)[["dataset", "image", "method", *metric_names(vgg54)]]
 
 
@@ -91,18 +95,24 @@ def summary_table(scores: pd.DataFrame) -> pd.DataFrame:
     return table.round({"psnr": 2, "ssim": 4, "vgg54": 4})
 
 
-def parse_methods(text: str) -> list[str]:
-    methods = [m.strip() for m in text.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise argparse.ArgumentTypeError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
-    return methods
+def as_method(method: str | Method) -> Method:
+    return resolve(method) if isinstance(method, str) else method
+
+
+def method_list(text: str) -> list[Method]:
+    """``--methods``: registry names and ``label=path`` user models, comma-separated."""
+    try:
+        return parse_methods(text)
+    except MethodError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, action="append", required=True, help="folder with HR/ [LR_x4/]")
-    parser.add_argument("--methods", type=parse_methods, default=["bicubic", "edsr"], help="comma-separated")
+    parser.add_argument(
+        "--methods", type=method_list, default="bicubic,edsr", help="comma-separated names or label=path/to/model.pth"
+    )
     parser.add_argument("--csv", type=Path, help="write per-image scores here")
     parser.add_argument("--save", type=Path, help="write SR outputs under this folder")
     parser.add_argument("--bf16", action="store_true", help="run networks under bfloat16 autocast")

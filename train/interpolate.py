@@ -17,9 +17,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from torch import nn
 
-from sr_app.models import EDSR
-from sr_app.upscalers import MODEL_WEIGHTS
+from sr_app.methods import REGISTRY
+from sr_app.models import build_network
 from sr_app.weights import WEIGHTS_DIR, WeightsError, load_weights, save_weights
 from train.loop import shown_path
 
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 SCORE_SUFFIXES = ("_psnr", "_ssim", "_psnr_raw")
 
 
-def interpolate_networks(psnr: EDSR, gan: EDSR, alpha: float) -> EDSR:
+def interpolate_networks(psnr: nn.Module, gan: nn.Module, alpha: float) -> nn.Module:
     """A copy of ``psnr`` whose every parameter and buffer is ``(1 - alpha) * psnr + alpha * gan``."""
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
@@ -36,7 +37,7 @@ def interpolate_networks(psnr: EDSR, gan: EDSR, alpha: float) -> EDSR:
         raise ValueError(f"cannot blend networks of different shapes: {psnr.config} and {gan.config}")
     gan_state = gan.state_dict()
     blended = {name: torch.lerp(value, gan_state[name], alpha) for name, value in psnr.state_dict().items()}
-    result = EDSR(psnr.config)
+    result = build_network(psnr.config)
     result.load_state_dict(blended)
     return result.eval()
 
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m train.interpolate", description=__doc__.split("\n")[0])
     parser.add_argument("gan", type=Path, help="GAN-trained weights file (e.g. runs/gan/edsr_srgan_x4.safetensors)")
     parser.add_argument(
-        "--psnr", type=Path, default=WEIGHTS_DIR / MODEL_WEIGHTS["edsr"], help="PSNR-trained weights it started from"
+        "--psnr", type=Path, default=WEIGHTS_DIR / REGISTRY["edsr"].weights, help="PSNR-trained weights it started from"
     )
     parser.add_argument("--alpha", type=float, default=0.8, help="weight of the GAN network, 0 to 1 (default 0.8)")
     parser.add_argument("--out", type=Path, required=True, help="weights file to write")

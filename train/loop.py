@@ -1,7 +1,7 @@
 """The one training loop every generator is trained with.
 
-A :class:`Trainer` owns the networks, optimizers and the update rule (L1 here; the GAN trainer in
-``train.gan`` subclasses it). :func:`run` drives any trainer: distributed set-up, data, resume, progress
+A :class:`Trainer` owns the networks, optimizers and the update rule (a pixel loss, L1 or MSE, here; the GAN
+trainer in ``train.gan`` subclasses it). :func:`run` drives any trainer: distributed set-up, data, resume, progress
 bar, CSV log, validation, atomic checkpoints and safetensors export.
 
 Runs on one CPU or GPU, or under ``torchrun`` with DistributedDataParallel (gloo on CPU, nccl on GPU);
@@ -30,7 +30,7 @@ from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from tqdm import tqdm
 
-from sr_app.models import EDSR, EDSRConfig
+from sr_app.models import NetworkConfig, build_network
 from sr_app.upscalers import ModelUpscaler, default_device
 from sr_app.weights import load_weights, save_weights
 from train.data import BenchmarkImage, PatchDataset, load_benchmark
@@ -40,14 +40,24 @@ log = logging.getLogger(__name__)
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
+#: The pixel losses a generator can be trained with (EDSR: L1; SRResNet's paper: MSE).
+PIXEL_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "l1": nn.functional.l1_loss,
+    "mse": nn.functional.mse_loss,
+}
+
+
 class TrainingDiverged(RuntimeError):
     """A loss became NaN or infinite."""
 
 
 def add_loop_arguments(
-    parser: argparse.ArgumentParser, *, lr_patch: int, iterations: int, lr_step: int, lr_gamma: float, export: str
+    parser: argparse.ArgumentParser, *, lr_patch: int, iterations: int, lr_step: int, lr_gamma: float
 ) -> None:
-    """The command-line flags every training command shares (defaults: the EDSR recipe)."""
+    """The command-line flags every training command shares (defaults: the EDSR recipe).
+
+    The command sets ``args.export_name``, the weights file's default name inside ``--out``, after parsing.
+    """
     parser.add_argument("--data", type=Path, action="append", required=True, help="folder of HR images (repeatable)")
     parser.add_argument("--out", type=Path, required=True, help="run folder: checkpoint, CSV log, exported weights")
     parser.add_argument("--iterations", type=int, default=iterations, help="total updates (resume continues to it)")
@@ -56,6 +66,7 @@ def add_loop_arguments(
     parser.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
     parser.add_argument("--lr-step", type=int, default=lr_step, help="decay the learning rate every N updates")
     parser.add_argument("--lr-gamma", type=float, default=lr_gamma, help="learning-rate decay factor")
+    parser.add_argument("--loss", choices=sorted(PIXEL_LOSSES), default="l1", help="pixel loss")
     parser.add_argument("--ema", type=float, default=0.0, help="EMA decay of validated/exported weights (0: off)")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast for forward passes")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
@@ -63,33 +74,38 @@ def add_loop_arguments(
     parser.add_argument("--val-every", type=int, default=1000)
     parser.add_argument("--checkpoint-every", type=int, default=500)
     parser.add_argument("--val-data", type=Path, action="append", default=[], help="benchmark folder (HR/, LR_x4/)")
-    parser.add_argument("--export", type=Path, default=None, help=f"weights file to write (default: OUT/{export})")
+    parser.add_argument("--export", type=Path, help="weights file to write (default: the method's file in OUT)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     parser.add_argument("--init", type=Path, help="start the generator from this weights file")
     parser.add_argument("--device", help="cuda, mps or cpu (default: best available)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.set_defaults(export_name=export, command=parser.prog)
+    parser.set_defaults(command=parser.prog)
 
 
 class Trainer:
-    """Trains a generator with the L1 pixel loss and Adam; the unit :func:`run` drives.
+    """Trains a generator with a pixel loss (``--loss``) and Adam; the unit :func:`run` drives.
+
+    Networks and batches are kept ``channels_last``, the fastest layout for convolutions on CPUs and GPUs.
 
     Subclasses add networks and losses by overriding :meth:`train_step` and extending :meth:`state_dict`.
     """
 
     #: Names of the values :meth:`train_step` returns, in CSV column order.
-    loss_names: ClassVar[tuple[str, ...]] = ("l1",)
+    loss_names: ClassVar[tuple[str, ...]] = ("pixel",)
     #: Export the best-validating weights (True) or the latest (False, for GAN training).
     export_best: ClassVar[bool] = True
 
-    def __init__(self, generator: EDSR, args: argparse.Namespace, device: torch.device) -> None:
+    def __init__(self, generator: nn.Module, args: argparse.Namespace, device: torch.device) -> None:
         self.device = device
         self.bf16 = args.bf16
-        self.generator = generator.to(device).train()
+        self.pixel_loss = PIXEL_LOSSES[args.loss]
+        self.generator = generator.to(device, memory_format=torch.channels_last).train()
         self.g = wrap_distributed(self.generator)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=args.lr, betas=(0.9, 0.999))
         self.sched_g = torch.optim.lr_scheduler.StepLR(self.opt_g, step_size=args.lr_step, gamma=args.lr_gamma)
-        self.ema = AveragedModel(self.generator, avg_fn=ema_with_warmup(args.ema)) if args.ema > 0 else None
+        self.ema = (
+            AveragedModel(self.generator, avg_fn=ema_with_warmup(args.ema), use_buffers=True) if args.ema > 0 else None
+        )
 
     def autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
@@ -97,9 +113,9 @@ class Trainer:
     def train_step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
         """One update on a float [0, 1] NCHW batch; returns the loss values."""
         with self.autocast():
-            loss = nn.functional.l1_loss(self.g(lr).float(), hr)
+            loss = self.pixel_loss(self.g(lr).float(), hr)
         self.step_generator(loss)
-        return {"l1": loss.item()}
+        return {"pixel": loss.item()}
 
     def step_generator(self, loss: torch.Tensor) -> None:
         self.opt_g.zero_grad(set_to_none=True)
@@ -112,7 +128,7 @@ class Trainer:
     def learning_rate(self) -> float:
         return self.opt_g.param_groups[0]["lr"]
 
-    def eval_generator(self) -> EDSR:
+    def eval_generator(self) -> nn.Module:
         """The weights to validate and export: the EMA average when enabled."""
         return self.ema.module if self.ema is not None else self.generator
 
@@ -214,7 +230,7 @@ class Start:
     prior_iterations: int = 0
 
 
-def resume(trainer: Trainer, path: Path, config: EDSRConfig, fresh: Start) -> Start:
+def resume(trainer: Trainer, path: Path, config: NetworkConfig, fresh: Start) -> Start:
     """Restore ``trainer`` and the RNG from a checkpoint; returns where the run stopped.
 
     The init file and its prior updates are the ones the run started from, as recorded in the checkpoint, even
@@ -223,8 +239,8 @@ def resume(trainer: Trainer, path: Path, config: EDSRConfig, fresh: Start) -> St
     if not path.is_file():
         raise FileNotFoundError(f"--resume: no checkpoint at {path}")
     checkpoint = torch.load(path, map_location=trainer.device, weights_only=False)
-    if checkpoint["config"] != config.to_dict():
-        raise ValueError(f"{path} is for {checkpoint['config']}, not {config.to_dict()}")
+    if checkpoint.get("arch", "edsr") != config.arch or checkpoint["config"] != config.to_dict():
+        raise ValueError(f"{path} is for {checkpoint.get('arch', 'edsr')} {checkpoint['config']}, not {config}")
     trainer.load_state_dict(checkpoint["trainer"])
     torch.set_rng_state(checkpoint["rng"])
     log.info("Resumed from %s at iteration %d", path, checkpoint["iteration"])
@@ -281,7 +297,7 @@ class LossMeter:
         return row
 
 
-def run(trainer_class: type[Trainer], args: argparse.Namespace, config: EDSRConfig) -> Path:
+def run(trainer_class: type[Trainer], args: argparse.Namespace, config: NetworkConfig) -> Path:
     """Train ``args.iterations`` updates with ``trainer_class``; returns the exported weights file.
 
     Only rank 0 validates, logs, checkpoints and exports.
@@ -305,7 +321,7 @@ def run(trainer_class: type[Trainer], args: argparse.Namespace, config: EDSRConf
         persistent_workers=args.workers > 0,
         pin_memory=device.type == "cuda",
     )
-    generator, fresh = EDSR(config), Start()
+    generator, fresh = build_network(config), Start()
     if args.init:
         generator, init_metadata = load_weights(args.init, expected=config)
         prior = int(init_metadata.get("iterations_total", init_metadata.get("iterations", 0)))
@@ -319,6 +335,7 @@ def run(trainer_class: type[Trainer], args: argparse.Namespace, config: EDSRConf
         "data": ",".join(str(d) for d in args.data),
         "batch_size": args.batch_size,
         "lr_patch": args.lr_patch,
+        "loss": args.loss,
         "date": date.today().isoformat(),
         "init": start.init,
     }
@@ -339,7 +356,10 @@ def run(trainer_class: type[Trainer], args: argparse.Namespace, config: EDSRConf
             csv_log.writeheader()
         for iteration in bar:
             lr, hr = next(batches)
-            losses = trainer.train_step(lr.to(device, non_blocking=True), hr.to(device, non_blocking=True))
+            losses = trainer.train_step(
+                lr.to(device, memory_format=torch.channels_last, non_blocking=True),
+                hr.to(device, memory_format=torch.channels_last, non_blocking=True),
+            )
             check_finite(losses, iteration, checkpoint_path)
             meter.add(losses)
             bar.set_postfix({k: f"{v:.4f}" for k, v in losses.items()}, refresh=False)
@@ -370,6 +390,7 @@ def run(trainer_class: type[Trainer], args: argparse.Namespace, config: EDSRConf
                     "best_psnr": best,
                     "init": start.init,
                     "prior_iterations": start.prior_iterations,
+                    "arch": config.arch,
                     "config": config.to_dict(),
                     "trainer": trainer.state_dict(),
                     "rng": torch.get_rng_state(),

@@ -1,0 +1,175 @@
+"""The method registry: every ×4 method the lab knows, in one table, and the user's own models.
+
+:data:`REGISTRY` declares each built-in method once: its name (used on command lines, in the API and in survey
+conditions), the title shown in the UI, how it is built and its weights file. Everything else that lists methods
+(Compare's panels, ``train.evaluate --methods``, ``survey create --methods``) reads this table. Adding a method is
+one entry here.
+
+Wherever a method list is accepted, ``label=path/to/model.pth`` (or ``.safetensors``) adds a user's model, loaded
+through spandrel (ESRGAN, Real-ESRGAN Compact, SwinIR, HAT, RCAN, Swift-SRGAN … ; see :func:`load_model_file`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import spandrel
+import torch
+
+from sr_app.upscalers import DEFAULT_TILE, SCALE, BicubicUpscaler, ModelUpscaler, Upscaler
+from sr_app.weights import WEIGHTS_DIR, WeightsError, load_weights
+
+#: A user label: letters, digits, ``_``, ``-`` and ``.``; it names folders and survey conditions.
+LABEL_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+class MethodError(ValueError):
+    """A method list names an unknown method or an invalid ``label=path``; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How upscalers run: device (``None``: the best available), bfloat16 autocast, LR tile side (``None``: whole
+    images) and the folder of the built-in weights files."""
+
+    device: torch.device | str | None = None
+    bf16: bool = False
+    tile: int | None = DEFAULT_TILE
+    weights_dir: Path = WEIGHTS_DIR
+
+
+@dataclass(frozen=True)
+class Method:
+    """One ×4 method.
+
+    Attributes:
+        name: identifier on command lines, in the API and in survey conditions.
+        title: display name in the UI.
+        build: makes the method's upscaler; raises :class:`WeightsError` when it cannot (the message says why).
+        weights: the weights file: a file name inside ``Settings.weights_dir`` for built-in networks, a path for a
+            user's model, ``None`` for methods without one.
+        default: shown in Compare unless the user picks other methods.
+        starts_from: for a GAN-trained network, the method whose network ``python -m train.gan`` fine-tunes.
+    """
+
+    name: str
+    title: str
+    build: Callable[[Method, Settings], Upscaler]
+    weights: str | None = None
+    default: bool = False
+    starts_from: str | None = None
+
+    def load(self, settings: Settings = Settings()) -> Upscaler:
+        return self.build(self, settings)
+
+
+def bicubic_upscaler(method: Method, settings: Settings) -> Upscaler:
+    return BicubicUpscaler()
+
+
+def network_upscaler(method: Method, settings: Settings) -> Upscaler:
+    """One of our networks, from its self-describing weights file in ``settings.weights_dir``."""
+    model, _ = load_weights(settings.weights_dir / method.weights)
+    return ModelUpscaler(
+        method.name, model, scale=model.config.scale, device=settings.device, bf16=settings.bf16, tile=settings.tile
+    )
+
+
+def user_model_upscaler(method: Method, settings: Settings) -> Upscaler:
+    """A user's model file through spandrel, padded and tiled as its architecture requires."""
+    descriptor = load_model_file(method.weights)
+    return ModelUpscaler(
+        method.name,
+        descriptor.model,
+        scale=descriptor.scale,
+        device=settings.device,
+        bf16=settings.bf16 and descriptor.supports_bfloat16,
+        tile=settings.tile if descriptor.tiling == spandrel.ModelTiling.SUPPORTED else None,
+        size_requirements=descriptor.size_requirements,
+    )
+
+
+#: Every built-in method, in the order the UI shows them.
+# fmt: off
+REGISTRY: dict[str, Method] = {
+    method.name: method
+    for method in (
+        Method("bicubic", "Bicubic", bicubic_upscaler, default=True),
+        Method("edsr", "EDSR", network_upscaler, "edsr_x4.safetensors", default=True),
+        Method("edsr_srgan", "EDSR-SRGAN", network_upscaler, "edsr_srgan_x4.safetensors", default=True,
+               starts_from="edsr"),
+        Method("srresnet", "SRResNet", network_upscaler, "srresnet_x4.safetensors"),
+        Method("srgan", "SRGAN", network_upscaler, "srgan_x4.safetensors", starts_from="srresnet"),
+        Method("swift_srgan", "Swift-SRGAN", network_upscaler, "swift_srgan_x4.safetensors"),
+    )
+}
+# fmt: on
+DEFAULT_METHODS = tuple(name for name, method in REGISTRY.items() if method.default)
+
+
+def load_model_file(path: str | Path) -> spandrel.ImageModelDescriptor:
+    """A user's ×4 super-resolution model file (``.pth``, ``.pt``, ``.ckpt`` or ``.safetensors``), identified by
+    spandrel; :class:`WeightsError` naming the file and the reason when it is missing, unreadable, unknown to
+    spandrel, not super-resolution, not ×4 or not RGB."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"Model file not found: {path}")
+    try:
+        descriptor = spandrel.ModelLoader(device="cpu").load_from_file(path)
+    except spandrel.UnsupportedModelError as error:
+        raise WeightsError(
+            f"{path}: spandrel does not recognise this model's architecture (it knows ESRGAN, Real-ESRGAN Compact, "
+            f"SwinIR, HAT, RCAN, Swift-SRGAN and about 35 more){': ' + str(error) if str(error) else ''}"
+        ) from error
+    except Exception as error:  # unpickling and safetensors errors have no common type
+        raise WeightsError(f"{path} could not be read as a model file: {type(error).__name__}: {error}") from error
+    arch = descriptor.architecture.name
+    if not isinstance(descriptor, spandrel.ImageModelDescriptor) or descriptor.purpose != "SR":
+        raise WeightsError(f"{path} is a {arch} model for {descriptor.purpose!r}, not a super-resolution model")
+    if descriptor.scale != SCALE:
+        raise WeightsError(f"{path} is a ×{descriptor.scale} {arch} model; this lab compares ×{SCALE} methods")
+    if (descriptor.input_channels, descriptor.output_channels) != (3, 3):
+        raise WeightsError(
+            f"{path} is a {arch} model with {descriptor.input_channels} input and {descriptor.output_channels} output "
+            "channels; only RGB → RGB models can be compared"
+        )
+    return descriptor.eval()
+
+
+def resolve(spec: str) -> Method:
+    """The method a command line or API names: a registered name, or ``label=path`` for a user's model."""
+    spec = spec.strip()
+    if "=" not in spec:
+        if spec not in REGISTRY:
+            raise MethodError(
+                f"Unknown method {spec!r}; choose from {', '.join(REGISTRY)}, or add your own model as label=path"
+            )
+        return REGISTRY[spec]
+    label, path = (part.strip() for part in spec.split("=", 1))
+    if not LABEL_PATTERN.fullmatch(label):
+        raise MethodError(f"Invalid label {label!r} in {spec!r}: use letters, digits, '_', '-' and '.'")
+    if label in REGISTRY:
+        raise MethodError(f"The label {label!r} is a built-in method's name; pick another label for {path}")
+    if not path:
+        raise MethodError(f"{spec!r} names no model file; write label=path/to/model.pth")
+    return Method(label, label, user_model_upscaler, path)
+
+
+def parse_methods(text: str) -> list[Method]:
+    """A comma-separated method list (names and ``label=path`` entries), each at most once."""
+    methods = [resolve(spec) for spec in text.split(",") if spec.strip()]
+    if not methods:
+        raise MethodError("No method given")
+    names = [method.name for method in methods]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise MethodError(f"Methods named more than once: {', '.join(repeated)}")
+    return methods
+
+
+def load_upscaler(spec: str | Method, settings: Settings = Settings()) -> Upscaler:
+    """The upscaler of a method (or of a ``name``/``label=path`` spec)."""
+    return (resolve(spec) if isinstance(spec, str) else spec).load(settings)
