@@ -1,10 +1,11 @@
 """`python app.py`: the SR Lab web app (Gradio).
 
-    python app.py [--host 127.0.0.1] [--port 7860] [--share] [--max-pixels 4000000] [--device cuda]
+    python app.py [--host 127.0.0.1] [--port 7860] [--share] [--max-pixels 4000000] [--device cuda] \
+        [--model label=path/to/model.pth ...]
 
-Loads every upscaling method once at start-up (a method whose weights are missing is shown as unavailable),
-then serves the Compare tab, plus placeholders for the Survey and Results tabs. Requests are queued and run
-one at a time.
+Loads every method of the registry once at start-up (a method whose weights are missing is shown as unavailable)
+and every ``--model`` (a user's model file, through spandrel; one that cannot be loaded stops the start with the
+reason), then serves the Compare, Survey and Results tabs. Requests are queued and run one at a time.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from pathlib import Path
 import gradio as gr
 
 from sr_app.images import DEFAULT_MAX_PIXELS
+from sr_app.methods import REGISTRY, Method, MethodError, Settings, resolve
 from sr_app.ui import compare
-from sr_app.weights import WEIGHTS_DIR
+from sr_app.weights import WEIGHTS_DIR, WeightsError
 from survey.db import open_store
 from survey.ui.rate import SURVEY_TAB_ID, build_survey_tab, select_survey_tab
 from survey.ui.results import admin_password, build_results_tab
@@ -32,12 +34,20 @@ def build_app(
     device: str | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     data_dir: Path | None = None,
+    models: Sequence[Method] = (),
 ) -> gr.Blocks:
-    """The whole app, with its models loaded from ``weights_dir`` onto ``device`` (``None``: the best available)
-    and uploads limited to ``max_pixels`` (width × height)."""
-    methods = compare.load_methods(weights_dir, device)
+    """The whole app, with the registry's networks loaded from ``weights_dir`` and the user's ``models`` onto
+    ``device`` (``None``: the best available), and uploads limited to ``max_pixels`` (width × height).
+
+    Raises :class:`WeightsError` when one of ``models`` cannot be loaded.
+    """
+    settings = Settings(device=device, weights_dir=weights_dir)
+    methods = compare.load_methods([*REGISTRY.values(), *models], settings)
     for method in methods:
         print(compare.panel_label(method) + (f": {method.reason}" if method.upscaler is None else ""))
+    failed = [method.reason for method in methods[len(REGISTRY) :] if method.upscaler is None]
+    if failed:
+        raise WeightsError("; ".join(failed))
     store = open_store(data_dir)  # --data-dir, else $SR_LAB_DATA, else ~/.local/share/sr-lab; $DATABASE_URL
     password = admin_password(store)  # $SR_LAB_ADMIN_PASSWORD, else generated once (printed) and kept there
     with gr.Blocks(title=TITLE, delete_cache=(3600, 3600)) as demo:  # hourly, drop served files older than 1 h
@@ -64,8 +74,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--device", help="run the networks here (cpu, cuda, mps); default: the best available")
     parser.add_argument("--data-dir", type=Path, help="survey database and stimuli (default: $SR_LAB_DATA)")
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="LABEL=PATH",
+        help="add your own ×4 model file (.pth, .safetensors; any architecture spandrel knows) to Compare; repeatable",
+    )
     args = parser.parse_args(argv)
-    demo = build_app(device=args.device, max_pixels=args.max_pixels, data_dir=args.data_dir)
+    try:
+        models = [resolve(spec) for spec in args.model]
+        built_in = [model.name for model in models if model.name in REGISTRY]
+        if built_in:
+            raise MethodError(f"--model takes label=path/to/model.pth; {', '.join(built_in)} is already in the app")
+        demo = build_app(device=args.device, max_pixels=args.max_pixels, data_dir=args.data_dir, models=models)
+    except (MethodError, WeightsError) as error:
+        parser.exit(2, f"error: {error}\n")
     demo.launch(
         server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_FILE_SIZE, css=compare.CSS
     )

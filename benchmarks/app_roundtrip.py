@@ -30,8 +30,8 @@ from PIL import Image  # noqa: E402
 from skimage import data as skdata  # noqa: E402
 
 from app import build_app  # noqa: E402
+from sr_app.methods import REGISTRY, Settings  # noqa: E402
 from sr_app.ui.compare import UPSCALE, load_methods, title  # noqa: E402
-from sr_app.upscalers import METHODS  # noqa: E402
 from sr_app.weights import WEIGHTS_DIR  # noqa: E402
 
 
@@ -48,7 +48,7 @@ def timed(fn: Callable[[], object], repeats: int) -> list[tuple[float, object]]:
 
 def reported_seconds(outputs: tuple) -> float:
     """The sum of the method times in the app's results table (the ``/upscale`` output after the panels)."""
-    table = outputs[1 + len(METHODS)]
+    table = outputs[1 + len(REGISTRY)]
     column = table["headers"].index("Time (ms)")
     return sum(row[column] for row in table["data"]) / 1000
 
@@ -65,7 +65,11 @@ def main() -> None:
     upload = Path(tempfile.mkdtemp()) / "input.png"
     Image.fromarray(image).save(upload)
 
-    methods = [m for m in load_methods(args.weights_dir, args.device) if m.upscaler is not None]
+    methods = [
+        m
+        for m in load_methods(settings=Settings(device=args.device, weights_dir=args.weights_dir))
+        if m.upscaler is not None
+    ]
     bare = {
         m.name: statistics.median(t for t, _ in timed(lambda m=m: m.upscaler(image), args.repeats)) for m in methods
     }

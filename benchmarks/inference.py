@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sr_app.upscalers import METHODS, load_upscaler  # noqa: E402
+from sr_app.methods import REGISTRY, Settings, load_upscaler  # noqa: E402
 from sr_app.weights import WeightsError  # noqa: E402
 
 
@@ -34,7 +34,7 @@ def peak_rss_mib() -> float:
 
 def measure(method: str, size: int, tile: int | None, bf16: bool, device: str | None, repeats: int) -> dict:
     """Latency and memory of one configuration, in this process."""
-    upscaler = load_upscaler(method, device=device, bf16=bf16, tile=tile)
+    upscaler = load_upscaler(method, Settings(device=device, bf16=bf16, tile=tile))
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
     cuda = upscaler.device == "cuda"
@@ -63,7 +63,7 @@ def measure(method: str, size: int, tile: int | None, bf16: bool, device: str | 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--methods", default=",".join(REGISTRY), help="names or label=path/to/model.pth")
     parser.add_argument("--sizes", default="256,1024", help="square input sides")
     parser.add_argument("--tile", type=int, default=256, help="LR tile side for the tiled runs")
     parser.add_argument("--tiled-only", action="store_true", help="skip whole-image runs above the tile size")

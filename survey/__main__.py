@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sr_app.images import ImageError
-from sr_app.upscalers import METHODS
+from sr_app.methods import REGISTRY
 from sr_app.weights import WEIGHTS_DIR, WeightsError
 from survey.db import CLOSED, OPEN, Store, open_store
 from survey.export import CSV_FILES, export_study
@@ -42,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     create = commands.add_parser("create", help="create a study and precompute its stimuli")
     create.add_argument("--name", required=True, help="unique study name (private to the admin)")
     create.add_argument("--images", required=True, type=Path, help="folder of ground-truth images (at least 2)")
-    create.add_argument("--methods", required=True, help=f"comma-separated, from {','.join(METHODS)}")
+    create.add_argument(
+        "--methods", required=True, help=f"comma-separated, from {','.join(REGISTRY)}, or label=path/to/model.pth"
+    )
     create.add_argument("--reference", action="store_true", help="add the original as a hidden reference")
     create.add_argument("--anchors", action="store_true", help="add nearest-neighbour ×4 as a low anchor")
     create.add_argument("--instructions", default=DEFAULT_INSTRUCTIONS, help="text shown to raters")

@@ -30,8 +30,9 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from sr_app.images import list_images, load_rgb
+from sr_app.methods import Method, MethodError, Settings, parse_methods
 from sr_app.resize import magnify, make_lr
-from sr_app.upscalers import METHODS, SCALE, load_upscaler
+from sr_app.upscalers import SCALE
 from sr_app.weights import WEIGHTS_DIR
 from survey.db import (
     ACR_LABELS,
@@ -135,14 +136,22 @@ def save_png(rgb: np.ndarray, path: Path) -> None:
     Image.fromarray(rgb).save(path, format="PNG")
 
 
+def study_methods(methods: Sequence[str]) -> list[Method]:
+    """The methods a study's ``--methods`` names (registry names or ``label=path`` user models), each once."""
+    try:
+        resolved = parse_methods(",".join(methods))
+    except MethodError as error:
+        raise SurveyError(f"{error}.") from error
+    clashes = [method.name for method in resolved if method.name in (REFERENCE, NEAREST)]
+    if clashes:
+        raise SurveyError(f"{', '.join(clashes)} is the name of a built-in condition; pick another label.")
+    return resolved
+
+
 def condition_names(methods: Sequence[str], reference: bool = False, anchors: bool = False) -> list[str]:
     """The conditions of a study: the methods, then the hidden reference and the low anchor if asked for."""
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown or not methods:
-        raise SurveyError(f"Unknown or missing methods {unknown}; choose from {', '.join(METHODS)}.")
-    if len(set(methods)) != len(methods):
-        raise SurveyError(f"Methods are repeated: {', '.join(methods)}.")
-    return [*methods, *([REFERENCE] if reference else []), *([NEAREST] if anchors else [])]
+    names = [method.name for method in study_methods(methods)]
+    return [*names, *([REFERENCE] if reference else []), *([NEAREST] if anchors else [])]
 
 
 def create_study(
@@ -164,11 +173,11 @@ def create_study(
         store: where to write the rows and PNGs.
         name: unique study name, private to the admin.
         images_dir: folder of at least 2 images (png, jpg, bmp, tif, webp), each at least 4×4 pixels.
-        methods: upscaling methods from :data:`sr_app.upscalers.METHODS`.
+        methods: method registry names (:data:`sr_app.methods.REGISTRY`) or ``label=path`` user model files.
         reference: add the original image as a hidden reference condition.
         anchors: add nearest-neighbour ×4 as a low-anchor condition.
         instructions: text shown to raters above the scale.
-        weights_dir, device: passed to :func:`sr_app.upscalers.load_upscaler`.
+        weights_dir, device: where the methods' weights are and where they run (:class:`sr_app.methods.Settings`).
         calibration: the image whose original and nearest-neighbour versions are shown to raters as examples of
             the top and bottom of the scale; default scikit-image's cat photo. Use one that is not in the study:
             raters would recognise its calibration versions among the stimuli.
@@ -184,7 +193,8 @@ def create_study(
     with store.session() as session:
         if session.scalar(select(Study.id).where(Study.name == name)) is not None:
             raise SurveyError(f"A study named {name!r} already exists; pick another name.")
-    upscalers = {method: load_upscaler(method, device=device, weights_dir=weights_dir) for method in methods}
+    settings = Settings(device=device, weights_dir=weights_dir)
+    upscalers = {method.name: method.load(settings) for method in study_methods(methods)}
     paths = list_images(images_dir)
     stems = [path.stem for path in paths]
     if len(paths) < 2:

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
+from sr_app.methods import REGISTRY
 from sr_app.models import EDSR, EDSRConfig
-from sr_app.upscalers import MODEL_WEIGHTS
 from sr_app.weights import save_weights
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,5 +46,5 @@ def hr_folder(tmp_path: Path, photo: np.ndarray) -> Path:
 def tiny_weights_dir(tmp_path: Path) -> Path:
     """A weights folder holding a randomly initialised tiny EDSR as ``edsr``."""
     folder = tmp_path / "weights"
-    save_weights(EDSR(TINY_CONFIG), folder / MODEL_WEIGHTS["edsr"], iterations=0)
+    save_weights(EDSR(TINY_CONFIG), folder / REGISTRY["edsr"].weights, iterations=0)
     return folder

@@ -24,8 +24,8 @@ from app import build_app
 from benchmarks.fuzz_images import Case, build_corpus, check, good_image
 from benchmarks.live_app import HOST, free_port
 from conftest import TINY_CONFIG
+from sr_app.methods import REGISTRY
 from sr_app.models import EDSR
-from sr_app.upscalers import MODEL_WEIGHTS
 from sr_app.weights import save_weights
 
 #: Corpus files whose kind tests/test_app.py already sends through the API.
@@ -55,7 +55,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
     """A client of the whole app, live in this process, with a tiny random EDSR and the default upload limit."""
     weights = tmp_path_factory.mktemp("weights")
     torch.manual_seed(0)
-    save_weights(EDSR(TINY_CONFIG), weights / MODEL_WEIGHTS["edsr"], iterations=0)
+    save_weights(EDSR(TINY_CONFIG), weights / REGISTRY["edsr"].weights, iterations=0)
     demo = build_app(weights_dir=weights, device="cpu", data_dir=tmp_path_factory.mktemp("data"))
     demo.launch(server_name=HOST, server_port=free_port(), prevent_thread_lock=True, quiet=True)
     try:

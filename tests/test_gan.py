@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from conftest import TINY_CONFIG
+from sr_app.methods import REGISTRY
 from sr_app.models import EDSR
-from sr_app.upscalers import MODEL_WEIGHTS
 from train import gan
 from train.discriminator import Discriminator
 from train.loop import TrainingDiverged, run
@@ -95,7 +95,7 @@ def test_gan_cli_resumes_both_optimizers_and_exports(hr_folder: Path, tiny_weigh
     state = torch.load(out / "checkpoint.pt", weights_only=False)["trainer"]
     for optimizer in ("opt_g", "opt_d"):
         assert int(next(iter(state[optimizer]["state"].values()))["step"]) == 4
-    assert (out / MODEL_WEIGHTS["edsr_srgan"]).is_file()
+    assert (out / REGISTRY["edsr_srgan"].weights).is_file()
     assert len((out / "log.csv").read_text().splitlines()) == 1 + 4
 
 
@@ -105,4 +105,4 @@ def test_nan_loss_stops_gan_training(
     monkeypatch.setattr(gan, "content_loss", lambda vgg, sr, hr: sr.sum() * float("nan"))
     args = gan.build_parser().parse_args(gan_args(hr_folder, tmp_path, tiny_weights_dir / "edsr_x4.safetensors"))
     with pytest.raises(TrainingDiverged, match="Loss 'content' became nan at iteration 1"):
-        run(gan.GANTrainer, args, TINY_CONFIG)
+        run(gan.GANTrainer, args, TINY_CONFIG, "edsr_srgan_x4.safetensors")

@@ -13,7 +13,7 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 from sr_app.images import load_rgb
-from sr_app.upscalers import METHODS
+from sr_app.methods import REGISTRY
 from survey.db import NEAREST, REFERENCE, Store
 from survey.studies import StudySummary, create_study
 from survey.ui.rate import SurveyPage, build_survey_tab, survey_open, survey_rate, survey_start
@@ -23,7 +23,7 @@ from tests.survey_fixtures import image_folder, png_chunks, tmp_store
 PASSWORD = "correct horse"
 STUDY_NAME = "private-edsr-vs-bicubic"
 #: Words that would tell a rater which condition they see, or which study this is.
-FORBIDDEN = re.compile("|".join([*METHODS, "srgan", NEAREST, REFERENCE, "anchor", STUDY_NAME]), re.IGNORECASE)
+FORBIDDEN = re.compile("|".join([*REGISTRY, NEAREST, REFERENCE, "anchor", STUDY_NAME]), re.IGNORECASE)
 #: A stored stimulus or calibration PNG: named by a 128-bit random token, nothing else.
 OPAQUE_PNG = re.compile(r"[A-Za-z0-9_-]{22}\.png")
 

@@ -12,7 +12,7 @@ import gradio as gr
 import pytest
 from sqlalchemy import select as sql_select
 
-from sr_app.upscalers import METHODS
+from sr_app.methods import REGISTRY
 from survey.db import NEAREST, REFERENCE, Condition, Rating, SourceImage, Stimulus, Store
 from survey.studies import create_study
 from survey.ui.rate import SURVEY_TAB_ID, build_survey_tab, select_survey_tab
@@ -20,7 +20,7 @@ from survey.ui.results import build_results_tab
 from tests.survey_fixtures import image_folder, tmp_store
 
 CHROMIUM = Path("/usr/bin/chromium")
-FORBIDDEN = re.compile("|".join([*METHODS, "srgan", NEAREST, REFERENCE]), re.IGNORECASE)
+FORBIDDEN = re.compile("|".join([*REGISTRY, NEAREST, REFERENCE]), re.IGNORECASE)
 PASSWORD = "password"
 TIMEOUT_MS = 30_000
 RATING_SCREENSHOT, RESULTS_SCREENSHOT = Path("/tmp/survey_rating.png"), Path("/tmp/survey_results.png")

@@ -10,7 +10,7 @@ import torch
 from conftest import REPO, TINY_CONFIG
 from sr_app.models import EDSR
 from sr_app.weights import load_weights, save_weights
-from train.edsr import build_parser, main
+from train.sr import build_parser, main
 from train.loop import Trainer, TrainingDiverged, run
 
 TINY = ["--blocks", str(TINY_CONFIG.n_blocks), "--feats", str(TINY_CONFIG.n_feats)]
@@ -44,7 +44,7 @@ def test_training_reduces_the_loss_and_exports_weights(hr_folder: Path, tmp_path
     main(train_args(hr_folder, out, "--iterations", "60", "--log-every", "20"))
     log = pd.read_csv(out / "log.csv")
     assert list(log.iteration) == [20, 40, 60]
-    assert log.l1.iloc[-1] < 0.7 * log.l1.iloc[0]
+    assert log.pixel.iloc[-1] < 0.7 * log.pixel.iloc[0]
     model, metadata = load_weights(out / "edsr_x4.safetensors", expected=TINY_CONFIG)
     assert metadata["iterations"] == "60" and str(hr_folder) in metadata["data"]
 
@@ -83,11 +83,11 @@ def test_validation_exports_the_best_weights_with_their_scores(
 def test_nan_loss_stops_with_a_message(hr_folder: Path, tmp_path: Path) -> None:
     class Diverging(Trainer):
         def train_step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
-            return {"l1": float("nan")}
+            return {"pixel": float("nan")}
 
     args = build_parser().parse_args(train_args(hr_folder, tmp_path / "run", "--iterations", "3"))
-    with pytest.raises(TrainingDiverged, match="Loss 'l1' became nan at iteration 1.*lower --lr"):
-        run(Diverging, args, TINY_CONFIG)
+    with pytest.raises(TrainingDiverged, match="Loss 'pixel' became nan at iteration 1.*lower --lr"):
+        run(Diverging, args, TINY_CONFIG, "edsr_x4.safetensors")
 
 
 def test_folder_without_images_is_a_clear_error(tmp_path: Path) -> None:

@@ -141,10 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     args.init = args.init or WEIGHTS_DIR / REGISTRY[args.generator].weights
-    args.export_name = GAN_METHODS[args.generator].weights
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
-        run(GANTrainer, args, read_config(args.init))
+        run(GANTrainer, args, read_config(args.init), GAN_METHODS[args.generator].weights)
     except (OSError, ValueError, RuntimeError) as error:
         raise SystemExit(f"error: {error}") from error
 

@@ -54,10 +54,7 @@ class TrainingDiverged(RuntimeError):
 def add_loop_arguments(
     parser: argparse.ArgumentParser, *, lr_patch: int, iterations: int, lr_step: int, lr_gamma: float
 ) -> None:
-    """The command-line flags every training command shares (defaults: the EDSR recipe).
-
-    The command sets ``args.export_name``, the weights file's default name inside ``--out``, after parsing.
-    """
+    """The command-line flags every training command shares (defaults: the EDSR recipe)."""
     parser.add_argument("--data", type=Path, action="append", required=True, help="folder of HR images (repeatable)")
     parser.add_argument("--out", type=Path, required=True, help="run folder: checkpoint, CSV log, exported weights")
     parser.add_argument("--iterations", type=int, default=iterations, help="total updates (resume continues to it)")
@@ -179,11 +176,16 @@ def ema_with_warmup(decay: float) -> Callable[[torch.Tensor, torch.Tensor, torch
 
 
 def wrap_distributed(module: nn.Module) -> nn.Module:
-    """``module`` inside DistributedDataParallel when running under torchrun, else itself."""
+    """``module`` inside DistributedDataParallel when running under torchrun, else itself.
+
+    Buffers are not broadcast at every forward pass: they are constants or per-process batch-norm statistics (rank
+    0's are validated and exported), and broadcasting ``channels_last`` buffers fails in DDP.
+    """
     if not dist.is_initialized():
         return module
     device = next(module.parameters()).device
-    return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+    device_ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(module, device_ids=device_ids, broadcast_buffers=False)
 
 
 def setup_distributed(device_name: str | None) -> tuple[int, int, torch.device]:
@@ -297,8 +299,9 @@ class LossMeter:
         return row
 
 
-def run(trainer_class: type[Trainer], args: argparse.Namespace, config: NetworkConfig) -> Path:
-    """Train ``args.iterations`` updates with ``trainer_class``; returns the exported weights file.
+def run(trainer_class: type[Trainer], args: argparse.Namespace, config: NetworkConfig, export_name: str) -> Path:
+    """Train ``args.iterations`` updates with ``trainer_class``; returns the exported weights file (``args.export``,
+    else ``export_name`` inside ``args.out``).
 
     Only rank 0 validates, logs, checkpoints and exports.
     """
@@ -307,7 +310,7 @@ def run(trainer_class: type[Trainer], args: argparse.Namespace, config: NetworkC
         raise ValueError(f"--batch-size {args.batch_size} is not divisible by {world} processes")
     torch.manual_seed(args.seed + rank)
     out: Path = args.out
-    export: Path = args.export or out / args.export_name
+    export: Path = args.export or out / export_name
     checkpoint_path = out / CHECKPOINT_NAME
     out.mkdir(parents=True, exist_ok=True)
 

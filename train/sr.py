@@ -40,10 +40,9 @@ def network_config(args: argparse.Namespace) -> NetworkConfig:
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m train.sr") -> None:
     args = build_parser(prog).parse_args(argv)
-    args.export_name = REGISTRY[args.arch].weights
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
-        run(Trainer, args, network_config(args))
+        run(Trainer, args, network_config(args), REGISTRY[args.arch].weights)
     except (OSError, ValueError, RuntimeError) as error:
         raise SystemExit(f"error: {error}") from error
 

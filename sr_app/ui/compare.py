@@ -1,4 +1,4 @@
-"""The Compare tab: one image through every ×4 method, side by side, with synchronised zoomed crops.
+"""The Compare tab: one image through the ×4 methods the user picks, side by side, with synchronised zoomed crops.
 
 Two modes:
 
@@ -6,6 +6,9 @@ Two modes:
 * **Ground truth**: the image is the original. It is cropped to a multiple of 4 and downscaled ×4 with the
   project's MATLAB bicubic (``sr_app.resize.make_lr``); every method upscales that, and PSNR/SSIM (BT.601 Y,
   4 px shaved) are measured against the original exactly as ``python -m train.evaluate`` measures them.
+
+Every method of the registry (:mod:`sr_app.methods`) and every model the user added (``app.py --model
+label=path``) has a panel; the registry's default methods and the user's models are picked at first.
 
 The pure functions (:func:`load_methods`, :func:`compare`, :func:`crop_box`, :func:`draw_box`)
 do the work; the event handlers (:func:`upscale`, :func:`compare_crops`, :func:`compare_pair` and the click
@@ -19,6 +22,7 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -30,17 +34,18 @@ import torch
 from PIL import Image, ImageDraw
 
 from sr_app.images import DEFAULT_MAX_PIXELS, UPLOAD_SUFFIXES, ImageError, decode_image, encode_png
+from sr_app.methods import REGISTRY, Method, Settings
 from sr_app.metrics import psnr_y, ssim_y
 from sr_app.resize import magnify, make_lr
-from sr_app.upscalers import METHODS, SCALE, Upscaler, load_upscaler
-from sr_app.weights import WEIGHTS_DIR, WeightsError
+from sr_app.upscalers import SCALE, Upscaler
+from sr_app.weights import WeightsError
 
 MODES = ("Upscale", "Ground truth")
 UPSCALE, GROUND_TRUTH = MODES
 #: Names of the two images that are not method outputs: the methods' input and, in ground-truth mode, the original.
 INPUT, ORIGINAL = "input", "original"
-#: Display names; a method added to ``METHODS`` without one here is shown by its registry name.
-TITLES = {INPUT: "Input", ORIGINAL: "Original", "bicubic": "Bicubic", "edsr": "EDSR", "edsr_srgan": "EDSR-SRGAN"}
+#: Display names of the images that are not method outputs.
+TITLES = {INPUT: "Input", ORIGINAL: "Original"}
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
 #: Smallest side of an original in ground-truth mode: cropped to a multiple of 4 and shaved by 4 px per border,
 #: it must still hold SSIM's 11 px Gaussian window (20 - 2 × 4 = 12 ≥ 11).
@@ -48,6 +53,8 @@ MIN_GROUND_TRUTH_SIDE = 20
 DEFAULT_CROP, DEFAULT_ZOOM = 64, 4
 BOX_COLOUR = (255, 0, 80)
 PANEL_HEIGHT = 320
+#: Crops per row: the input and the three default methods (more wrap to the next row).
+CROP_COLUMNS = 4
 NO_COMPARISON = "Upscale an image first (upload one or pick an example, then press Upscale)."
 #: Where full-size outputs are written as PNG for Gradio to serve; it copies them into its cache at once, so a
 #: folder older than ``KEEP_SECONDS`` is no longer needed.
@@ -62,28 +69,31 @@ Box = tuple[int, int, int, int]
 
 
 def title(name: str) -> str:
-    """The display name of a method or of ``INPUT``/``ORIGINAL``."""
-    return TITLES.get(name, name)
+    """The display name of a registry method or of ``INPUT``/``ORIGINAL``; a user's model is shown by its label."""
+    return TITLES[name] if name in TITLES else REGISTRY[name].title if name in REGISTRY else name
 
 
 @dataclass(frozen=True)
-class Method:
-    """A registry method as the app sees it: loaded, or unavailable with the reason."""
+class LoadedMethod:
+    """A method as the app sees it: loaded, or unavailable with the reason; picked at first or not."""
 
     name: str
     upscaler: Upscaler | None
     reason: str = ""
+    picked: bool = False
 
 
-def load_methods(weights_dir: Path = WEIGHTS_DIR, device: str | None = None) -> list[Method]:
-    """Every method of ``METHODS``, loaded once; one whose weights are missing or broken is kept as unavailable."""
-    methods = []
-    for name in METHODS:
+def load_methods(methods: Sequence[Method] | None = None, settings: Settings | None = None) -> list[LoadedMethod]:
+    """Each method loaded once; one that cannot be loaded (missing weights, an optional package not installed) is
+    kept as unavailable with the reason. Registry defaults and users' models are picked at first."""
+    loaded = []
+    for method in REGISTRY.values() if methods is None else methods:
+        picked = method.default or method.name not in REGISTRY
         try:
-            methods.append(Method(name, load_upscaler(name, device=device, weights_dir=weights_dir)))
+            loaded.append(LoadedMethod(method.name, method.load(settings or Settings()), picked=picked))
         except WeightsError as error:
-            methods.append(Method(name, None, str(error)))
-    return methods
+            loaded.append(LoadedMethod(method.name, None, str(error)))
+    return loaded
 
 
 @dataclass(frozen=True)
@@ -142,7 +152,7 @@ class Comparison:
         return image[top : top + height, left : left + width]
 
 
-def compare(image: np.ndarray, mode: str, methods: list[Method], stem: str = "image") -> Comparison:
+def compare(image: np.ndarray, mode: str, methods: list[LoadedMethod], stem: str = "image") -> Comparison:
     """Run every available method on a uint8 HWC RGB image in ``mode`` (one of ``MODES``)."""
     if mode == UPSCALE:
         lr, hr = image, None
@@ -189,7 +199,7 @@ def draw_box(image: np.ndarray, box: Box, scale: int = 1) -> np.ndarray:
     return np.asarray(canvas)
 
 
-def panel_label(method: Method, comparison: Comparison | None = None) -> str:
+def panel_label(method: LoadedMethod, comparison: Comparison | None = None) -> str:
     """'EDSR · cpu · 410 ms' after a run, 'EDSR' before, 'EDSR-SRGAN · unavailable' without weights."""
     if method.upscaler is None:
         return f"{title(method.name)} · unavailable"
@@ -198,7 +208,7 @@ def panel_label(method: Method, comparison: Comparison | None = None) -> str:
     return f"{title(method.name)} · {method.upscaler.device} · {comparison.seconds[method.name] * 1000:.0f} ms"
 
 
-def results_table(comparison: Comparison, methods: list[Method]) -> pd.DataFrame:
+def results_table(comparison: Comparison, methods: list[LoadedMethod]) -> pd.DataFrame:
     """One row per method that ran: device, time, and in ground-truth mode PSNR (2 decimals) and SSIM (4)."""
     rows = []
     for method in methods:
@@ -253,21 +263,28 @@ def upscale(
     mode: str,
     crop_size: float,
     zoom: float,
+    picked: list[str] | None = None,
     *,
-    methods: list[Method],
+    methods: list[LoadedMethod],
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> tuple:
-    """Decode an upload and run every method on it.
+    """Decode an upload and run the ``picked`` methods on it (``None``: those picked at first).
 
     Returns, in the order of the tab's outputs: the overview with the crop box, one PNG file per method of
-    ``methods`` (``None`` when unavailable), the results table, the zoomed crops, the crop centre x and y
-    (output pixels) and the :class:`Comparison` for the state.
+    ``methods`` (``None`` when not picked or unavailable), the results table, the zoomed crops, the crop centre x
+    and y (output pixels) and the :class:`Comparison` for the state.
     """
     if file is None:
         raise user_error("Upload an image or pick an example first.")
+    picked = [m.name for m in methods if m.picked] if picked is None else picked
+    unknown = [name for name in picked if name not in {m.name for m in methods if m.upscaler is not None}]
+    if unknown or not picked:
+        choices = ", ".join(m.name for m in methods if m.upscaler is not None)
+        raise user_error(f"Pick at least one of the available methods ({choices}); {unknown or 'none'} cannot run.")
     stem = re.sub(r"[^\w-]+", "_", Path(file).stem)[:60] or "image"
     try:
-        comparison = compare(decode_image(file, max_pixels), mode, methods, stem)
+        runs = [method for method in methods if method.name in picked]
+        comparison = compare(decode_image(file, max_pixels), mode, runs, stem)
     except ImageError as error:
         raise user_error(str(error)) from error
     except (torch.OutOfMemoryError, MemoryError) as error:
@@ -279,9 +296,14 @@ def upscale(
     return overview, *panels, results_table(comparison, methods), crops, x, y, comparison
 
 
-def relabel_panels(comparison: Comparison | None, methods: list[Method]) -> list[dict]:
-    """Label updates for the method panels: name, device and time of the last run."""
-    return [gr.update(label=panel_label(method, comparison)) for method in methods]
+def relabel_panels(comparison: Comparison | None, methods: list[LoadedMethod]) -> list[dict]:
+    """Updates for the method panels: name, device and time of the last run; only the methods that ran shown."""
+    return [
+        gr.update(
+            label=panel_label(method, comparison), visible=comparison is None or method.name in comparison.outputs
+        )
+        for method in methods
+    ]
 
 
 def compare_crops(
@@ -335,18 +357,29 @@ def centre_from_output(evt: gr.SelectData) -> tuple[int, int]:
 # ---- layout ---------------------------------------------------------------------------------------------------
 
 
-def build_compare_tab(methods: list[Method], max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
+def build_compare_tab(methods: list[LoadedMethod], max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
     """Lay out the Compare tab inside the current ``gr.Blocks`` (or ``gr.Tab``) and wire its events."""
     gr.Markdown(
         "Upload an image or pick an example. **Upscale** treats it as the low-resolution input; **Ground truth** "
         "treats it as the original, downscales it ×4 (MATLAB bicubic) and scores every method against it. "
         "Click any image to zoom into the same region of all of them."
     )
+    available = [method for method in methods if method.upscaler is not None]
     with gr.Row():
         upload = gr.File(label="Image", file_types=list(UPLOAD_SUFFIXES), type="filepath", scale=2)
         with gr.Column(scale=1):
             mode = gr.Radio(list(MODES), value=UPSCALE, label="Mode")
+            picked = gr.CheckboxGroup(
+                [(title(method.name), method.name) for method in available],
+                value=[method.name for method in available if method.picked],
+                label="Methods",
+                elem_id="methods",
+            )
             run = gr.Button("Upscale ×4", variant="primary")
+    unavailable = [f"- **{title(m.name)}**: {m.reason}" for m in methods if m.upscaler is None]
+    if unavailable:
+        with gr.Accordion(f"Unavailable methods ({len(unavailable)})", open=False):
+            gr.Markdown("\n".join(unavailable))
     examples = sorted(EXAMPLES_DIR.glob("*.png"))
     gr.Examples([[str(path)] for path in examples], inputs=[upload], example_labels=[p.stem for p in examples])
 
@@ -361,19 +394,18 @@ def build_compare_tab(methods: list[Method], max_pixels: int | None = DEFAULT_MA
         )
         panels = []
         for method in methods:
-            with gr.Column(scale=1):
-                panels.append(
-                    gr.Image(
-                        label=panel_label(method),
-                        format="png",
-                        interactive=False,
-                        height=PANEL_HEIGHT,
-                        buttons=["download", "fullscreen"],
-                        elem_id=f"panel-{method.name}",
-                    )
+            panels.append(
+                gr.Image(
+                    label=panel_label(method),
+                    format="png",
+                    interactive=False,
+                    height=PANEL_HEIGHT,
+                    buttons=["download", "fullscreen"],
+                    elem_id=f"panel-{method.name}",
+                    visible=method.picked and method.upscaler is not None,
+                    scale=1,
                 )
-                if method.upscaler is None:
-                    gr.Markdown(f"**{title(method.name)} is unavailable:** {method.reason}")
+            )
     table = gr.Dataframe(label="Time and scores")
 
     gr.Markdown("### Zoomed crops")
@@ -383,11 +415,11 @@ def build_compare_tab(methods: list[Method], max_pixels: int | None = DEFAULT_MA
         x = gr.Number(label="Centre x (output pixels)", precision=0)
         y = gr.Number(label="Centre y (output pixels)", precision=0)
     crops = gr.Gallery(
-        label="Crops", format="png", columns=len(METHODS) + 2, object_fit="contain", height="auto", elem_id="crops"
+        label="Crops", format="png", columns=CROP_COLUMNS, object_fit="contain", height="auto", elem_id="crops"
     )
 
     gr.Markdown("### Before / after")
-    ran = [method.name for method in methods if method.upscaler is not None]
+    ran = [method.name for method in available]
     choices = [(title(name), name) for name in (INPUT, *ran, ORIGINAL)]
     with gr.Row():
         left = gr.Dropdown(choices, value=default_pair(ran)[0], label="Left")
@@ -397,7 +429,7 @@ def build_compare_tab(methods: list[Method], max_pixels: int | None = DEFAULT_MA
 
     ran_all = run.click(
         partial(upscale, methods=methods, max_pixels=max_pixels),
-        inputs=[upload, mode, crop_size, zoom],
+        inputs=[upload, mode, crop_size, zoom, picked],
         outputs=[overview, *panels, table, crops, x, y, state],
         api_name="upscale",
     )
