@@ -5,7 +5,8 @@ import torch
 
 from conftest import TINY_CONFIG
 from sr_app.methods import REGISTRY
-from sr_app.models import EDSR
+from sr_app.models import EDSR, SRResNetConfig, build_network
+from sr_app.weights import load_weights, save_weights
 from train import gan
 from train.discriminator import Discriminator
 from train.loop import TrainingDiverged, run
@@ -106,3 +107,12 @@ def test_nan_loss_stops_gan_training(
     args = gan.build_parser().parse_args(gan_args(hr_folder, tmp_path, tiny_weights_dir / "edsr_x4.safetensors"))
     with pytest.raises(TrainingDiverged, match="Loss 'content' became nan at iteration 1"):
         run(gan.GANTrainer, args, TINY_CONFIG, "edsr_srgan_x4.safetensors")
+
+
+def test_gan_from_srresnet_exports_srgan(hr_folder: Path, tmp_path: Path) -> None:
+    init, out = tmp_path / "srresnet.safetensors", tmp_path / "run"
+    config = SRResNetConfig(n_blocks=2, n_feats=8)
+    save_weights(build_network(config), init)
+    gan.main(gan_args(hr_folder, out, init, "--generator", "srresnet", "--iterations", "2"))
+    model, metadata = load_weights(out / REGISTRY["srgan"].weights)
+    assert model.config == config and metadata["init"].endswith("srresnet.safetensors")

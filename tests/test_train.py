@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from conftest import REPO, TINY_CONFIG
-from sr_app.models import EDSR
+from sr_app.methods import REGISTRY
+from sr_app.models import CONFIGS, EDSR
 from sr_app.weights import load_weights, save_weights
-from train.sr import build_parser, main
 from train.loop import Trainer, TrainingDiverged, run
+from train.sr import build_parser, main
 
 TINY = ["--blocks", str(TINY_CONFIG.n_blocks), "--feats", str(TINY_CONFIG.n_feats)]
 
@@ -152,3 +153,16 @@ def test_a_resumed_run_keeps_the_init_it_started_from(
     main(train_args(hr_folder, run_folder, "--iterations", "5", "--init", str(init), "--resume"))
     _, metadata = load_weights(run_folder / "edsr_x4.safetensors")
     assert (metadata["iterations"], metadata["iterations_total"], metadata["init"]) == ("5", "15", "init.safetensors")
+
+
+@pytest.mark.parametrize(("arch", "loss"), [("srresnet", "mse"), ("swift_srgan", "l1")])
+def test_every_architecture_trains_and_exports_its_registry_file(
+    arch: str, loss: str, hr_folder: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    main(train_args(hr_folder, out, "--arch", arch, "--loss", loss, "--iterations", "30", "--log-every", "10"))
+    log = pd.read_csv(out / "log.csv")
+    assert log.pixel.iloc[-1] < log.pixel.iloc[0]
+    model, metadata = load_weights(out / REGISTRY[arch].weights)
+    assert model.config == CONFIGS[arch](n_blocks=TINY_CONFIG.n_blocks, n_feats=TINY_CONFIG.n_feats)
+    assert (metadata["arch"], metadata["loss"], metadata["iterations"]) == (arch, loss, "30")
