@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +22,16 @@ TINY_CONFIG = EDSRConfig(n_blocks=2, n_feats=16)
 
 @pytest.fixture(scope="session")
 def eval_data() -> Path:
-    """``../shared/data/eval`` (Set5 and Set14 with HR/ and LR_x4/); the tests need it."""
-    assert (EVAL_DATA / "Set5" / "HR").is_dir(), f"benchmark data missing at {EVAL_DATA} (see README)"
+    """``../shared/data/eval`` (Set5 and Set14 with HR/ and LR_x4/).
+
+    The sets are not part of the project: tests that score them are skipped in a clone without ``../shared`` beside
+    it, except under CI (``CI`` set), where the data is laid out and its absence is an error.
+    """
+    if not (EVAL_DATA / "Set5" / "HR").is_dir():
+        message = f"benchmark data missing at {EVAL_DATA} (Set5/Set14 with HR/ and LR_x4/, see README)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
     return EVAL_DATA
 
 
