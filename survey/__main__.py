@@ -4,6 +4,8 @@ Examples::
 
     python -m survey create --name set14-x4 --images ../shared/data/eval/Set14/HR \\
         --methods bicubic,edsr --reference --anchors
+    python -m survey create --name set14-theirs --images ../shared/data/eval/Set14/HR \\
+        --outputs theirs/Set14 --methods edsr --reference
     python -m survey list
     python -m survey export --study set14-x4 --out results/set14-x4
     python -m survey close --study set14-x4
@@ -43,7 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--name", required=True, help="unique study name (private to the admin)")
     create.add_argument("--images", required=True, type=Path, help="folder of ground-truth images (at least 2)")
     create.add_argument(
-        "--methods", required=True, help=f"comma-separated, from {','.join(REGISTRY)}, or label=path/to/model.pth"
+        "--methods", default="", help=f"comma-separated, from {','.join(REGISTRY)}, or label=path/to/model.pth"
+    )
+    create.add_argument(
+        "--outputs", type=Path, help="folder of precomputed outputs, <method>/<image>.png: each method a condition"
     )
     create.add_argument("--reference", action="store_true", help="add the original as a hidden reference")
     create.add_argument("--anchors", action="store_true", help="add nearest-neighbour ×4 as a low anchor")
@@ -80,8 +85,8 @@ def run(args: argparse.Namespace, store: Store) -> None:
     if args.command == "create":
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
         summary = create_study(
-            store, args.name, args.images, methods, reference=args.reference, anchors=args.anchors,
-            instructions=args.instructions, weights_dir=args.weights_dir, device=args.device,
+            store, args.name, args.images, methods, outputs=args.outputs, reference=args.reference,
+            anchors=args.anchors, instructions=args.instructions, weights_dir=args.weights_dir, device=args.device,
             calibration=args.calibration,
         )  # fmt: skip
         print(describe(summary, args.base_url))

@@ -2,7 +2,8 @@
 
 Creating a study treats every image of a folder as ground truth: it is cropped to a multiple of 4, downscaled
 ×4 with the project's MATLAB bicubic (:func:`sr_app.resize.make_lr`), and each condition's ×4 result is stored once
-as a metadata-free PNG named by a random token. All versions of one image have the size of its cropped original.
+as a metadata-free PNG named by a random token. A condition is a computed method, or a method folder of precomputed
+outputs (:mod:`sr_app.outputs`). All versions of one image have the size of its cropped original.
 
 The rater side is three calls: :func:`start_rater` (a new anonymous rater and their stored random order),
 :func:`progress` (where a rater is; resuming is just calling it again) and :func:`submit_rating`.
@@ -31,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from sr_app.images import list_images, load_rgb
 from sr_app.methods import Method, MethodError, Settings, parse_methods
+from sr_app.outputs import read_outputs
 from sr_app.resize import magnify, make_lr
 from sr_app.upscalers import SCALE
 from sr_app.weights import WEIGHTS_DIR
@@ -137,7 +139,10 @@ def save_png(rgb: np.ndarray, path: Path) -> None:
 
 
 def study_methods(methods: Sequence[str]) -> list[Method]:
-    """The methods a study's ``--methods`` names (registry names or ``label=path`` user models), each once."""
+    """The methods a study's ``--methods`` names (registry names or ``label=path`` user models), each once; none
+    for an empty list."""
+    if not methods:
+        return []
     try:
         resolved = parse_methods(",".join(methods))
     except MethodError as error:
@@ -148,18 +153,21 @@ def study_methods(methods: Sequence[str]) -> list[Method]:
     return resolved
 
 
-def condition_names(methods: Sequence[str], reference: bool = False, anchors: bool = False) -> list[str]:
-    """The conditions of a study: the methods, then the hidden reference and the low anchor if asked for."""
-    names = [method.name for method in study_methods(methods)]
-    return [*names, *([REFERENCE] if reference else []), *([NEAREST] if anchors else [])]
+def ground_truth(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(LR, HR cropped to a multiple of 4) of a study image, both uint8 HWC RGB; it must be at least 4×4 pixels."""
+    hr = load_rgb(path)
+    if min(hr.shape[:2]) < SCALE:
+        raise SurveyError(f"{path.name} is {hr.shape[1]}×{hr.shape[0]}; images must be at least 4×4 pixels.")
+    return make_lr(hr, SCALE)
 
 
 def create_study(
     store: Store,
     name: str,
     images_dir: str | Path,
-    methods: Sequence[str],
+    methods: Sequence[str] = (),
     *,
+    outputs: str | Path | None = None,
     reference: bool = False,
     anchors: bool = False,
     instructions: str = DEFAULT_INSTRUCTIONS,
@@ -174,6 +182,9 @@ def create_study(
         name: unique study name, private to the admin.
         images_dir: folder of at least 2 images (png, jpg, bmp, tif, webp), each at least 4×4 pixels.
         methods: method registry names (:data:`sr_app.methods.REGISTRY`) or ``label=path`` user model files.
+        outputs: a dataset folder of precomputed outputs, ``ROOT/<dataset>`` as ``python -m train.evaluate --save
+            ROOT`` writes it: each method folder in it becomes a condition named by the folder, its outputs (one per
+            image of ``images_dir``, of the cropped image's size) the stimuli (see :mod:`sr_app.outputs`).
         reference: add the original image as a hidden reference condition.
         anchors: add nearest-neighbour ×4 as a low-anchor condition.
         instructions: text shown to raters above the scale.
@@ -182,19 +193,25 @@ def create_study(
             the top and bottom of the scale; default scikit-image's cat photo. Use one that is not in the study:
             raters would recognise its calibration versions among the stimuli.
 
+    Conditions are the computed methods, then the output folders by name, then the reference and the anchor.
+
     Raises:
-        SurveyError: bad name, methods or images; ``WeightsError`` when a method's weights are missing.
-        Nothing is written when creation fails.
+        SurveyError: bad name, methods or images, or neither methods nor outputs; ``WeightsError`` when a method's
+        weights are missing; ``OutputsError`` or ``ImageError`` naming the file when an output folder cannot be
+        used. Everything is checked before anything is written, and nothing is written when creation fails.
     """
     name = name.strip()
     if not name:
         raise SurveyError("A study needs a name.")
-    conditions = condition_names(methods, reference, anchors)
+    computed = study_methods(methods)
+    if not computed and outputs is None:
+        raise SurveyError(
+            "A study needs methods to compare: give methods (--methods), a folder of their outputs (--outputs), "
+            "or both."
+        )
     with store.session() as session:
         if session.scalar(select(Study.id).where(Study.name == name)) is not None:
             raise SurveyError(f"A study named {name!r} already exists; pick another name.")
-    settings = Settings(device=device, weights_dir=weights_dir)
-    upscalers = {method.name: method.load(settings) for method in study_methods(methods)}
     paths = list_images(images_dir)
     stems = [path.stem for path in paths]
     if len(paths) < 2:
@@ -204,6 +221,13 @@ def create_study(
         )
     if len(set(stems)) != len(stems):
         raise SurveyError(f"Image names in {images_dir} must differ by more than their extension.")
+    precomputed: dict[str, dict[str, Path]] = {}
+    if outputs is not None:
+        sizes = {path.stem: ground_truth(path)[1].shape[:2] for path in paths}
+        precomputed = read_outputs(outputs, sizes, reserved=[*(m.name for m in computed), REFERENCE, NEAREST])
+    settings = Settings(device=device, weights_dir=weights_dir)
+    upscalers = {method.name: method.load(settings) for method in computed}
+    conditions = [*upscalers, *precomputed, *([REFERENCE] if reference else []), *([NEAREST] if anchors else [])]
 
     study = Study(
         public_id=new_token(), name=name, instructions=instructions.strip(), status=OPEN,
@@ -218,14 +242,16 @@ def create_study(
         save_png(calibration_hr, store.png_path(study.public_id, study.calibration_high))
         save_png(magnify(calibration_lr, SCALE), store.png_path(study.public_id, study.calibration_low))
         for path in paths:
-            hr = load_rgb(path)
-            if min(hr.shape[:2]) < SCALE:
-                raise SurveyError(f"{path.name} is {hr.shape[1]}×{hr.shape[0]}; images must be at least 4×4 pixels.")
-            lr, hr = make_lr(hr, SCALE)
+            lr, hr = ground_truth(path)
             versions = {REFERENCE: hr, NEAREST: magnify(lr, SCALE)}
             image = SourceImage(name=path.stem, width=hr.shape[1], height=hr.shape[0])
             for condition in conditions:
-                rgb = versions[condition] if condition in versions else upscalers[condition](lr)
+                if condition in upscalers:
+                    rgb = upscalers[condition](lr)
+                elif condition in precomputed:
+                    rgb = load_rgb(precomputed[condition][path.stem])
+                else:
+                    rgb = versions[condition]
                 if rgb.shape != hr.shape:
                     raise RuntimeError(f"{condition} made {rgb.shape} from {path.name}, expected {hr.shape}")
                 stimulus = Stimulus(public_id=new_token(), condition=by_name[condition])

@@ -2,18 +2,22 @@
 
     python -m train.evaluate --data ../shared/data/eval/Set5 --data ../shared/data/eval/Set14 \\
         --methods bicubic,edsr --csv scores.csv --save outputs/ [--vgg54]
+    python -m train.evaluate --data ../shared/data/eval/Set14 --outputs theirs/ [--methods bicubic,edsr]
 
 ``--methods`` takes registry names and ``label=path`` entries for your own model files (through spandrel).
 Each ``--data`` folder holds ``HR/`` and optionally ``LR_x4/``. The table printed is the mean per dataset
 and method; ``--csv`` writes one row per image (``dataset,image,method,psnr,ssim``); ``--save`` writes the
-SR outputs as ``DIR/<dataset>/<method>/<image>.png``. ``--vgg54`` adds a ``vgg54`` column: SRGAN's VGG54
-content loss between SR and HR (borders shaved as for PSNR), the perceptual distance a GAN fine-tuning lowers.
+computed methods' SR outputs as ``DIR/<dataset>/<method>/<image>.png``. ``--outputs ROOT`` scores precomputed
+outputs in that same layout: every method folder under ``ROOT/<name of each --data folder>/`` is scored as the
+method named by the folder (see :mod:`sr_app.outputs`); ``--methods`` then defaults to none. ``--vgg54`` adds
+a ``vgg54`` column: SRGAN's VGG54 content loss between SR and HR (borders shaved as for PSNR), the perceptual
+distance a GAN fine-tuning lowers.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +25,10 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from sr_app.images import ImageError, rgb_to_tensor
+from sr_app.images import ImageError, load_rgb, rgb_to_tensor
 from sr_app.methods import Method, MethodError, Settings, parse_methods, resolve
 from sr_app.metrics import psnr_y, shave_border, ssim_y
+from sr_app.outputs import read_outputs
 from sr_app.upscalers import SCALE
 from sr_app.weights import WEIGHTS_DIR, WeightsError
 from train.data import BenchmarkImage, load_benchmark
@@ -36,6 +41,8 @@ def metric_names(vgg54: bool = False) -> list[str]:
 
 
 CSV_COLUMNS = ["dataset", "image", "method", *metric_names()]
+#: ``--methods`` when neither it nor ``--outputs`` is given.
+DEFAULT_METHODS = "bicubic,edsr"
 
 
 @torch.no_grad()
@@ -45,25 +52,39 @@ def vgg54_distance(vgg: VGG54, sr: np.ndarray, hr: np.ndarray, shave: int = SCAL
     return content_loss(vgg, sr_tensor, hr_tensor).item()
 
 
+def score_outputs(outputs: Iterable[tuple[BenchmarkImage, np.ndarray]], vgg: VGG54 | None = None) -> pd.DataFrame:
+    """PSNR/SSIM of each (image, uint8 HWC RGB SR output of its LR) against the image's HR: a frame with columns
+    ``image, psnr, ssim`` (and ``vgg54`` when ``vgg`` is given)."""
+    rows = []
+    for image, sr in outputs:
+        row = {"image": image.name, "psnr": psnr_y(sr, image.hr, SCALE), "ssim": ssim_y(sr, image.hr, SCALE)}
+        if vgg is not None:
+            row["vgg54"] = vgg54_distance(vgg, sr, image.hr)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["image", *metric_names(vgg is not None)])
+
+
 def score_images(
     upscale: Callable[[np.ndarray], np.ndarray],
     images: Sequence[BenchmarkImage],
     save_dir: Path | None = None,
     vgg: VGG54 | None = None,
 ) -> pd.DataFrame:
-    """PSNR/SSIM of ``upscale`` on each image: a frame with columns ``image, psnr, ssim`` (and ``vgg54`` when
-    ``vgg`` is given)."""
-    rows = []
+    """:func:`score_outputs` of ``upscale`` on each image's LR; each output is saved as ``save_dir/<image>.png``
+    when ``save_dir`` is given."""
+    return score_outputs(_upscaled(upscale, images, save_dir), vgg)
+
+
+def _upscaled(
+    upscale: Callable[[np.ndarray], np.ndarray], images: Sequence[BenchmarkImage], save_dir: Path | None
+) -> Iterator[tuple[BenchmarkImage, np.ndarray]]:
+    """(image, SR output of its LR), one at a time, each saved first when ``save_dir`` is given."""
     for image in images:
         sr = upscale(image.lr)
         if save_dir is not None:
             save_dir.mkdir(parents=True, exist_ok=True)
             Image.fromarray(sr).save(save_dir / f"{image.name}.png")
-        row = {"image": image.name, "psnr": psnr_y(sr, image.hr, SCALE), "ssim": ssim_y(sr, image.hr, SCALE)}
-        if vgg is not None:
-            row["vgg54"] = vgg54_distance(vgg, sr, image.hr)
-        rows.append(row)
-    return pd.DataFrame(rows, columns=["image", *metric_names(vgg is not None)])
+        yield image, sr
 
 
 def evaluate(
@@ -73,12 +94,19 @@ def evaluate(
     bf16: bool = False,
     weights_dir: Path = WEIGHTS_DIR,
     vgg54: bool = False,
+    outputs_dir: Path | None = None,
 ) -> pd.DataFrame:
     """Per-image scores of every method (a :class:`Method`, a registry name or ``label=path``) on every dataset,
-    with columns :data:`CSV_COLUMNS` (and ``vgg54``). Every method is loaded before any is run."""
+    then of every method folder of precomputed outputs under ``outputs_dir/<dataset>/`` (methods by folder name),
+    with columns :data:`CSV_COLUMNS` (and ``vgg54``). Every output folder is checked and every method loaded
+    before anything is scored."""
     datasets = {Path(d).name: load_benchmark(d, SCALE) for d in data_dirs}
+    methods = [as_method(method) for method in methods]
+    precomputed = (
+        read_datasets_outputs(outputs_dir, datasets, [m.name for m in methods]) if outputs_dir is not None else {}
+    )
     settings = Settings(bf16=bf16, weights_dir=weights_dir)
-    upscalers = {method.name: method.load(settings) for method in map(as_method, methods)}
+    upscalers = {method.name: method.load(settings) for method in methods}
     vgg = VGG54() if vgg54 else None
     frames = []
     for name, upscaler in upscalers.items():
@@ -86,7 +114,24 @@ def evaluate(
             out = save_dir / dataset / name if save_dir is not None else None
             scores = score_images(upscaler, images, out, vgg)
             frames.append(scores.assign(dataset=dataset, method=name))
+    for name, files_by_dataset in precomputed.items():
+        for dataset, files in files_by_dataset.items():
+            outputs = ((image, load_rgb(files[image.name])) for image in datasets[dataset])
+            frames.append(score_outputs(outputs, vgg).assign(dataset=dataset, method=name))
     return pd.concat(frames, ignore_index=True)[["dataset", "image", "method", *metric_names(vgg54)]]
+
+
+def read_datasets_outputs(
+    root: Path, datasets: dict[str, list[BenchmarkImage]], computed: Sequence[str]
+) -> dict[str, dict[str, dict[str, Path]]]:
+    """``{method: {dataset: {image: output file}}}`` of the method folders under ``root/<dataset>/``, methods by
+    name, all checked (:func:`sr_app.outputs.read_outputs`); no folder may share a name with a computed method."""
+    precomputed: dict[str, dict[str, dict[str, Path]]] = {}
+    for dataset, images in datasets.items():
+        sizes = {image.name: image.hr.shape[:2] for image in images}
+        for name, files in read_outputs(root / dataset, sizes, reserved=computed).items():
+            precomputed.setdefault(name, {})[dataset] = files
+    return dict(sorted(precomputed.items()))
 
 
 def summary_table(scores: pd.DataFrame) -> pd.DataFrame:
@@ -100,7 +145,9 @@ def as_method(method: str | Method) -> Method:
 
 
 def method_list(text: str) -> list[Method]:
-    """``--methods``: registry names and ``label=path`` user models, comma-separated."""
+    """``--methods``: registry names and ``label=path`` user models, comma-separated; blank for none."""
+    if not text.strip():
+        return []
     try:
         return parse_methods(text)
     except MethodError as error:
@@ -111,16 +158,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, action="append", required=True, help="folder with HR/ [LR_x4/]")
     parser.add_argument(
-        "--methods", type=method_list, default="bicubic,edsr", help="comma-separated names or label=path/to/model.pth"
+        "--methods",
+        type=method_list,
+        help=f"comma-separated names or label=path/to/model.pth (default {DEFAULT_METHODS}, none with --outputs)",
     )
+    parser.add_argument("--outputs", type=Path, help="also score the method folders under OUTPUTS/<dataset>/")
     parser.add_argument("--csv", type=Path, help="write per-image scores here")
-    parser.add_argument("--save", type=Path, help="write SR outputs under this folder")
+    parser.add_argument("--save", type=Path, help="write the computed SR outputs under this folder")
     parser.add_argument("--bf16", action="store_true", help="run networks under bfloat16 autocast")
     parser.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR, help="folder of the networks' weights files")
     parser.add_argument("--vgg54", action="store_true", help="also score the VGG54 distance to HR (lower is closer)")
     args = parser.parse_args(argv)
+    methods = args.methods
+    if methods is None:
+        methods = [] if args.outputs else method_list(DEFAULT_METHODS)
+    if not methods and not args.outputs:
+        parser.error("--methods names no method; name at least one, or score precomputed ones with --outputs")
     try:
-        scores = evaluate(args.data, args.methods, args.save, args.bf16, args.weights_dir, args.vgg54)
+        scores = evaluate(args.data, methods, args.save, args.bf16, args.weights_dir, args.vgg54, args.outputs)
     except (WeightsError, VGGWeightsError, ImageError, OSError, ValueError) as error:
         raise SystemExit(f"error: {error}") from error
     print(summary_table(scores).to_string())
