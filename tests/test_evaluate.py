@@ -71,7 +71,7 @@ def test_missing_weights_give_a_clear_error(eval_data: Path, tmp_path: Path) -> 
 def test_unknown_method_is_refused(eval_data: Path, capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit):
         main(["--data", str(eval_data / "Set5"), "--methods", "bicubic,srcnn"])
-    assert "unknown method(s) srcnn" in capsys.readouterr().err
+    assert "Unknown method 'srcnn'; choose from bicubic, edsr" in capsys.readouterr().err
 
 
 def test_data_folder_without_images_is_refused(tmp_path: Path) -> None:
