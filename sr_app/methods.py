@@ -19,6 +19,7 @@ from pathlib import Path
 import spandrel
 import torch
 
+from sr_app.realesrgan import realesrgan_upscaler
 from sr_app.upscalers import DEFAULT_TILE, SCALE, BicubicUpscaler, ModelUpscaler, Upscaler
 from sr_app.weights import WEIGHTS_DIR, WeightsError, load_weights
 
@@ -104,6 +105,7 @@ REGISTRY: dict[str, Method] = {
         Method("srresnet", "SRResNet", network_upscaler, "srresnet_x4.safetensors"),
         Method("srgan", "SRGAN", network_upscaler, "srgan_x4.safetensors", starts_from="srresnet"),
         Method("swift_srgan", "Swift-SRGAN", network_upscaler, "swift_srgan_x4.safetensors"),
+        Method("realesrgan", "Real-ESRGAN", realesrgan_upscaler),
     )
 }
 # fmt: on
