@@ -18,6 +18,7 @@ from pathlib import Path
 
 import spandrel
 import torch
+from torch import nn
 
 from sr_app.realesrgan import realesrgan_upscaler
 from sr_app.upscalers import DEFAULT_TILE, SCALE, BicubicUpscaler, ModelUpscaler, Upscaler
@@ -79,12 +80,25 @@ def network_upscaler(method: Method, settings: Settings) -> Upscaler:
     )
 
 
+class SpandrelNetwork(nn.Module):
+    """A model spandrel loaded, called the way spandrel calls it, which some architectures need (MMRealSR's network
+    returns a tuple, IPT's takes 0–255): float [0, 1] NCHW in, float [0, 1] NCHW ×scale out."""
+
+    def __init__(self, descriptor: spandrel.ImageModelDescriptor) -> None:
+        super().__init__()
+        self.descriptor = descriptor
+        self.network = descriptor.model  # a submodule, so that .to() and .eval() reach its weights
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.descriptor(x)
+
+
 def user_model_upscaler(method: Method, settings: Settings) -> Upscaler:
     """A user's model file through spandrel, padded and tiled as its architecture requires."""
     descriptor = load_model_file(method.weights)
     return ModelUpscaler(
         method.name,
-        descriptor.model,
+        SpandrelNetwork(descriptor),
         scale=descriptor.scale,
         device=settings.device,
         bf16=settings.bf16 and descriptor.supports_bfloat16,

@@ -1,8 +1,9 @@
 """Users' own model files through spandrel (``label=path``) and the optional Real-ESRGAN ×4 method.
 
 The model files are made here from spandrel's architecture classes with random weights, so nothing is downloaded:
-tiny ESRGAN, SwinIR (window attention) and SAFMN (inputs a multiple of 8) ×4 models, an ESRGAN ×2, a DnCNN
-denoiser, and the same ×4 ESRGAN as a nested ``{"model": state_dict}`` checkpoint and as safetensors.
+tiny ESRGAN, SwinIR (window attention), SAFMN (inputs a multiple of 8) and MMRealSR (its forward returns a tuple)
+×4 models, an ESRGAN ×2, a DnCNN denoiser, and the ×4 ESRGAN also as a nested ``{"model": state_dict}`` checkpoint
+and as safetensors.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from safetensors.torch import save_file
 from skimage import data as skdata
 from spandrel.architectures.DnCNN import DnCNN
 from spandrel.architectures.ESRGAN import ESRGAN
+from spandrel.architectures.MMRealSR import MMRealSR
 from spandrel.architectures.SAFMN import SAFMN
 from spandrel.architectures.SwinIR import SwinIR
 from sqlalchemy import select
@@ -48,23 +50,41 @@ from survey.studies import create_study, list_studies, start_rater, submit_ratin
 from tests.survey_fixtures import image_folder, tmp_store
 from train import evaluate
 
-#: File name -> the network saved in it (random weights, seeded), all ×4 super-resolution models.
-SR_MODELS: dict[str, Callable[[], nn.Module]] = {
-    "esrgan.pth": lambda: ESRGAN(num_filters=16, num_blocks=1, scale=4),
-    "swinir.pth": lambda: SwinIR(
-        img_size=16,
-        embed_dim=12,
-        depths=[2],
-        num_heads=[2],
-        window_size=4,
-        mlp_ratio=2.0,
-        upscale=4,
-        upsampler="pixelshuffledirect",
+#: File name -> (the network saved in it, with random weights; the name of its last convolution), all ×4
+#: super-resolution models: a plain CNN, window attention, inputs a multiple of 8, and a network whose forward
+#: returns a tuple (spandrel's call picks the image).
+SR_MODELS: dict[str, tuple[Callable[[], nn.Module], str]] = {
+    "esrgan.pth": (lambda: ESRGAN(num_filters=16, num_blocks=1, scale=4), "model.10"),
+    "swinir.pth": (
+        lambda: SwinIR(
+            img_size=16,
+            embed_dim=12,
+            depths=[2],
+            num_heads=[2],
+            window_size=4,
+            mlp_ratio=2.0,
+            upscale=4,
+            upsampler="pixelshuffledirect",
+        ),
+        "upsample.0",
     ),  # fmt: skip
-    "safmn.pth": lambda: SAFMN(dim=8, n_blocks=1, upscaling_factor=4),
+    "safmn.pth": (lambda: SAFMN(dim=8, n_blocks=1, upscaling_factor=4), "to_img.0"),
+    "mmrealsr.pth": (
+        lambda: MMRealSR(
+            num_in_ch=3,
+            num_out_ch=3,
+            scale=4,
+            num_feat=16,
+            num_block=1,
+            num_feats=[8, 16],
+            num_blocks=[1, 1],
+            downscales=[2, 1],
+        ),
+        "conv_last",
+    ),  # fmt: skip
 }
 #: Padding (width, height) each ×4 model's size requirements ask of a 13×17 (height × width) input.
-PADDING_13_BY_17 = {"esrgan.pth": (0, 0), "swinir.pth": (0, 3), "safmn.pth": (7, 3)}
+PADDING_13_BY_17 = {"esrgan.pth": (0, 0), "swinir.pth": (0, 3), "safmn.pth": (7, 3), "mmrealsr.pth": (0, 3)}
 
 
 @pytest.fixture(scope="module")
@@ -74,17 +94,22 @@ def photo() -> np.ndarray:
 
 
 @torch.no_grad()
-def spread(model: nn.Module, photo: np.ndarray) -> nn.Module:
-    """``model`` with its last convolution (followed at most by pixel shuffle and an offset) rescaled so that its
-    output for ``photo`` has a standard deviation of 0.15 around 0.5: random weights alone give nearly flat outputs
-    that clamp to black, and comparing black images would prove nothing."""
-    *_, weight, bias = model.eval().parameters()
+def spread(model: nn.Module, last: str, photo: np.ndarray) -> nn.Module:
+    """``model`` with its last convolution ``last`` (followed at most by pixel shuffle and an offset) rescaled so that
+    its output for ``photo`` has a standard deviation of 0.15 around 0.5: random weights alone give nearly flat
+    outputs that clamp to black, and comparing black images would prove nothing."""
+    conv = model.eval().get_submodule(last)
     x = rgb_to_tensor(photo)[None]
-    gain = 0.15 / model(x).std()
-    weight.mul_(gain)
-    bias.mul_(gain)
-    bias.add_(0.5 - model(x).mean())
+    gain = 0.15 / image_of(model(x)).std()
+    conv.weight.mul_(gain)
+    conv.bias.mul_(gain)
+    conv.bias.add_(0.5 - image_of(model(x)).mean())
     return model
+
+
+def image_of(output: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """A network's output image: MMRealSR's forward returns (image, degradation)."""
+    return output[0] if isinstance(output, tuple) else output
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +117,8 @@ def model_files(tmp_path_factory: pytest.TempPathFactory, photo: np.ndarray) -> 
     """File name -> path of every test model file."""
     folder = tmp_path_factory.mktemp("models")
     torch.manual_seed(0)
-    states = {name: spread(build(), photo[200:232, 230:262]).state_dict() for name, build in SR_MODELS.items()}
+    crop = photo[200:232, 230:262]
+    states = {name: spread(build(), last, crop).state_dict() for name, (build, last) in SR_MODELS.items()}
     states["esrgan_x2.pth"] = ESRGAN(num_filters=16, num_blocks=1, scale=2).state_dict()
     states["dncnn.pth"] = DnCNN(in_nc=3, out_nc=3, nc=8, nb=5).state_dict()
     states["unknown.pth"] = {"encoder.weight": torch.zeros(8, 3)}
@@ -120,7 +146,7 @@ def grey_levels_apart(a: np.ndarray, b: np.ndarray) -> int:
 # ---- loading and running user models --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["esrgan.pth", "swinir.pth", "safmn.pth", "nested.pth", "esrgan.safetensors"])
+@pytest.mark.parametrize("name", [*SR_MODELS, "nested.pth", "esrgan.safetensors"])
 def test_user_model_upscales_odd_sizes_like_spandrel(
     model_files: dict[str, Path], photo: np.ndarray, name: str
 ) -> None:
