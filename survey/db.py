@@ -1,4 +1,4 @@
-"""Survey storage: SQLAlchemy models, the rating scale, and engine/session set-up.
+"""Survey storage: SQLAlchemy models, the rating scale and protocols, and engine/session set-up.
 
 The database is SQLite in the data directory by default (foreign keys on, WAL journal, a busy timeout so
 concurrent raters wait instead of failing); any SQLAlchemy URL can be given through ``DATABASE_URL`` instead
@@ -6,6 +6,9 @@ concurrent raters wait instead of failing); any SQLAlchemy URL can be given thro
 ``$SR_LAB_DATA`` or ``~/.local/share/sr-lab`` by default, never inside the package.
 
 Times are naive ``datetime`` values in UTC (SQLite keeps no time zone, so all dialects store the same thing).
+
+A database made by an earlier version is brought up to date when it is opened: missing tables are created and
+missing columns added (:func:`add_missing_columns`); nothing is ever dropped or rewritten.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     DateTime,
     Engine,
@@ -29,8 +33,12 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    false,
+    inspect,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+from sqlalchemy.schema import CreateColumn
 
 #: Absolute Category Rating scale (ITU-T P.910): score -> label. The one source of truth for the score range.
 ACR_LABELS: dict[int, str] = {5: "Excellent", 4: "Good", 3: "Fair", 2: "Poor", 1: "Bad"}
@@ -43,6 +51,17 @@ NEAREST = "nearest"
 
 #: Study status values.
 OPEN, CLOSED = "open", "closed"
+
+#: Study protocols: absolute category rating (one image at a time, a score from 1 to 5) and pair comparison (2AFC:
+#: two versions of one image, the rater picks the better one).
+ACR, PC = "acr", "pc"
+PROTOCOLS = (ACR, PC)
+#: How a pair comparison shows its two versions: flipped in place at the same position, or side by side.
+FLIP, SIDE_BY_SIDE = "flip", "side-by-side"
+PRESENTATIONS = (FLIP, SIDE_BY_SIDE)
+#: A pair comparison's answers: version A (on the left, or shown first) is better, version B is, or "no difference".
+LEFT, RIGHT, TIE = "left", "right", "tie"
+CHOICES = (LEFT, RIGHT, TIE)
 
 DATA_DIR_ENV = "SR_LAB_DATA"
 DATABASE_URL_ENV = "DATABASE_URL"
@@ -83,6 +102,16 @@ class Study(Base):
     #: nearest-neighbour version (bottom) of an image outside the study. Shown before rating, never rated.
     calibration_high: Mapped[str] = mapped_column(String(32))
     calibration_low: Mapped[str] = mapped_column(String(32))
+    protocol: Mapped[str] = mapped_column(
+        String(8), CheckConstraint(f"protocol IN ('{ACR}', '{PC}')"), default=ACR, server_default=ACR
+    )
+    #: Pair comparison only: whether raters may answer "no difference".
+    allow_tie: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: Pair comparison only: :data:`FLIP` or :data:`SIDE_BY_SIDE`.
+    presentation: Mapped[str] = mapped_column(
+        String(16), CheckConstraint(f"presentation IN ('{FLIP}', '{SIDE_BY_SIDE}')"), default=FLIP,
+        server_default=FLIP,
+    )  # fmt: skip
 
     images: Mapped[list[SourceImage]] = relationship(back_populates="study", order_by="SourceImage.name")
     conditions: Mapped[list[Condition]] = relationship(back_populates="study", order_by="Condition.id")
@@ -150,6 +179,7 @@ class Rater(Base):
 
     study: Mapped[Study] = relationship(back_populates="raters")
     assignments: Mapped[list[Assignment]] = relationship(back_populates="rater", order_by="Assignment.position")
+    trials: Mapped[list[Trial]] = relationship(back_populates="rater", order_by="Trial.position")
 
 
 class Assignment(Base):
@@ -191,6 +221,47 @@ class Rating(Base):
 
     rater: Mapped[Rater] = relationship(viewonly=True)
     stimulus: Mapped[Stimulus] = relationship(viewonly=True)
+
+
+class Trial(Base):
+    """A pair comparison rater's randomised playlist: trial number ``position`` (0-based) shows stimulus ``left_id`` as
+    version A and ``right_id`` as version B, two conditions of one image."""
+
+    __tablename__ = "trials"
+    __table_args__ = (UniqueConstraint("rater_id", "left_id", "right_id"), CheckConstraint("left_id != right_id"))
+
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id", ondelete="CASCADE"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: Opaque id: what the rater API passes around.
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_token)
+    left_id: Mapped[int] = mapped_column(ForeignKey("stimuli.id", ondelete="CASCADE"))
+    right_id: Mapped[int] = mapped_column(ForeignKey("stimuli.id", ondelete="CASCADE"))
+    #: When the pair was last sent to the rater; response times are measured from it.
+    shown_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    rater: Mapped[Rater] = relationship(back_populates="trials")
+    left: Mapped[Stimulus] = relationship(foreign_keys=[left_id])
+    right: Mapped[Stimulus] = relationship(foreign_keys=[right_id])
+
+
+class Choice(Base):
+    """A rater's answer to one of their trials: :data:`LEFT`, :data:`RIGHT` or :data:`TIE`; exactly one per trial."""
+
+    __tablename__ = "choices"
+    __table_args__ = (
+        UniqueConstraint("rater_id", "position"),
+        ForeignKeyConstraint(["rater_id", "position"], ["trials.rater_id", "trials.position"], ondelete="CASCADE"),
+        CheckConstraint(f"choice IN ('{LEFT}', '{RIGHT}', '{TIE}')", name="choice_value"),
+        CheckConstraint("response_ms >= 0", name="choice_response_ms_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    choice: Mapped[str] = mapped_column(String(8))
+    #: Milliseconds from sending the pair to receiving the choice (includes network, image loading and flipping).
+    response_ms: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utc_now)
 
 
 @dataclass(frozen=True)
@@ -263,4 +334,23 @@ def open_store(data_dir: str | Path | None = None, database_url: str | None = No
     url = database_url or os.environ.get(DATABASE_URL_ENV) or f"sqlite:///{folder / DATABASE_FILE}"
     engine = make_engine(url)
     Base.metadata.create_all(engine)
+    add_missing_columns(engine)
     return Store(engine, folder)
+
+
+def add_missing_columns(engine: Engine) -> list[str]:
+    """Add to the database every column of :class:`Base`'s tables that it lacks (``ALTER TABLE ... ADD COLUMN``, which
+    SQLite and PostgreSQL both run), so that a database made by an earlier version keeps working; return them as
+    ``table.column``. Each column added this way has a server default, which fills it in the existing rows."""
+    inspector = inspect(engine)
+    missing = []
+    for table in Base.metadata.sorted_tables:
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        missing += [column for column in table.columns if column.name not in present]
+    with engine.begin() as connection:
+        for column in missing:
+            if column.server_default is None and not column.nullable:
+                raise RuntimeError(f"{column.table.name}.{column.name} needs a server default to be added to old data")
+            definition = CreateColumn(column).compile(dialect=engine.dialect)
+            connection.execute(text(f"ALTER TABLE {column.table.name} ADD COLUMN {definition}"))
+    return [f"{column.table.name}.{column.name}" for column in missing]

@@ -4,7 +4,9 @@ CSV files written by :func:`export_study` (one header row, comma-separated, UTF-
 
 - ``ratings.csv``: ``rater,image,method,score,response_ms,rated_at`` (one row per score; ``rater`` is a number
   that identifies a rater within the export, ``rated_at`` UTC ISO 8601).
-- ``mos_by_method.csv``: ``method,mos,std,n_ratings,n_raters,ci95_low,ci95_high``.
+- ``mos_by_method.csv``: ``method,mos,std,n_ratings,n_raters,ci95_low,ci95_high,ci95_low_boot,ci95_high_boot``
+  (``ci95_*``: Student t over the scores; ``ci95_*_boot``: two-way cluster bootstrap over raters and images, see
+  :func:`survey.stats.cluster_bootstrap`).
 - ``mos_by_image.csv``: ``image,method,mos,std,n_ratings,n_raters,ci95_low,ci95_high``.
 - ``dmos.csv``: ``method,dmos,std,n_ratings,n_raters,ci95_low,ci95_high`` (header only without a reference).
 - ``wilcoxon.csv``: ``method_a,method_b,n_pairs,mean_diff,statistic,p_value,p_holm``.

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from survey.__main__ import main
 from survey.db import Stimulus, Store, stored_secret
 from survey.export import CSV_FILES, RATERS_COLUMNS, RATINGS_COLUMNS, export_study, load_ratings
-from survey.stats import MOS_COLUMNS, WILCOXON_COLUMNS, mos
+from survey.stats import BOOT_COLUMNS, MOS_COLUMNS, WILCOXON_COLUMNS, mos
 from survey.studies import StudySummary, create_study, start_rater, submit_rating
 from survey.ui.results import ADMIN_PASSWORD_ENV, ADMIN_PASSWORD_FILE, admin_password, mos_chart, results_show
 from tests.survey_fixtures import image_folder, tmp_store
@@ -21,7 +21,7 @@ from tests.survey_fixtures import image_folder, tmp_store
 BASE_SCORE = {"nearest": 1, "bicubic": 3, "reference": 5}
 DOCUMENTED_COLUMNS = {
     "ratings.csv": RATINGS_COLUMNS,
-    "mos_by_method.csv": ["method", *MOS_COLUMNS],
+    "mos_by_method.csv": ["method", *MOS_COLUMNS, *BOOT_COLUMNS],
     "mos_by_image.csv": ["image", "method", *MOS_COLUMNS],
     "dmos.csv": ["method", "dmos", *MOS_COLUMNS[1:]],
     "wilcoxon.csv": WILCOXON_COLUMNS,
@@ -62,7 +62,11 @@ def test_export_round_trips_through_pandas_with_the_documented_columns(
     ratings = tables["ratings.csv"]
     assert len(ratings) == 4 * 6 + 2 and set(ratings["score"]) <= {1, 2, 3, 4, 5}
     assert set(ratings["method"]) == {"bicubic", "reference", "nearest"}
-    pd.testing.assert_frame_equal(tables["mos_by_method.csv"], mos(load_ratings(store, "export")), check_dtype=False)
+    by_method = tables["mos_by_method.csv"]
+    pd.testing.assert_frame_equal(
+        by_method[["method", *MOS_COLUMNS]], mos(load_ratings(store, "export")), check_dtype=False
+    )
+    assert ((by_method["ci95_low_boot"] <= by_method["mos"]) & (by_method["mos"] <= by_method["ci95_high_boot"])).all()
     assert pd.to_datetime(ratings["rated_at"]).notna().all()
     raters = tables["raters.csv"]
     assert len(raters) == 5 and raters["finished_at"].notna().sum() == 4
