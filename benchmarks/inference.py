@@ -2,6 +2,7 @@
 
     python benchmarks/inference.py                       # 256² whole and 1024² tiled, fp32 (and bf16 where fast)
     python benchmarks/inference.py --sizes 256,512,1024,2048 --tiled-only   # memory vs image size
+    python benchmarks/inference.py --methods edsr,realesrgan --sizes 256   # Real-ESRGAN ×4 (optional) next to EDSR
 
 Each measurement runs in a fresh subprocess, so peak memory is that of one configuration alone:
 on CPU the growth of the process's peak RSS during inference, on CUDA ``torch.cuda.max_memory_allocated``.
@@ -86,13 +87,13 @@ def main() -> None:
     rows = []
     for method in args.methods.split(","):
         try:
-            load_upscaler(method)
+            upscaler = load_upscaler(method)
         except WeightsError as error:
             print(f"skipping {method}: {error}", file=sys.stderr)
             continue
         for size in map(int, args.sizes.split(",")):
             tiles = [args.tile] if args.tiled_only or size > args.tile else [None]
-            for bf16 in dtypes if method != "bicubic" else [False]:
+            for bf16 in dtypes if hasattr(upscaler, "bf16") else [False]:  # bicubic and Real-ESRGAN have no bf16
                 for tile in tiles:
                     config = {
                         "method": method,
