@@ -250,7 +250,7 @@ def test_evaluate_scores_a_user_model(model_files: dict[str, Path], photo: np.nd
     evaluate.main(["--data", str(tmp_path / "Tiny"), "--methods", f"bicubic,mine={model}", "--csv", str(csv)])
     scores = pd.read_csv(csv).set_index(["method", "image"])
     assert sorted(scores.index) == [("bicubic", "a"), ("bicubic", "b"), ("mine", "a"), ("mine", "b")]
-    upscaler = resolve(f"mine={model}").load()
+    upscaler = resolve(f"mine={model}").load(Settings(precision="fp32"))  # evaluate runs fp32 without --bf16
     for name in ("a", "b"):
         lr, hr = make_lr(load_rgb(tmp_path / "Tiny" / "HR" / f"{name}.png"), SCALE)
         assert scores.loc[("mine", name), "psnr"] == pytest.approx(psnr_y(upscaler(lr), hr, SCALE), abs=1e-4)
