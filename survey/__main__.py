@@ -6,6 +6,8 @@ Examples::
         --methods bicubic,edsr --reference --anchors
     python -m survey create --name set14-theirs --images ../shared/data/eval/Set14/HR \\
         --outputs theirs/Set14 --methods edsr --reference
+    python -m survey create --name set14-pc --images ../shared/data/eval/Set14/HR \\
+        --methods edsr,edsr_srgan --reference --protocol pc --allow-tie
     python -m survey list
     python -m survey export --study set14-x4 --out results/set14-x4
     python -m survey close --study set14-x4
@@ -24,9 +26,9 @@ from pathlib import Path
 from sr_app.images import ImageError
 from sr_app.methods import REGISTRY
 from sr_app.weights import WEIGHTS_DIR, WeightsError
-from survey.db import CLOSED, OPEN, Store, open_store
-from survey.export import CSV_FILES, export_study
-from survey.studies import DEFAULT_INSTRUCTIONS, StudySummary, SurveyError, create_study, list_studies, set_status
+from survey.db import ACR, CLOSED, FLIP, OPEN, PC, PRESENTATIONS, PROTOCOLS, Store, open_store
+from survey.export import CSV_FILES, PC_CSV_FILES, REPORT_FILE, export_study
+from survey.studies import StudySummary, SurveyError, create_study, list_studies, set_status
 
 DEFAULT_BASE_URL = "http://127.0.0.1:7860"
 
@@ -37,7 +39,9 @@ def rater_link(summary: StudySummary, base_url: str = DEFAULT_BASE_URL) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m survey", description="Manage blind MOS studies.")
+    parser = argparse.ArgumentParser(
+        prog="python -m survey", description="Manage blind MOS (ACR) and pair comparison (PC) studies."
+    )
     parser.add_argument("--data-dir", type=Path, help="folder of the database and stimuli (default $SR_LAB_DATA)")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -52,7 +56,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     create.add_argument("--reference", action="store_true", help="add the original as a hidden reference")
     create.add_argument("--anchors", action="store_true", help="add nearest-neighbour ×4 as a low anchor")
-    create.add_argument("--instructions", default=DEFAULT_INSTRUCTIONS, help="text shown to raters")
+    create.add_argument(
+        "--protocol", choices=PROTOCOLS, default=ACR,
+        help="acr: score one image at a time from 1 to 5 (default); pc: choose the better of two versions",
+    )  # fmt: skip
+    create.add_argument("--allow-tie", action="store_true", help="pc: raters may answer 'no difference'")
+    create.add_argument(
+        "--presentation", choices=PRESENTATIONS, default=FLIP,
+        help="pc: flip both versions in place at the same position (default), or show them side by side",
+    )  # fmt: skip
+    create.add_argument("--instructions", help="text shown to raters (default: one for the protocol)")
     create.add_argument("--calibration", type=Path, help="calibration image, not one of the study's (default: a cat)")
     create.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR, help="folder of the weights files")
     create.add_argument("--device", help="where networks run: cuda, mps or cpu (default: the best available)")
@@ -65,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
         status = commands.add_parser(name, help=text)
         status.add_argument("--study", required=True, help="study name")
 
-    export = commands.add_parser("export", help=f"write {', '.join(CSV_FILES)}")
+    export = commands.add_parser(
+        "export", help=f"write {', '.join(CSV_FILES)} (pc: {', '.join(PC_CSV_FILES)}) and {REPORT_FILE}"
+    )
     export.add_argument("--study", required=True, help="study name")
     export.add_argument("--out", required=True, type=Path, help="output folder")
     export.add_argument("--exclude-flagged", action="store_true", help="compute MOS without flagged raters")
@@ -73,10 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def describe(summary: StudySummary, base_url: str) -> str:
+    kind, answers = ("pair comparison", "choices") if summary.protocol == PC else ("ACR", "ratings")
     return (
-        f"{summary.name} [{summary.status}] created {summary.created_at:%Y-%m-%d %H:%M} UTC: {summary.images} images × "
-        f"{len(summary.conditions)} conditions ({', '.join(summary.conditions)}); {summary.raters} raters "
-        f"({summary.finished_raters} finished), {summary.ratings} ratings\n"
+        f"{summary.name} [{summary.status}] {kind}, created {summary.created_at:%Y-%m-%d %H:%M} UTC: {summary.images} "
+        f"images × {len(summary.conditions)} conditions ({', '.join(summary.conditions)}); {summary.raters} raters "
+        f"({summary.finished_raters} finished), {summary.ratings} {answers}\n"
         f"  rater link: {rater_link(summary, base_url)}"
     )
 
@@ -87,7 +103,8 @@ def run(args: argparse.Namespace, store: Store) -> None:
         summary = create_study(
             store, args.name, args.images, methods, outputs=args.outputs, reference=args.reference,
             anchors=args.anchors, instructions=args.instructions, weights_dir=args.weights_dir, device=args.device,
-            calibration=args.calibration,
+            calibration=args.calibration, protocol=args.protocol, allow_tie=args.allow_tie,
+            presentation=args.presentation,
         )  # fmt: skip
         print(describe(summary, args.base_url))
     elif args.command == "list":

@@ -1,6 +1,6 @@
-"""A study's ratings and raters as pandas DataFrames, their analysis, and CSV export.
+"""A study's answers and raters as pandas DataFrames, their analysis, and export to CSV files and an HTML report.
 
-CSV files written by :func:`export_study` (one header row, comma-separated, UTF-8):
+CSV files written by :func:`export_study` for an ACR study (one header row, comma-separated, UTF-8):
 
 - ``ratings.csv``: ``rater,image,method,score,response_ms,rated_at`` (one row per score; ``rater`` is a number
   that identifies a rater within the export, ``rated_at`` UTC ISO 8601).
@@ -12,19 +12,34 @@ CSV files written by :func:`export_study` (one header row, comma-separated, UTF-
 - ``wilcoxon.csv``: ``method_a,method_b,n_pairs,mean_diff,statistic,p_value,p_holm``.
 - ``raters.csv``: ``rater,started_at,finished_at,self_report,n_ratings,median_response_ms,mean_score,p_count,
   q_count,bt500_reject,r_mos,corr_reject,flagged``.
+
+For a pair comparison (PC) study:
+
+- ``pc_choices.csv``: ``rater,image,left,right,choice,winner,response_ms,chosen_at`` (one row per choice; ``left``
+  and ``right`` are the conditions shown as versions A and B, ``choice`` is ``left``, ``right`` or ``tie``,
+  ``winner`` the chosen condition, empty for a tie).
+- ``pc_scores.csv``: ``method,score,ci95_low,ci95_high,n_comparisons`` (:func:`survey.pairwise.bradley_terry`).
+- ``pc_wins.csv``: ``method_a,method_b,wins_a,wins_b,ties,p_holm`` (:func:`survey.pairwise.win_counts`).
+- ``raters.csv``: ``rater,started_at,finished_at,self_report,n_choices,median_response_ms,ties,agreement``
+  (:func:`survey.pairwise.rater_agreement`; no rater is flagged in PC studies).
+
+Both also get ``report.html``: charts, tables and the study design in one self-contained page (:mod:`survey.report`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import select
+from sqlalchemy.orm import aliased
 
-from survey.db import Condition, Rater, Rating, SourceImage, Stimulus, Store
-from survey.stats import Analysis, analyse, screen_raters
-from survey.studies import get_study
+from survey.db import LEFT, PC, RIGHT, Choice, Condition, Rater, Rating, SourceImage, Stimulus, Store, Trial
+from survey.pairwise import analyse_pairs, rater_agreement
+from survey.report import PairReport, StudyReport, html_report
+from survey.stats import analyse, screen_raters
+from survey.studies import get_study, summarize
 
 RATINGS_COLUMNS = ["rater", "image", "method", "score", "response_ms", "rated_at"]
 RATERS_COLUMNS = [
@@ -32,6 +47,11 @@ RATERS_COLUMNS = [
     "p_count", "q_count", "bt500_reject", "r_mos", "corr_reject", "flagged",
 ]  # fmt: skip
 CSV_FILES = ("ratings.csv", "mos_by_method.csv", "mos_by_image.csv", "dmos.csv", "wilcoxon.csv", "raters.csv")
+CHOICES_COLUMNS = ["rater", "image", "left", "right", "choice", "winner", "response_ms", "chosen_at"]
+PC_RATERS_COLUMNS = [*RATERS_COLUMNS[:4], "n_choices", "median_response_ms", "ties", "agreement"]
+PC_CSV_FILES = ("pc_choices.csv", "pc_scores.csv", "pc_wins.csv", "raters.csv")
+REPORT_FILE = "report.html"
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 def load_ratings(store: Store, name: str) -> pd.DataFrame:
@@ -51,12 +71,40 @@ def load_ratings(store: Store, name: str) -> pd.DataFrame:
     return pd.DataFrame([tuple(row) for row in rows], columns=RATINGS_COLUMNS)
 
 
-def load_raters(store: Store, name: str, ratings: pd.DataFrame) -> pd.DataFrame:
-    """The raters of study ``name`` with their screening results (see :func:`survey.stats.screen_raters`).
+def load_choices(store: Store, name: str) -> pd.DataFrame:
+    """Every choice of pair comparison study ``name``: columns :data:`CHOICES_COLUMNS`, ordered by time."""
+    left, right = aliased(Stimulus), aliased(Stimulus)
+    left_condition, right_condition = aliased(Condition), aliased(Condition)
+    with store.session() as session:
+        study = get_study(session, name)
+        rows = session.execute(
+            select(
+                Choice.rater_id,
+                SourceImage.name,
+                left_condition.name,
+                right_condition.name,
+                Choice.choice,
+                Choice.response_ms,
+                Choice.created_at,
+            )  # fmt: skip
+            .join(Trial, (Choice.rater_id == Trial.rater_id) & (Choice.position == Trial.position))
+            .join(left, Trial.left_id == left.id)
+            .join(right, Trial.right_id == right.id)
+            .join(SourceImage, left.image_id == SourceImage.id)
+            .join(left_condition, left.condition_id == left_condition.id)
+            .join(right_condition, right.condition_id == right_condition.id)
+            .where(SourceImage.study_id == study.id)
+            .order_by(Choice.created_at, Choice.id)
+        ).all()
+    choices = pd.DataFrame([tuple(row) for row in rows], columns=[c for c in CHOICES_COLUMNS if c != "winner"])
+    choice = choices["choice"]
+    winner = np.select([choice == LEFT, choice == RIGHT], [choices["left"], choices["right"]], "")
+    choices.insert(CHOICES_COLUMNS.index("winner"), "winner", winner)
+    return choices
 
-    ``ratings`` is :func:`load_ratings` of the same study. Columns: :data:`RATERS_COLUMNS`; raters who gave no
-    score yet have ``n_ratings`` 0 and are not flagged.
-    """
+
+def rater_rows(store: Store, name: str) -> pd.DataFrame:
+    """The raters of study ``name``, indexed by ``rater``: ``started_at``, ``finished_at``, ``self_report``."""
     with store.session() as session:
         study = get_study(session, name)
         rows = session.execute(
@@ -64,7 +112,16 @@ def load_raters(store: Store, name: str, ratings: pd.DataFrame) -> pd.DataFrame:
             .where(Rater.study_id == study.id)
             .order_by(Rater.id)
         ).all()
-    raters = pd.DataFrame([tuple(row) for row in rows], columns=RATERS_COLUMNS[:4]).set_index("rater")
+    return pd.DataFrame([tuple(row) for row in rows], columns=RATERS_COLUMNS[:4]).set_index("rater")
+
+
+def load_raters(store: Store, name: str, ratings: pd.DataFrame) -> pd.DataFrame:
+    """The raters of ACR study ``name`` with their screening results (see :func:`survey.stats.screen_raters`).
+
+    ``ratings`` is :func:`load_ratings` of the same study. Columns: :data:`RATERS_COLUMNS`; raters who gave no
+    score yet have ``n_ratings`` 0 and are not flagged.
+    """
+    raters = rater_rows(store, name)
     screening = screen_raters(ratings) if len(ratings) else pd.DataFrame(columns=RATERS_COLUMNS[4:])
     screening["median_response_ms"] = ratings.groupby("rater")["response_ms"].median()
     table = raters.join(screening, how="left")
@@ -76,45 +133,58 @@ def load_raters(store: Store, name: str, ratings: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index()[RATERS_COLUMNS]
 
 
-@dataclass(frozen=True)
-class StudyReport:
-    """Everything the Results tab shows: the raw tables, and the analysis with and without flagged raters."""
-
-    ratings: pd.DataFrame
-    raters: pd.DataFrame
-    all_raters: Analysis
-    screened: Analysis
-
-    @property
-    def flagged(self) -> list[int]:
-        return self.raters.loc[self.raters["flagged"], "rater"].tolist()
+def load_pc_raters(store: Store, name: str, choices: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+    """The raters of pair comparison study ``name`` with their agreement with everyone's Bradley–Terry ``scores``
+    (:func:`survey.pairwise.rater_agreement`). Columns: :data:`PC_RATERS_COLUMNS`; raters without a choice yet have
+    ``n_choices`` 0."""
+    table = rater_rows(store, name).join(rater_agreement(choices, scores), how="left")
+    table["median_response_ms"] = choices.groupby("rater")["response_ms"].median()
+    for column in ("n_choices", "ties"):
+        table[column] = table[column].fillna(0).astype(int)
+    return table.reset_index()[PC_RATERS_COLUMNS]
 
 
-def study_report(store: Store, name: str) -> StudyReport:
-    """Load study ``name`` and analyse it with all raters and without the flagged ones."""
+def csv_tables(report: StudyReport | PairReport, exclude_flagged: bool) -> dict[str, pd.DataFrame]:
+    """The tables of the CSV files by file name (:data:`CSV_FILES` or :data:`PC_CSV_FILES`); an ACR analysis leaves
+    out the flagged raters when ``exclude_flagged`` is set (a PC study flags none)."""
+    if isinstance(report, PairReport):
+        tables = (report.choices, report.analysis.scores, report.analysis.wins, report.raters)
+        return dict(zip(PC_CSV_FILES, tables, strict=True))
+    analysis = report.screened if exclude_flagged else report.all_raters
+    tables = (report.ratings, analysis.by_method, analysis.by_image, analysis.dmos, analysis.wilcoxon, report.raters)
+    return dict(zip(CSV_FILES, tables, strict=True))
+
+
+def study_report(store: Store, name: str) -> StudyReport | PairReport:
+    """Load study ``name`` and analyse it: an ACR study with all raters and without the flagged ones."""
+    summary = summarize(store, name)
+    with store.session() as session:
+        images = [image.name for image in get_study(session, name).images]
+    if summary.protocol == PC:
+        choices = load_choices(store, name)
+        analysis = analyse_pairs(choices)
+        return PairReport(summary, images, choices, load_pc_raters(store, name, choices, analysis.scores), analysis)
     ratings = load_ratings(store, name)
     raters = load_raters(store, name, ratings)
     flagged = raters.loc[raters["flagged"], "rater"]
-    return StudyReport(ratings, raters, analyse(ratings), analyse(ratings[~ratings["rater"].isin(flagged)]))
+    return StudyReport(
+        summary, images, ratings, raters, analyse(ratings), analyse(ratings[~ratings["rater"].isin(flagged)])
+    )
 
 
 def export_study(store: Store, name: str, out_dir: str | Path, exclude_flagged: bool = False) -> list[Path]:
-    """Write the :data:`CSV_FILES` of study ``name`` into ``out_dir`` (created if needed); return their paths.
+    """Write the CSV files of study ``name`` (:data:`CSV_FILES` for ACR, :data:`PC_CSV_FILES` for PC) and
+    :data:`REPORT_FILE` into ``out_dir`` (created if needed); return their paths.
 
-    ``ratings.csv`` and ``raters.csv`` always hold every rater; the MOS, DMOS and Wilcoxon files are computed
-    without the flagged raters when ``exclude_flagged`` is set.
+    The answers and raters files always hold every rater; the MOS, DMOS and Wilcoxon files and the report are
+    computed without the flagged raters when ``exclude_flagged`` is set.
     """
     report = study_report(store, name)
-    analysis = report.screened if exclude_flagged else report.all_raters
-    tables = dict(
-        zip(
-            CSV_FILES,
-            (report.ratings, analysis.by_method, analysis.by_image, analysis.dmos, analysis.wilcoxon, report.raters),
-            strict=True,
-        )
-    )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for file_name, table in tables.items():
-        table.to_csv(out / file_name, index=False, date_format="%Y-%m-%dT%H:%M:%S.%fZ")
-    return [out / file_name for file_name in tables]
+    paths = []
+    for file_name, table in csv_tables(report, exclude_flagged).items():
+        table.to_csv(out / file_name, index=False, date_format=TIME_FORMAT)
+        paths.append(out / file_name)
+    (out / REPORT_FILE).write_text(html_report(report, exclude_flagged), encoding="utf-8")
+    return [*paths, out / REPORT_FILE]

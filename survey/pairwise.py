@@ -11,6 +11,7 @@ tests (they say nothing about which side is better).
 - :func:`win_rate`: the method × method matrix of how often the row method was preferred to the column method.
 - :func:`bradley_terry`: Bradley–Terry scale values per method (fitted by ``choix``) with 95 % intervals from a
   bootstrap over raters.
+- :func:`rater_agreement`: how often each rater chose the method that all raters together prefer.
 """
 
 from __future__ import annotations
@@ -122,6 +123,21 @@ def bradley_terry(
         {"method": methods, "score": scores, "ci95_low": scores - half_width, "ci95_high": scores + half_width,
          "n_comparisons": shown.reindex(methods).to_numpy()}
     )  # fmt: skip
+
+
+def rater_agreement(choices: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+    """Per rater (the index): ``n_choices``, ``ties`` and ``agreement``, the share of their other choices that
+    picked the method with the higher Bradley–Terry ``score`` (a :func:`bradley_terry` table of all raters), in
+    [0, 1]: about 0.5 for someone choosing at random, NaN without such choices."""
+    score = scores.set_index("method")["score"]
+    tie = choices["choice"] == TIE
+    left_better = choices["left"].map(score) > choices["right"].map(score)
+    agrees = (choices["choice"] == LEFT) == left_better
+    table = pd.DataFrame({"rater": choices["rater"], "tie": tie, "agrees": agrees.astype(float).where(~tie)})
+    by_rater = table.groupby("rater")
+    return pd.DataFrame(
+        {"n_choices": by_rater.size(), "ties": by_rater["tie"].sum(), "agreement": by_rater["agrees"].mean()}
+    )
 
 
 @dataclass(frozen=True)

@@ -1,18 +1,23 @@
-"""Studies: creating them with precomputed stimuli, per-rater random playlists, and rating submission.
+"""Studies: creating them with precomputed stimuli, per-rater random playlists, and rating or choice submission.
 
 Creating a study treats every image of a folder as ground truth: it is cropped to a multiple of 4, downscaled
 ×4 with the project's MATLAB bicubic (:func:`sr_app.resize.make_lr`), and each condition's ×4 result is stored once
 as a metadata-free PNG named by a random token. A condition is a computed method, or a method folder of precomputed
 outputs (:mod:`sr_app.outputs`). All versions of one image have the size of its cropped original.
 
-The rater side is three calls: :func:`start_rater` (a new anonymous rater and their stored random order),
-:func:`progress` (where a rater is; resuming is just calling it again) and :func:`submit_rating`.
+A study follows one of two protocols (:data:`~survey.db.PROTOCOLS`): absolute category rating (ACR: one stimulus
+at a time, a score from 1 to 5) or pair comparison (PC, 2AFC: two versions of one image, the rater picks the better
+one, or "no difference" where the study allows it). The rater side is three calls: :func:`start_rater` (a new
+anonymous rater and their stored random order: every stimulus for ACR, every pair of conditions on every image for
+PC), :func:`progress` (where a rater is; resuming is just calling it again) and :func:`submit_rating` (ACR) or
+:func:`submit_choice` (PC).
 """
 
 from __future__ import annotations
 
 import contextlib
 import heapq
+import itertools
 import logging
 import math
 import random
@@ -37,14 +42,23 @@ from sr_app.resize import magnify, make_lr
 from sr_app.upscalers import SCALE
 from sr_app.weights import WEIGHTS_DIR
 from survey.db import (
+    ACR,
     ACR_LABELS,
     CLOSED,
+    FLIP,
+    LEFT,
     MAX_SCORE,
     MIN_SCORE,
     NEAREST,
     OPEN,
+    PC,
+    PRESENTATIONS,
+    PROTOCOLS,
     REFERENCE,
+    RIGHT,
+    TIE,
     Assignment,
+    Choice,
     Condition,
     Rater,
     Rating,
@@ -52,6 +66,7 @@ from survey.db import (
     Stimulus,
     Store,
     Study,
+    Trial,
     new_token,
     utc_now,
 )
@@ -60,6 +75,11 @@ DEFAULT_INSTRUCTIONS = (
     "You will see a series of photos, one at a time. Some have been enlarged from a small version by different "
     "methods. Rate the overall visual quality of each photo on this scale, trusting your first impression; "
     "there are no right or wrong answers. Please use a screen where the photo fits without zooming."
+)
+DEFAULT_PC_INSTRUCTIONS = (
+    "You will see pairs of photos: two versions of the same photo, enlarged from a small version by different "
+    "methods. For each pair, choose the version that looks better to you, trusting your first impression; there "
+    "are no right or wrong answers. Please use a screen where the photo fits without zooming."
 )
 SELF_REPORT_MAX_CHARS = 500
 STORAGE_ERROR = (
@@ -100,15 +120,20 @@ class StudySummary:
     conditions: tuple[str, ...]
     raters: int
     finished_raters: int
+    #: Scores (ACR) or choices (PC) stored.
     ratings: int
+    protocol: str = ACR
+    allow_tie: bool = False
+    presentation: str = FLIP
 
 
 @dataclass(frozen=True)
 class Progress:
-    """Where a rater stands: ``done`` of ``total`` stimuli rated.
+    """Where a rater stands: ``done`` of ``total`` stimuli rated (ACR) or pairs compared (PC).
 
-    ``stimulus`` is the opaque id of the next stimulus to rate, ``None`` once all are rated. Nothing here
-    tells which condition a stimulus shows.
+    ``stimulus`` is the opaque id of what to answer next, ``None`` once everything is answered: a stimulus (ACR)
+    or a trial (PC), whose two stimuli ``pair`` holds as (version A, version B). ``allow_tie`` and ``presentation``
+    say how a PC study asks. Nothing here tells which condition a stimulus shows.
     """
 
     study: str
@@ -117,6 +142,9 @@ class Progress:
     total: int
     stimulus: str | None
     study_open: bool
+    pair: tuple[str, str] | None = None
+    allow_tie: bool = False
+    presentation: str = FLIP
 
     @property
     def finished(self) -> bool:
@@ -131,6 +159,9 @@ class StudyIntro:
     best_example: Path
     worst_example: Path
     study_open: bool
+    protocol: str = ACR
+    allow_tie: bool = False
+    presentation: str = FLIP
 
 
 def save_png(rgb: np.ndarray, path: Path) -> None:
@@ -170,10 +201,13 @@ def create_study(
     outputs: str | Path | None = None,
     reference: bool = False,
     anchors: bool = False,
-    instructions: str = DEFAULT_INSTRUCTIONS,
+    instructions: str | None = None,
     weights_dir: Path = WEIGHTS_DIR,
     device: str | None = None,
     calibration: str | Path | None = None,
+    protocol: str = ACR,
+    allow_tie: bool = False,
+    presentation: str = FLIP,
 ) -> StudySummary:
     """Create a study from a folder of ground-truth images and precompute every stimulus.
 
@@ -187,11 +221,17 @@ def create_study(
             image of ``images_dir``, of the cropped image's size) the stimuli (see :mod:`sr_app.outputs`).
         reference: add the original image as a hidden reference condition.
         anchors: add nearest-neighbour ×4 as a low-anchor condition.
-        instructions: text shown to raters above the scale.
+        instructions: text shown to raters before they start; default :data:`DEFAULT_INSTRUCTIONS` (ACR) or
+            :data:`DEFAULT_PC_INSTRUCTIONS` (PC).
         weights_dir, device: where the methods' weights are and where they run (:class:`sr_app.methods.Settings`).
         calibration: the image whose original and nearest-neighbour versions are shown to raters as examples of
             the top and bottom of the scale; default scikit-image's cat photo. Use one that is not in the study:
             raters would recognise its calibration versions among the stimuli.
+        protocol: :data:`~survey.db.ACR` (scores 1–5) or :data:`~survey.db.PC` (pair comparison; needs at least
+            2 conditions).
+        allow_tie: PC only: raters may answer "no difference".
+        presentation: PC only: :data:`~survey.db.FLIP` (both versions at the same position, the rater flips between
+            them) or :data:`~survey.db.SIDE_BY_SIDE`.
 
     Conditions are the computed methods, then the output folders by name, then the reference and the anchor.
 
@@ -203,6 +243,12 @@ def create_study(
     name = name.strip()
     if not name:
         raise SurveyError("A study needs a name.")
+    if protocol not in PROTOCOLS:
+        raise SurveyError(f"The protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}.")
+    if presentation not in PRESENTATIONS:
+        raise SurveyError(f"The presentation must be one of {', '.join(PRESENTATIONS)}, not {presentation!r}.")
+    if protocol == ACR and (allow_tie or presentation != FLIP):
+        raise SurveyError("Ties and the presentation are options of pair comparison studies (protocol pc).")
     computed = study_methods(methods)
     if not computed and outputs is None:
         raise SurveyError(
@@ -228,10 +274,15 @@ def create_study(
     settings = Settings(device=device, weights_dir=weights_dir)
     upscalers = {method.name: method.load(settings) for method in computed}
     conditions = [*upscalers, *precomputed, *([REFERENCE] if reference else []), *([NEAREST] if anchors else [])]
+    if protocol == PC and len(conditions) < 2:
+        raise SurveyError(f"A pair comparison needs at least 2 conditions to compare; this one has {conditions}.")
+    if instructions is None:
+        instructions = DEFAULT_PC_INSTRUCTIONS if protocol == PC else DEFAULT_INSTRUCTIONS
 
     study = Study(
         public_id=new_token(), name=name, instructions=instructions.strip(), status=OPEN,
-        calibration_high=new_token(), calibration_low=new_token(),
+        calibration_high=new_token(), calibration_low=new_token(), protocol=protocol, allow_tie=allow_tie,
+        presentation=presentation,
     )  # fmt: skip
     by_name = {condition: Condition(name=condition) for condition in conditions}
     study.conditions = list(by_name.values())
@@ -286,11 +337,13 @@ def summarize(store: Store, name: str) -> StudySummary:
         finished = session.scalar(
             select(func.count()).select_from(Rater).where(Rater.study_id == study.id, Rater.finished_at.is_not(None))
         )
-        ratings = session.scalar(select(func.count()).select_from(Rating).join(Rater).where(Rater.study_id == study.id))
+        answers = select(func.count()).select_from(Choice if study.protocol == PC else Rating).join(Rater)
+        ratings = session.scalar(answers.where(Rater.study_id == study.id))
         return StudySummary(
             name=study.name, public_id=study.public_id, status=study.status, created_at=study.created_at,
             images=len(study.images), conditions=tuple(c.name for c in study.conditions),
-            raters=raters or 0, finished_raters=finished or 0, ratings=ratings or 0,
+            raters=raters or 0, finished_raters=finished or 0, ratings=ratings or 0, protocol=study.protocol,
+            allow_tie=study.allow_tie, presentation=study.presentation,
         )  # fmt: skip
 
 
@@ -343,6 +396,28 @@ def playlist(image_of: Sequence[Hashable], rng: random.Random) -> list[int]:
     return order
 
 
+def pair_schedule(
+    stimuli: Sequence[tuple[Hashable, Hashable]], rater_number: int, rng: random.Random
+) -> list[tuple[Hashable, Hashable]]:
+    """A pair comparison rater's trials as (version A, version B): every pair of versions of every image once, in a
+    random order that never shows one image twice in a row (:func:`playlist`).
+
+    ``stimuli`` are (stimulus, image) with the conditions in the same order for every image. ``rater_number``
+    (0, 1, 2... in the order raters start) balances the sides: each trial shows its two versions in the opposite
+    order to the next rater, and the orders alternate over the pairs and images of one rater, so every condition is
+    version A about half of the time.
+    """
+    versions: dict[Hashable, list[Hashable]] = {}
+    for stimulus, image in stimuli:
+        versions.setdefault(image, []).append(stimulus)
+    trials, image_of = [], []
+    for j, (image, image_versions) in enumerate(versions.items()):
+        for k, (a, b) in enumerate(itertools.combinations(image_versions, 2)):
+            trials.append((b, a) if (j + k + rater_number) % 2 else (a, b))
+            image_of.append(image)
+    return [trials[i] for i in playlist(image_of, rng)]
+
+
 def _study_by_public_id(session: Session, study_id: str) -> Study:
     study = session.scalar(select(Study).where(Study.public_id == study_id))
     if study is None:
@@ -357,8 +432,8 @@ def _rater(session: Session, study_id: str, token: str) -> Rater:
     return rater
 
 
-def _count(session: Session, table: type[Assignment] | type[Rating], rater_id: int) -> int:
-    """How many of the rater's assignments (stimuli to rate) or ratings are stored."""
+def _count(session: Session, table: type[Assignment | Rating | Trial | Choice], rater_id: int) -> int:
+    """How many of the rater's assignments (stimuli to rate), ratings, trials (pairs) or choices are stored."""
     return session.scalar(select(func.count()).select_from(table).where(table.rater_id == rater_id)) or 0
 
 
@@ -371,11 +446,15 @@ def study_intro(store: Store, study_id: str) -> StudyIntro:
             best_example=store.png_path(study.public_id, study.calibration_high),
             worst_example=store.png_path(study.public_id, study.calibration_low),
             study_open=study.status == OPEN,
+            protocol=study.protocol,
+            allow_tie=study.allow_tie,
+            presentation=study.presentation,
         )
 
 
 def start_rater(store: Store, study_id: str, self_report: str = "", rng: random.Random | None = None) -> Progress:
-    """Register a new anonymous rater with a stored random order of all stimuli; return their progress.
+    """Register a new anonymous rater with a stored random order of all stimuli (ACR) or of all pairs to compare
+    (PC, :func:`pair_schedule`); return their progress.
 
     ``self_report`` is optional free text (trimmed to 500 characters). Raises :class:`SurveyError` when the
     link is invalid or the study is closed, :class:`StorageError` when the database fails.
@@ -386,12 +465,20 @@ def start_rater(store: Store, study_id: str, self_report: str = "", rng: random.
         if study.status != OPEN:
             raise SurveyError("This survey is closed. Thank you for your interest.")
         stimuli = session.execute(
-            select(Stimulus.id, Stimulus.image_id).join(SourceImage).where(SourceImage.study_id == study.id)
+            select(Stimulus.id, Stimulus.image_id)
+            .join(SourceImage)
+            .where(SourceImage.study_id == study.id)
+            .order_by(Stimulus.image_id, Stimulus.condition_id)
         ).all()
-        stimuli.sort()
-        order = playlist([image_id for _, image_id in stimuli], rng)
+        rater_number = session.scalar(select(func.count()).select_from(Rater).where(Rater.study_id == study.id)) or 0
         rater = Rater(study=study, token=new_token(), self_report=self_report.strip()[:SELF_REPORT_MAX_CHARS] or None)
-        rater.assignments = [Assignment(position=p, stimulus_id=stimuli[i][0]) for p, i in enumerate(order)]
+        if study.protocol == PC:
+            trials = pair_schedule([tuple(row) for row in stimuli], rater_number, rng)
+            rater.trials = [Trial(position=p, left_id=a, right_id=b) for p, (a, b) in enumerate(trials)]
+        else:
+            stimuli.sort()
+            order = playlist([image_id for _, image_id in stimuli], rng)
+            rater.assignments = [Assignment(position=p, stimulus_id=stimuli[i][0]) for p, i in enumerate(order)]
         session.add(rater)
     return progress(store, study_id, rater.token)
 
@@ -407,27 +494,46 @@ def progress(store: Store, study_id: str, token: str) -> Progress:
 
 
 def _advance(session: Session, rater: Rater, study_id: str) -> Progress:
-    """The rater's progress; marks their next stimulus as shown now, or them as finished when none is left."""
-    rated = select(Rating.id).where(Rating.rater_id == rater.id, Rating.stimulus_id == Assignment.stimulus_id)
-    pending = select(Assignment).where(Assignment.rater_id == rater.id, ~rated.exists())
-    next_up = session.scalar(pending.order_by(Assignment.position).limit(1))
-    total, done = _count(session, Assignment, rater.id), _count(session, Rating, rater.id)
+    """The rater's progress; marks their next stimulus or pair as shown now, or them as finished when none is left."""
+    study = rater.study
+    if study.protocol == PC:
+        chosen = select(Choice.id).where(Choice.rater_id == rater.id, Choice.position == Trial.position)
+        pending = select(Trial).where(Trial.rater_id == rater.id, ~chosen.exists()).order_by(Trial.position)
+        items, answers = Trial, Choice
+    else:
+        rated = select(Rating.id).where(Rating.rater_id == rater.id, Rating.stimulus_id == Assignment.stimulus_id)
+        pending = select(Assignment).where(Assignment.rater_id == rater.id, ~rated.exists())
+        pending = pending.order_by(Assignment.position)
+        items, answers = Assignment, Rating
+    next_up = session.scalar(pending.limit(1))
+    total, done = _count(session, items, rater.id), _count(session, answers, rater.id)
+    stimulus, pair = None, None
+    if isinstance(next_up, Trial):
+        stimulus, pair = next_up.public_id, (next_up.left.public_id, next_up.right.public_id)
+    elif isinstance(next_up, Assignment):
+        stimulus = next_up.stimulus.public_id
     if next_up is not None:
         next_up.shown_at = utc_now()
     elif rater.finished_at is None:
         rater.finished_at = utc_now()
     return Progress(
-        study=study_id, token=rater.token, done=done, total=total,
-        stimulus=next_up.stimulus.public_id if next_up is not None else None,
-        study_open=rater.study.status == OPEN,
+        study=study_id, token=rater.token, done=done, total=total, stimulus=stimulus, study_open=study.status == OPEN,
+        pair=pair, allow_tie=study.allow_tie, presentation=study.presentation,
     )  # fmt: skip
 
 
 def stimulus_file(store: Store, state: Progress) -> Path:
-    """The stored PNG of the stimulus a rater is to rate next (``state.stimulus`` must be set)."""
-    if state.stimulus is None:
+    """The stored PNG of the stimulus a rater is to rate next (``state.stimulus`` must be set, in an ACR study)."""
+    if state.stimulus is None or state.pair is not None:
         raise ValueError("The rater has no stimulus left to rate.")
     return store.png_path(state.study, state.stimulus)
+
+
+def pair_files(store: Store, state: Progress) -> tuple[Path, Path]:
+    """The stored PNGs of versions A and B of the pair a rater is to compare next (``state.pair`` must be set)."""
+    if state.pair is None:
+        raise ValueError("The rater has no pair left to compare.")
+    return store.png_path(state.study, state.pair[0]), store.png_path(state.study, state.pair[1])
 
 
 def validate_score(score: object) -> int:
@@ -445,8 +551,17 @@ def validate_score(score: object) -> int:
     return int(value)
 
 
+def validate_choice(choice: object, allow_tie: bool) -> str:
+    """``choice`` as one of :data:`~survey.db.CHOICES` (without :data:`~survey.db.TIE` unless ``allow_tie``);
+    :class:`SurveyError` otherwise."""
+    allowed = [LEFT, RIGHT, *([TIE] if allow_tie else [])]
+    if choice not in allowed:
+        raise SurveyError(f"A choice must be one of {', '.join(allowed)}; got {choice!r}.")
+    return str(choice)
+
+
 def submit_rating(store: Store, study_id: str, token: str, stimulus_id: str, score: object) -> Progress:
-    """Store rater ``token``'s score (1–5) for stimulus ``stimulus_id`` and return their new progress.
+    """Store rater ``token``'s score (1–5) for stimulus ``stimulus_id`` of an ACR study and return their new progress.
 
     The response time is measured on the server from when :func:`progress` last sent the stimulus. A second
     score for the same stimulus (a double click, a retry) is ignored: the first one given is kept. Raises
@@ -456,42 +571,84 @@ def submit_rating(store: Store, study_id: str, token: str, stimulus_id: str, sco
     """
     value = validate_score(score)
     with storage_errors():
-        return _submit_rating(store, study_id, token, stimulus_id, value)
+        return _submit(store, study_id, token, ACR, stimulus_id, value)
 
 
-def _submit_rating(store: Store, study_id: str, token: str, stimulus_id: str, value: int) -> Progress:
+def submit_choice(store: Store, study_id: str, token: str, trial_id: str, choice: object) -> Progress:
+    """Store rater ``token``'s choice for trial ``trial_id`` of a PC study and return their new progress.
+
+    ``choice`` is :data:`~survey.db.LEFT` (version A is better), :data:`~survey.db.RIGHT` (version B is) or, where the
+    study allows ties, :data:`~survey.db.TIE`. Exactly one choice per trial is kept, the first one given; response
+    times and errors as for :func:`submit_rating`.
+    """
+    with storage_errors():
+        return _submit(store, study_id, token, PC, trial_id, choice)
+
+
+def _submit(store: Store, study_id: str, token: str, protocol: str, item_id: str, value: object) -> Progress:
+    """Store a rater's answer ``value`` (a score or a choice, by ``protocol``) to ``item_id`` (a stimulus or a trial),
+    unless they answered it already, and advance them; one transaction."""
     try:
         with store.session() as session, session.begin():
             rater = _rater(session, study_id, token)
             if rater.study.status != OPEN:
                 raise SurveyError("This survey is closed; no more ratings are being collected. Thank you!")
-            assignment = session.scalar(
-                select(Assignment)
-                .join(Stimulus)
-                .where(Assignment.rater_id == rater.id, Stimulus.public_id == stimulus_id)
-            )
-            if assignment is None or assignment.shown_at is None:
-                raise SurveyError("That image is not one you were shown; please rate the image on your screen.")
-            already = select(Rating.id).where(Rating.rater_id == rater.id, Rating.stimulus_id == assignment.stimulus_id)
-            if session.scalar(already) is None:
-                elapsed_ms = (utc_now() - assignment.shown_at).total_seconds() * 1000
-                session.add(
-                    Rating(
-                        rater_id=rater.id, stimulus_id=assignment.stimulus_id, score=value,
-                        response_ms=max(round(elapsed_ms), 0),
-                    )
-                )  # fmt: skip
+            if rater.study.protocol != protocol:
+                asks = "a choice between two versions" if rater.study.protocol == PC else "a score from 1 to 5"
+                raise SurveyError(f"This survey asks for {asks}.")
+            if protocol == PC:
+                answer = _new_choice(session, rater, item_id, validate_choice(value, rater.study.allow_tie))
+            else:
+                answer = _new_rating(session, rater, item_id, int(value))  # validated by submit_rating
+            if answer is not None:
+                session.add(answer)
                 session.flush()
             return _advance(session, rater, study_id)
     except IntegrityError:
-        # A concurrent identical submission committed first; UNIQUE(rater, stimulus) kept exactly one.
+        # A concurrent identical submission committed first; the unique constraint kept exactly one.
         with store.session() as session:
-            stored = session.scalar(
-                select(Rating.id)
-                .join(Stimulus)
-                .join(Rater)
-                .where(Rater.token == token, Stimulus.public_id == stimulus_id)
-            )
-        if stored is None:
-            raise
+            if not _answered(session, token, item_id):
+                raise
     return progress(store, study_id, token)
+
+
+def _elapsed_ms(shown_at: datetime) -> int:
+    return max(round((utc_now() - shown_at).total_seconds() * 1000), 0)
+
+
+def _new_rating(session: Session, rater: Rater, stimulus_id: str, score: int) -> Rating | None:
+    """The rating to store, ``None`` if the rater already rated that stimulus."""
+    assignment = session.scalar(
+        select(Assignment).join(Stimulus).where(Assignment.rater_id == rater.id, Stimulus.public_id == stimulus_id)
+    )
+    if assignment is None or assignment.shown_at is None:
+        raise SurveyError("That image is not one you were shown; please rate the image on your screen.")
+    already = select(Rating.id).where(Rating.rater_id == rater.id, Rating.stimulus_id == assignment.stimulus_id)
+    if session.scalar(already) is not None:
+        return None
+    return Rating(
+        rater_id=rater.id, stimulus_id=assignment.stimulus_id, score=score, response_ms=_elapsed_ms(assignment.shown_at)
+    )
+
+
+def _new_choice(session: Session, rater: Rater, trial_id: str, choice: str) -> Choice | None:
+    """The choice to store, ``None`` if the rater already answered that trial."""
+    trial = session.scalar(select(Trial).where(Trial.rater_id == rater.id, Trial.public_id == trial_id))
+    if trial is None or trial.shown_at is None:
+        raise SurveyError("That pair is not one you were shown; please choose between the versions on your screen.")
+    already = select(Choice.id).where(Choice.rater_id == rater.id, Choice.position == trial.position)
+    if session.scalar(already) is not None:
+        return None
+    return Choice(rater_id=rater.id, position=trial.position, choice=choice, response_ms=_elapsed_ms(trial.shown_at))
+
+
+def _answered(session: Session, token: str, item_id: str) -> bool:
+    """Whether rater ``token`` has an answer stored for stimulus or trial ``item_id``."""
+    rating = select(Rating.id).join(Stimulus).join(Rater).where(Rater.token == token, Stimulus.public_id == item_id)
+    choice = (
+        select(Choice.id)
+        .join(Trial, (Choice.rater_id == Trial.rater_id) & (Choice.position == Trial.position))
+        .join(Rater, Choice.rater_id == Rater.id)
+        .where(Rater.token == token, Trial.public_id == item_id)
+    )
+    return session.scalar(rating) is not None or session.scalar(choice) is not None

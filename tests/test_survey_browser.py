@@ -146,7 +146,7 @@ def test_a_rater_follows_the_link_rates_by_keys_reloads_and_finishes_then_the_ow
                     mos = sum(condition_scores) / len(condition_scores)
                     expect(chart).to_contain_text(condition, timeout=TIMEOUT_MS)
                     expect(chart).to_contain_text(f"{mos:.2f}")
-                    row = shown_row(condition, mos, None, len(condition_scores), 1, None, None, "all")
+                    row = shown_row(condition, mos, None, len(condition_scores), 1, None, None, None, None, "all")
                     expect(mos_table.get_by_role("row", name=row)).to_have_count(1)
                 by_image = page.get_by_role("grid", name="MOS per image × method")
                 for image, condition, score in scores:  # one rating each: the table shows the rating itself

@@ -10,11 +10,13 @@ import pytest
 from sqlalchemy import select
 
 from survey.__main__ import main
+from survey.charts import mos_chart
 from survey.db import Stimulus, Store, stored_secret
-from survey.export import CSV_FILES, RATERS_COLUMNS, RATINGS_COLUMNS, export_study, load_ratings
+from survey.export import CSV_FILES, RATERS_COLUMNS, RATINGS_COLUMNS, REPORT_FILE, export_study, load_ratings
+from survey.report import BY_METHOD
 from survey.stats import BOOT_COLUMNS, MOS_COLUMNS, WILCOXON_COLUMNS, mos
 from survey.studies import StudySummary, create_study, start_rater, submit_rating
-from survey.ui.results import ADMIN_PASSWORD_ENV, ADMIN_PASSWORD_FILE, admin_password, mos_chart, results_show
+from survey.ui.results import ADMIN_PASSWORD_ENV, ADMIN_PASSWORD_FILE, admin_password, results_show
 from tests.survey_fixtures import image_folder, tmp_store
 
 #: The score the simulated raters mean to give each condition.
@@ -55,8 +57,8 @@ def test_export_round_trips_through_pandas_with_the_documented_columns(
     store: Store, rated: StudySummary, tmp_path: Path
 ) -> None:
     paths = export_study(store, "export", tmp_path / "out")
-    assert [p.name for p in paths] == list(CSV_FILES)
-    tables = {p.name: pd.read_csv(p) for p in paths}
+    assert [p.name for p in paths] == [*CSV_FILES, REPORT_FILE]
+    tables = {p.name: pd.read_csv(p) for p in paths[:-1]}
     for name, columns in DOCUMENTED_COLUMNS.items():
         assert list(tables[name].columns) == columns, name
     ratings = tables["ratings.csv"]
@@ -77,7 +79,7 @@ def test_export_round_trips_through_pandas_with_the_documented_columns(
 def test_export_without_flagged_raters_leaves_them_out_of_the_mos(
     store: Store, rated: StudySummary, tmp_path: Path
 ) -> None:
-    raters = pd.read_csv(export_study(store, "export", tmp_path / "all")[-1])
+    raters = pd.read_csv(export_study(store, "export", tmp_path / "all")[-2])
     screened = pd.read_csv(export_study(store, "export", tmp_path / "screened", exclude_flagged=True)[1])
     kept = raters.loc[~raters["flagged"], "n_ratings"].sum()
     assert screened["n_ratings"].sum() == kept
@@ -93,7 +95,7 @@ def test_the_command_line_creates_lists_closes_and_exports(tmp_path: Path, capsy
     assert "cli [open]" in capsys.readouterr().out
     assert main([*data, "close", "--study", "cli"]) == 0
     assert main([*data, "export", "--study", "cli", "--out", str(tmp_path / "out")]) == 0
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(CSV_FILES)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted([*CSV_FILES, REPORT_FILE])
     capsys.readouterr()
     missing = [*data, "create", "--name", "gan", "--images", images, "--methods", "edsr_srgan"]
     assert main([*missing, "--weights-dir", str(tmp_path)]) == 2
@@ -104,7 +106,7 @@ def test_the_command_line_creates_lists_closes_and_exports(tmp_path: Path, capsy
 
 def test_results_view_shows_both_raters_sets_and_a_chart(store: Store, rated: StudySummary) -> None:
     view = results_show(store, "pw", "pw", "export", exclude_flagged=False)
-    assert set(view.by_method["raters"]) == {"all", "without flagged"}
+    assert set(view.tables[BY_METHOD]["raters"]) == {"all", "without flagged"}
     assert view.chart.startswith("<svg") and view.chart.count("<rect") == 3
     assert f"/?study={rated.public_id}" in view.summary and "5 raters (4 finished)" in view.summary
 

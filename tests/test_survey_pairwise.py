@@ -4,17 +4,52 @@ The coverage tests print their figures (run with ``-s`` to see them)."""
 
 import itertools
 import math
+import random
+import re
+import sqlite3
+import threading
+from collections import Counter
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as sps
+from sqlalchemy import select
 
-from survey.db import LEFT, MAX_SCORE, MIN_SCORE, RIGHT, TIE
+from survey.db import (
+    ACR,
+    DATABASE_FILE,
+    LEFT,
+    MAX_SCORE,
+    MIN_SCORE,
+    PC,
+    RIGHT,
+    SIDE_BY_SIDE,
+    TIE,
+    Choice,
+    Rater,
+    Stimulus,
+    Store,
+    open_store,
+)  # fmt: skip
 from survey.pairwise import SCORE_COLUMNS, WINS_COLUMNS, analyse_pairs, bradley_terry, win_counts, win_rate
+from survey.report import PC_SCORES
 from survey.stats import BOOT_COLUMNS, analyse, cluster_bootstrap, mos
-from tests.survey_fixtures import simulate_ratings
+from survey.studies import (
+    StudySummary,
+    SurveyError,
+    create_study,
+    list_studies,
+    pair_schedule,
+    progress,
+    start_rater,
+    submit_choice,
+    submit_rating,
+)
+from tests.survey_fixtures import image_folder, simulate_ratings, tmp_store
+from tests.test_survey_browser import CHROMIUM, FORBIDDEN, PASSWORD, TIMEOUT_MS, survey_app
 
 #: True Bradley–Terry log strengths, mean 0: from 27 % to 73 % preference between neighbours... up to 87 %.
 STRENGTHS = {"bicubic": -1.0, "edsr": -0.3, "edsr_srgan": 0.4, "reference": 0.9}
@@ -155,3 +190,257 @@ def test_the_cluster_bootstrap_covers_the_true_mean_where_the_pooled_t_interval_
     print(f"95 % intervals of the MOS cover the true mean: cluster bootstrap {boot:.1%}, pooled Student t {pooled:.1%}")
     assert 0.91 <= boot <= 0.98
     assert pooled < 0.75
+
+
+# --- Pair comparison studies: schedule, storage, resume ---
+
+#: The ``studies`` table as the version before pair comparisons created it (SQLite).
+OLD_STUDIES_TABLE = """CREATE TABLE studies (
+    id INTEGER NOT NULL, public_id VARCHAR(32) NOT NULL, name VARCHAR(200) NOT NULL, instructions TEXT NOT NULL,
+    status VARCHAR(8) NOT NULL CHECK (status IN ('open', 'closed')), created_at DATETIME NOT NULL,
+    calibration_high VARCHAR(32) NOT NULL, calibration_low VARCHAR(32) NOT NULL,
+    PRIMARY KEY (id), UNIQUE (public_id), UNIQUE (name))"""
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> Store:
+    return tmp_store(tmp_path)
+
+
+@pytest.fixture()
+def pc_study(store: Store, tmp_path: Path) -> StudySummary:
+    """3 images × (bicubic, reference, nearest): 3 pairs per image, 9 trials per rater; ties allowed."""
+    folder = image_folder(tmp_path / "hr")
+    return create_study(store, "pc", folder, ["bicubic"], reference=True, anchors=True, protocol=PC, allow_tie=True)
+
+
+def stimulus_conditions(store: Store) -> dict[str, tuple[str, str]]:
+    """Stimulus token → (image, condition)."""
+    with store.session() as session:
+        return {s.public_id: (s.image.name, s.condition.name) for s in session.scalars(select(Stimulus))}
+
+
+@pytest.mark.parametrize(("n_images", "n_conditions"), [(2, 2), (3, 3), (4, 5)])
+def test_the_pair_schedule_is_complete_balanced_and_never_repeats_an_image(n_images: int, n_conditions: int) -> None:
+    stimuli = [((image, condition), image) for image in range(n_images) for condition in range(n_conditions)]
+    n_pairs = n_conditions * (n_conditions - 1) // 2
+    schedules = [pair_schedule(stimuli, rater, random.Random(rater)) for rater in range(4)]
+    for trials in schedules:
+        assert len(trials) == n_images * n_pairs
+        unordered = {(a[0], frozenset([a[1], b[1]])) for a, b in trials}
+        assert len(unordered) == len(trials) and all(a[0] == b[0] for a, b in trials)  # every pair, one image each
+        images = [a[0] for a, _ in trials]
+        assert all(x != y for x, y in itertools.pairwise(images))
+        first = Counter(a[1] for a, _ in trials)  # how often each condition is version A
+        shown = Counter(c[1] for trial in trials for c in trial)
+        assert all(abs(first[c] - shown[c] / 2) <= max(n_pairs, 1) / 2 + 0.5 for c in range(n_conditions))
+    for one, following in itertools.pairwise(schedules):  # consecutive raters see each trial in opposite orders
+        assert {(b, a) for a, b in one} == set(following)
+    assert n_images * n_pairs < 4 or schedules[0] != schedules[2]  # same sides, another random order
+
+
+def test_a_rater_compares_every_pair_once_resumes_and_finishes(store: Store, pc_study: StudySummary) -> None:
+    assert pc_study.protocol == PC and pc_study.conditions == ("bicubic", "reference", "nearest")
+    condition = stimulus_conditions(store)
+    state = start_rater(store, pc_study.public_id, rng=random.Random(0))
+    assert (state.done, state.total, state.allow_tie, state.presentation) == (0, 9, True, "flip")
+    seen, answers = [], []
+    while not state.finished:
+        assert state.pair is not None and state.stimulus not in state.pair
+        (image_a, a), (image_b, b) = condition[state.pair[0]], condition[state.pair[1]]
+        assert image_a == image_b and a != b
+        seen.append((image_a, frozenset([a, b])))
+        again = progress(store, pc_study.public_id, state.token)  # a reload shows the same pair
+        assert (again.stimulus, again.pair, again.done) == (state.stimulus, state.pair, state.done)
+        answer = TIE if {a, b} == {"bicubic", "nearest"} else (LEFT if a == "reference" else RIGHT)
+        answers.append(answer)
+        state = submit_choice(store, pc_study.public_id, state.token, state.stimulus or "", answer)
+    assert state.done == 9 and len(set(seen)) == 9
+    with store.session() as session:
+        rater = session.scalar(select(Rater).where(Rater.token == state.token))
+        assert rater is not None and rater.finished_at is not None
+        assert session.scalars(select(Choice.choice).order_by(Choice.position)).all() == answers
+
+
+def test_a_repeated_choice_is_ignored_and_concurrent_ones_store_one(store: Store, pc_study: StudySummary) -> None:
+    state = start_rater(store, pc_study.public_id)
+    first = submit_choice(store, pc_study.public_id, state.token, state.stimulus or "", LEFT)
+    assert submit_choice(store, pc_study.public_id, state.token, state.stimulus or "", RIGHT) == first
+    barrier, errors = threading.Barrier(4), []
+
+    def choose() -> None:
+        barrier.wait()
+        try:
+            submit_choice(store, pc_study.public_id, first.token, first.stimulus or "", RIGHT)
+        except Exception as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=choose) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with store.session() as session:
+        stored = session.execute(select(Choice.position, Choice.choice).order_by(Choice.position)).all()
+    assert errors == [] and [tuple(row) for row in stored] == [(0, LEFT), (1, RIGHT)]
+
+
+def test_bad_choices_are_refused_and_not_stored(store: Store, pc_study: StudySummary, tmp_path: Path) -> None:
+    state = start_rater(store, pc_study.public_id)
+    for choice in ("A", "", None, 1):
+        with pytest.raises(SurveyError, match="must be one of left, right, tie"):
+            submit_choice(store, pc_study.public_id, state.token, state.stimulus or "", choice)
+    with pytest.raises(SurveyError, match="not one you were shown"):
+        submit_choice(store, pc_study.public_id, state.token, "no-such-trial", LEFT)
+    with pytest.raises(SurveyError, match="asks for a choice"):
+        submit_rating(store, pc_study.public_id, state.token, state.stimulus or "", 3)
+    no_ties = create_study(store, "no-ties", image_folder(tmp_path / "hr2"), ["bicubic"], anchors=True, protocol=PC)
+    other = start_rater(store, no_ties.public_id)
+    assert not other.allow_tie
+    with pytest.raises(SurveyError, match="must be one of left, right;"):
+        submit_choice(store, no_ties.public_id, other.token, other.stimulus or "", TIE)
+    with store.session() as session:
+        assert session.query(Choice).count() == 0
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"protocol": "abx"}, "protocol must be one of acr, pc"),
+        ({"protocol": PC, "presentation": "overlay"}, "presentation must be one of flip, side-by-side"),
+        ({"allow_tie": True}, "options of pair comparison"),
+        ({"protocol": PC, "anchors": False}, "at least 2 conditions"),
+    ],
+)
+def test_bad_pair_comparison_options_are_refused(
+    store: Store, tmp_path: Path, options: dict[str, object], message: str
+) -> None:
+    options = {"anchors": True, **options}
+    with pytest.raises(SurveyError, match=message):
+        create_study(store, "bad", image_folder(tmp_path / "hr"), ["bicubic"], **options)
+    assert list_studies(store) == []
+
+
+def test_side_by_side_is_stored_with_the_study(store: Store, tmp_path: Path) -> None:
+    folder = image_folder(tmp_path / "hr")
+    study = create_study(store, "sbs", folder, ["bicubic"], anchors=True, protocol=PC, presentation=SIDE_BY_SIDE)
+    state = start_rater(store, study.public_id)
+    assert state.presentation == SIDE_BY_SIDE and state.total == 3
+
+
+def test_a_database_from_before_pair_comparisons_keeps_working(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    with sqlite3.connect(data / DATABASE_FILE) as connection:
+        connection.execute(OLD_STUDIES_TABLE)
+        connection.execute(
+            "INSERT INTO studies VALUES (1, 'old-id', 'old', 'Rate these.', 'open', '2024-01-01 00:00:00', 'h', 'l')"
+        )
+    store = open_store(data, database_url=f"sqlite:///{data / DATABASE_FILE}")
+    (old,) = list_studies(store)
+    assert (old.name, old.protocol) == ("old", ACR)
+    new = create_study(store, "new", image_folder(tmp_path / "hr"), ["bicubic"], anchors=True, protocol=PC)
+    assert new.protocol == PC and [s.protocol for s in list_studies(store)] == [ACR, PC]
+    store.engine.dispose()
+    assert [s.protocol for s in list_studies(open_store(data, database_url=str(store.engine.url)))] == [ACR, PC]
+
+
+# --- A pair comparison in a real browser, on a phone ---
+
+PHONE = {"width": 390, "height": 844}
+PC_SCREENSHOT, PC_RESULTS_SCREENSHOT = Path("/tmp/survey_pc_phone.png"), Path("/tmp/survey_pc_results.png")
+#: For each version of the shown pair: [visibility, left, top] of its block.
+VERSIONS_JS = """() => ["a", "b"].map((v) => {
+  const block = document.getElementById("survey-version-" + v);
+  const box = block.getBoundingClientRect();
+  return [getComputedStyle(block).visibility, Math.round(box.left), Math.round(box.top)];
+})"""
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_a_rater_compares_pairs_on_a_phone_by_taps_and_keys_then_the_owner_sees_the_scores(tmp_path: Path) -> None:
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
+    playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    expect = playwright.expect
+    store = tmp_store(tmp_path)
+    study = create_study(
+        store, "phone", image_folder(tmp_path / "hr", n_images=2), ["bicubic"], reference=True, anchors=True,
+        protocol=PC, allow_tie=True,
+    )  # fmt: skip
+    demo = survey_app(store, PASSWORD)
+
+    def assert_blind(page) -> None:
+        html = page.content()
+        assert not FORBIDDEN.search(html), FORBIDDEN.search(html)
+
+    def compared(page, done: int) -> None:
+        expect(page.locator("progress")).to_have_js_property("value", done, timeout=TIMEOUT_MS)
+        expect(page.get_by_text(f"{done} of 6 compared")).to_be_visible(timeout=TIMEOUT_MS)
+
+    def shown(page) -> str:
+        """Which version is on screen; both always at the same place."""
+        (visible_a, *place_a), (visible_b, *place_b) = page.evaluate(VERSIONS_JS)
+        assert place_a == place_b and {visible_a, visible_b} == {"visible", "hidden"}
+        return "a" if visible_a == "visible" else "b"
+
+    try:
+        _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True)
+        with playwright.sync_playwright() as driver:
+            browser = driver.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+            page = browser.new_page(viewport=PHONE, is_mobile=True, has_touch=True)
+            page.set_default_timeout(TIMEOUT_MS)
+            try:
+                page.goto(f"{url}?study={study.public_id}")
+                expect(page.get_by_text("How to choose.")).to_be_visible(timeout=TIMEOUT_MS)
+                expect(page.get_by_text("Example of 5", exact=True)).to_be_hidden()  # no calibration needed
+                assert_blind(page)
+                page.get_by_role("button", name="Start").tap()
+                compared(page, 0)
+                expect(page.locator("#survey-version-b img")).to_have_js_property("complete", True)
+                assert shown(page) == "a"
+                page.locator("#survey-version-a img").tap()  # a tap on the photo flips it
+                expect(page.locator("#survey-version-a")).to_have_css("visibility", "hidden")
+                assert shown(page) == "b"
+                page.get_by_role("button", name="Flip").tap()
+                assert shown(page) == "a"
+                assert_blind(page)
+                page.screenshot(path=str(PC_SCREENSHOT), full_page=True)
+
+                page.get_by_role("button", name="B is better ▶").tap()
+                compared(page, 1)
+                assert shown(page) == "a"  # every pair starts at version A
+                page.keyboard.press("ArrowLeft")
+                compared(page, 2)
+                page.keyboard.press(" ")
+                expect(page.locator("#survey-version-a")).to_have_css("visibility", "hidden")
+                page.keyboard.press("ArrowDown")  # no difference
+                compared(page, 3)
+                page.reload()
+                compared(page, 3)  # resumed at the same pair
+                for done in (4, 5):
+                    page.get_by_role("button", name="◀ A is better").tap()
+                    compared(page, done)
+                    assert_blind(page)
+                page.get_by_role("button", name="No difference").tap()
+                expect(page.get_by_text("Thank you")).to_be_visible(timeout=TIMEOUT_MS)
+                assert_blind(page)
+
+                page.get_by_role("tab", name="Results").tap()
+                page.get_by_label("Admin password").fill(PASSWORD)
+                page.get_by_role("button", name="Sign in").tap()
+                expect(page.get_by_label("Study")).to_have_value("phone", timeout=TIMEOUT_MS)
+                page.get_by_role("button", name="Show results").tap()
+                expect(page.get_by_text(re.compile(r"\b1 raters? \(1 finished\); 6 choices\b"))).to_be_visible()
+                expect(page.locator("svg[aria-label^='Bradley–Terry score per method']")).to_be_visible()
+                expect(page.locator("svg[aria-label^='Which method is preferred']")).to_be_visible()
+                expect(page.get_by_role("grid", name=PC_SCORES)).to_be_visible()
+            finally:
+                page.screenshot(path=str(PC_RESULTS_SCREENSHOT), full_page=True)
+                browser.close()
+    finally:
+        demo.close()
+    with store.session() as session:
+        stored = session.scalars(select(Choice.choice).order_by(Choice.position)).all()
+    assert stored == [RIGHT, LEFT, TIE, LEFT, LEFT, TIE]
