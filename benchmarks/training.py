@@ -1,58 +1,159 @@
-"""Training speed: EDSR-baseline ×4 updates per second (L1 step of ``train.loop.Trainer``).
+"""Training speed: ``train.loop.Trainer.train_step`` next to a bare training step, and the data loader's stalls.
 
-    python benchmarks/training.py                     # batch 16, LR patches 48 and 32, fp32 (bf16 where fast)
-    python benchmarks/training.py --patches 48 --bf16 yes --steps 3
+    python benchmarks/training.py                     # EDSR, batch 16, LR patch 48: fp32 (and bf16 where fast)
+    python benchmarks/training.py --arch srresnet --patches 24 --precisions bf16
+    python benchmarks/training.py --loader ../shared/data/train/T91 --precisions bf16   # also with real data
 
-Random tensors stand in for data (the data loader is not the bottleneck); the median step time after
-one warm-up step is reported.
+The bare step is the update written out by hand: the same network (``channels_last``), the same batch, bf16
+autocast for bf16, L1 loss, ``zero_grad``, ``backward`` and an Adam step. Both start from the same weights and are
+timed in one process, interleaved (one step of each per round, so that other work on the machine slows both alike):
+the fastest of ``--steps`` rounds after a warm-up round. Random tensors stand in for data.
+
+``--loader FOLDER`` then trains ``--steps`` more steps on real patches through a DataLoader as ``python -m train.sr``
+builds it (``train.data.PatchDataset``, ``--workers`` processes) and reports how long each step waited for its batch
+(the first batch, which starts the workers, is left out), next to the step time.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from torch import nn
+from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sr_app.models import EDSR  # noqa: E402
-from sr_app.upscalers import default_device  # noqa: E402
-from train.edsr import build_parser  # noqa: E402
+from sr_app.models import CONFIGS, build_network  # noqa: E402
+from sr_app.upscalers import default_device, use_bf16  # noqa: E402
+from train.data import PatchDataset  # noqa: E402
 from train.loop import Trainer  # noqa: E402
+from train.sr import build_parser  # noqa: E402
+
+
+def bare_step(model: nn.Module, bf16: bool) -> Callable[[torch.Tensor, torch.Tensor], None]:
+    """One hand-written L1 update of ``model`` with Adam, as a function of an (LR, HR) batch."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.999))
+    device_type = next(model.parameters()).device.type
+
+    def step(lr: torch.Tensor, hr: torch.Tensor) -> None:
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
+            loss = nn.functional.l1_loss(model(lr), hr)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def make_trainer(arch: str, model: nn.Module, bf16: bool, device: torch.device) -> Trainer:
+    """A :class:`Trainer` with ``python -m train.sr``'s defaults (L1, Adam at 1e-4)."""
+    args = build_parser().parse_args(["--data", ".", "--out", ".", "--arch", arch] + (["--bf16"] if bf16 else []))
+    return Trainer(model, args, device)
+
+
+def fastest(steps: dict[str, Callable[[], object]], rounds: int, sync: Callable[[], None]) -> dict[str, float]:
+    """The fastest time of each step in seconds over ``rounds`` interleaved rounds, after a warm-up round."""
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for round_ in range(rounds + 1):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            sync()
+            if round_:
+                times[name].append(time.perf_counter() - start)
+    return {name: min(seconds) for name, seconds in times.items()}
+
+
+def loader_stalls(trainer: Trainer, loader: DataLoader, steps: int, sync: Callable[[], None]) -> dict[str, float]:
+    """Fastest and median step time, median and longest wait for a batch, over ``steps`` steps on ``loader``'s
+    batches (seconds)."""
+    batches = iter(loader)
+    next(batches)  # starts the workers
+    waits, step_times = [], []
+    for _ in range(steps):
+        start = time.perf_counter()
+        lr, hr = next(batches)
+        waited = time.perf_counter()
+        trainer.train_step(
+            lr.to(trainer.device, memory_format=torch.channels_last, non_blocking=True),
+            hr.to(trainer.device, memory_format=torch.channels_last, non_blocking=True),
+        )
+        sync()
+        waits.append(waited - start)
+        step_times.append(time.perf_counter() - waited)
+    return {
+        "step_s": min(step_times),
+        "median_step_s": statistics.median(step_times),
+        "wait_s": statistics.median(waits),
+        "max_wait_s": max(waits),
+    }
+
+
+def synchronize(device: torch.device) -> Callable[[], None]:
+    """A function that waits for ``device`` to finish its queued work (CUDA runs asynchronously)."""
+    return torch.cuda.synchronize if device.type == "cuda" else lambda: None
+
+
+def compare(args: argparse.Namespace, patch: int, precision: str, device: torch.device) -> None:
+    """Print one row: the bare step and the Trainer's on random LR ``patch``² batches; then, with ``--loader``, the
+    Trainer on real data."""
+    config = CONFIGS[args.arch]()
+    bf16 = precision == "bf16"
+    network = build_network(config).to(device, memory_format=torch.channels_last).train()
+    bare = bare_step(copy.deepcopy(network), bf16)
+    trainer = make_trainer(args.arch, network, bf16, device)
+    lr, hr = (
+        torch.rand(args.batch_size, 3, side, side, device=device).contiguous(memory_format=torch.channels_last)
+        for side in (patch, patch * config.scale)
+    )
+    steps = {"bare": lambda: bare(lr, hr), "trainer": lambda: trainer.train_step(lr, hr)}
+    seconds = fastest(steps, args.steps, synchronize(device))
+    ratio = seconds["trainer"] / seconds["bare"]
+    print(f"{patch} | {precision} | {seconds['bare']:.3f} | {seconds['trainer']:.3f} | {ratio:.2f}")
+    if args.loader:
+        dataset = PatchDataset([args.loader], config.scale, patch)
+        loader = DataLoader(
+            dataset,
+            batch_size=args.batch_size,
+            shuffle=True,
+            num_workers=args.workers,
+            drop_last=True,
+            pin_memory=device.type == "cuda",
+        )
+        stalls = loader_stalls(trainer, loader, args.steps, synchronize(device))
+        print(
+            f"  real data, {len(dataset.pairs)} images, {args.workers} workers: step {stalls['step_s']:.3f} s "
+            f"(median {stalls['median_step_s']:.3f} s); waits for a batch: median {stalls['wait_s'] * 1000:.1f} ms, "
+            f"max {stalls['max_wait_s'] * 1000:.1f} ms"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--arch", choices=list(CONFIGS), default="edsr", help="network (its default config)")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--patches", default="48,32", help="LR patch sides")
-    parser.add_argument("--bf16", choices=["auto", "yes", "no"], default="auto")
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--patches", default="48", help="LR patch sides, comma-separated")
+    parser.add_argument("--precisions", help="fp32, bf16 or fp32,bf16 (default: bf16 too where it is fast)")
+    parser.add_argument("--steps", type=int, default=5, help="timed rounds (and loader steps)")
+    parser.add_argument("--loader", type=Path, help="folder of HR images: also time real data through a DataLoader")
+    parser.add_argument("--workers", type=int, default=1, help="DataLoader worker processes for --loader")
     parser.add_argument("--device")
     args = parser.parse_args()
     device = torch.device(args.device) if args.device else default_device()
-    fast_bf16 = device.type == "cuda" or "avx512_bf16" in Path("/proc/cpuinfo").read_text()
-    dtypes = {"auto": [False, True] if fast_bf16 else [False], "yes": [False, True], "no": [False]}[args.bf16]
-    print(f"device {device}, {torch.get_num_threads()} threads, batch {args.batch_size}")
-    print("lr_patch | dtype | s/iteration | iterations/s")
+    precisions = args.precisions or ("fp32,bf16" if use_bf16("auto", device) else "fp32")
+    print(f"{args.arch}, device {device}, {torch.get_num_threads()} threads, batch {args.batch_size}")
+    print(f"fastest of {args.steps} interleaved rounds after a warm-up")
+    print("lr_patch | dtype | bare_s | trainer_s | trainer/bare")
     for patch in map(int, args.patches.split(",")):
-        for bf16 in dtypes:
-            train_args = build_parser().parse_args(["--data", ".", "--out", "."] + (["--bf16"] if bf16 else []))
-            trainer = Trainer(EDSR(), train_args, device)
-            lr = torch.rand(args.batch_size, 3, patch, patch, device=device)
-            hr = torch.rand(args.batch_size, 3, patch * 4, patch * 4, device=device)
-            times = []
-            for _ in range(args.steps + 1):
-                start = time.perf_counter()
-                trainer.train_step(lr, hr)
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                times.append(time.perf_counter() - start)
-            step = statistics.median(times[1:])
-            print(f"{patch} | {'bf16' if bf16 else 'fp32'} | {step:.3f} | {1 / step:.2f}")
+        for precision in precisions.split(","):
+            compare(args, patch, precision, device)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from sr_app.realesrgan import realesrgan_upscaler
-from sr_app.upscalers import DEFAULT_TILE, SCALE, BicubicUpscaler, ModelUpscaler, Upscaler
+from sr_app.upscalers import DEFAULT_TILE, SCALE, BicubicUpscaler, ModelUpscaler, Precision, Upscaler
 from sr_app.weights import WEIGHTS_DIR, WeightsError, load_weights
 
 #: A user label: letters, digits, ``_``, ``-`` and ``.``; it names folders and survey conditions.
@@ -34,12 +34,15 @@ class MethodError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    """How upscalers run: device (``None``: the best available), bfloat16 autocast, LR tile side (``None``: whole
-    images) and the folder of the built-in weights files."""
+    """How upscalers run: device (``None``: the best available), precision ("auto": bfloat16 where the hardware is
+    fast at it and the network allows it, "fp32", or "bf16" wherever the network allows it; see
+    :func:`sr_app.upscalers.use_bf16`), LR tile side (``None``: whole images), self-ensemble (the mean over the
+    8 flips and rotations of the input, EDSR's "EDSR+", 8× the time) and the folder of the built-in weights files."""
 
     device: torch.device | str | None = None
-    bf16: bool = False
+    precision: Precision = "auto"
     tile: int | None = DEFAULT_TILE
+    self_ensemble: bool = False
     weights_dir: Path = WEIGHTS_DIR
 
 
@@ -55,6 +58,8 @@ class Method:
             user's model, ``None`` for methods without one.
         default: shown in Compare unless the user picks other methods.
         starts_from: for a GAN-trained network, the method whose network ``python -m train.gan`` fine-tunes.
+        bf16_safe: the network scores within 0.05 dB PSNR of float32 on Set5 and Set14 under bfloat16 autocast
+            (checked by ``tests/test_precision.py``); otherwise it always runs in float32.
     """
 
     name: str
@@ -63,6 +68,7 @@ class Method:
     weights: str | None = None
     default: bool = False
     starts_from: str | None = None
+    bf16_safe: bool = True
 
     def load(self, settings: Settings = Settings()) -> Upscaler:
         return self.build(self, settings)
@@ -76,7 +82,13 @@ def network_upscaler(method: Method, settings: Settings) -> Upscaler:
     """One of our networks, from its self-describing weights file in ``settings.weights_dir``."""
     model, _ = load_weights(settings.weights_dir / method.weights)
     return ModelUpscaler(
-        method.name, model, scale=model.config.scale, device=settings.device, bf16=settings.bf16, tile=settings.tile
+        method.name,
+        model,
+        scale=model.config.scale,
+        device=settings.device,
+        precision=settings.precision if method.bf16_safe else "fp32",
+        tile=settings.tile,
+        self_ensemble=settings.self_ensemble,
     )
 
 
@@ -101,9 +113,10 @@ def user_model_upscaler(method: Method, settings: Settings) -> Upscaler:
         SpandrelNetwork(descriptor),
         scale=descriptor.scale,
         device=settings.device,
-        bf16=settings.bf16 and descriptor.supports_bfloat16,
+        precision=settings.precision if descriptor.supports_bfloat16 else "fp32",
         tile=settings.tile if descriptor.tiling == spandrel.ModelTiling.SUPPORTED else None,
         size_requirements=descriptor.size_requirements,
+        self_ensemble=settings.self_ensemble,
     )
 
 

@@ -1,15 +1,19 @@
 """Upscalers: callables from a uint8 HWC RGB image to its ×4 uint8 HWC RGB result.
 
 :class:`BicubicUpscaler` is MATLAB's bicubic ``imresize``; :class:`ModelUpscaler` runs any network on the best
-available device (CUDA, then Apple MPS, then CPU), in tiles with overlapping borders when an image is large, so
-memory stays bounded by the tile size and the output image, and pads inputs to the sizes a network requires. Which
-methods exist and how their upscalers are built is :mod:`sr_app.methods`' registry.
+available device (CUDA, then Apple MPS, then CPU), ``channels_last`` and under bfloat16 autocast where the hardware
+is fast at it (:func:`use_bf16`), in tiles with overlapping borders when an image is large, so memory stays bounded
+by the tile size and the output image, and pads inputs to the sizes a network requires; optionally as a
+self-ensemble (EDSR's "EDSR+"). Which methods exist and how their upscalers are built is :mod:`sr_app.methods`'
+registry.
 """
 
 from __future__ import annotations
 
-import contextlib
-from typing import Protocol
+import functools
+from collections.abc import Collection
+from pathlib import Path
+from typing import Literal, Protocol, get_args
 
 import numpy as np
 import torch
@@ -21,6 +25,12 @@ from sr_app.images import rgb_to_tensor, tensor_to_rgb
 from sr_app.resize import imresize
 
 SCALE = 4
+#: How networks compute: "auto" (bfloat16 autocast where the hardware is fast at it, else float32), "fp32" or
+#: "bf16" (bfloat16 autocast even where it is slow).
+Precision = Literal["auto", "fp32", "bf16"]
+PRECISIONS: tuple[Precision, ...] = get_args(Precision)
+#: CPU feature flags (``/proc/cpuinfo``) of native bfloat16 arithmetic: Intel AMX and AVX-512 BF16.
+FAST_BF16_CPU_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
 #: LR tile side and the overlap added on every side of a tile. EDSR-baseline's receptive field is 37 px
 #: wide at LR, so a 24 px overlap leaves tile seams below one grey level.
 DEFAULT_TILE = 256
@@ -45,6 +55,29 @@ def default_device() -> torch.device:
     return torch.device("cpu")
 
 
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """This machine's CPU feature flags from ``/proc/cpuinfo`` (empty where there is none, as on macOS)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    return frozenset(word for line in text.splitlines() if line.startswith("flags") for word in line.split()[2:])
+
+
+def use_bf16(precision: Precision, device: torch.device, flags: Collection[str] | None = None) -> bool:
+    """Whether to run under bfloat16 autocast: always for "bf16", never for "fp32"; for "auto" where bfloat16 is
+    fast: CUDA GPUs with native bfloat16 (compute capability 8.0 and up), and CPUs with one of
+    :data:`FAST_BF16_CPU_FLAGS` among ``flags`` (default: this machine's :func:`cpu_flags`)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"Unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision == "bf16"
+    if device.type == "cuda":
+        return torch.cuda.get_device_capability(device) >= (8, 0)
+    return device.type == "cpu" and not FAST_BF16_CPU_FLAGS.isdisjoint(cpu_flags() if flags is None else flags)
+
+
 class BicubicUpscaler:
     """MATLAB-compatible bicubic interpolation."""
 
@@ -61,16 +94,20 @@ class BicubicUpscaler:
 class ModelUpscaler:
     """Runs a super-resolution network on 8-bit images, whole or in overlapping tiles.
 
+    The network and its inputs are kept ``channels_last``, the fastest layout for convolutions on CPUs and GPUs.
+
     Args:
         name: method name shown to users.
         model: network mapping float [0, 1] NCHW to float NCHW ×``scale``.
         scale: the network's upscaling factor.
         device: where to run; ``None`` picks :func:`default_device`.
-        bf16: run under bfloat16 autocast.
+        precision: "auto", "fp32" or "bf16", resolved by :func:`use_bf16` into ``self.bf16``.
         tile: LR tile side in pixels; ``None`` processes the whole image at once.
         tile_pad: overlap added on each side of a tile, discarded from the output.
         size_requirements: input sizes the network accepts (e.g. a multiple of a window size); each input is
             padded on its bottom and right edges (mirrored where possible) to fit, and the output cropped back.
+        self_ensemble: average the network's outputs for the 8 flips and 90° rotations of each input (tile), each
+            turned back (EDSR's "EDSR+"); 8× the time.
     """
 
     def __init__(
@@ -79,20 +116,22 @@ class ModelUpscaler:
         model: nn.Module,
         scale: int = SCALE,
         device: torch.device | str | None = None,
-        bf16: bool = False,
+        precision: Precision = "auto",
         tile: int | None = DEFAULT_TILE,
         tile_pad: int = DEFAULT_TILE_PAD,
         size_requirements: SizeRequirements | None = None,
+        self_ensemble: bool = False,
     ) -> None:
         self.name = name
         self.scale = scale
         self.torch_device = torch.device(device) if device is not None else default_device()
         self.device = self.torch_device.type
-        self.model = model.to(self.torch_device).eval()
-        self.bf16 = bf16
+        self.model = model.to(self.torch_device, memory_format=torch.channels_last).eval()
+        self.bf16 = use_bf16(precision, self.torch_device)
         self.tile = tile
         self.tile_pad = tile_pad
         self.size_requirements = size_requirements or SizeRequirements()
+        self.self_ensemble = self_ensemble
 
     @torch.inference_mode()
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
@@ -112,15 +151,35 @@ class ModelUpscaler:
         return out
 
     def _forward(self, rgb: np.ndarray) -> torch.Tensor:
-        """float CHW output of the network for a uint8 HWC input."""
-        height, width = rgb.shape[:2]
+        """float CHW output for a uint8 HWC input: the network's, or its self-ensemble's mean."""
         x = rgb_to_tensor(rgb).unsqueeze(0).to(self.torch_device)
+        if not self.self_ensemble:
+            return self._network(x)[0]
+        outputs = (untransform(self._network(transform(x, *symmetry)), *symmetry) for symmetry in SYMMETRIES)
+        return sum(outputs)[0] / len(SYMMETRIES)
+
+    def _network(self, x: torch.Tensor) -> torch.Tensor:
+        """float NCHW output of the network for a float [0, 1] NCHW input, padded to its size requirements."""
+        height, width = x.shape[-2:]
         pad_width, pad_height = self.size_requirements.get_padding(width, height)
         if pad_width or pad_height:
             mirror = pad_width < width and pad_height < height
             x = F.pad(x, (0, pad_width, 0, pad_height), mode="reflect" if mirror else "replicate")
-        autocast = (
-            torch.autocast(self.torch_device.type, dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
-        )
-        with autocast:
-            return self.model(x)[0, :, : height * self.scale, : width * self.scale].float()
+        with torch.autocast(self.torch_device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            y = self.model(x.contiguous(memory_format=torch.channels_last))
+        return y[..., : height * self.scale, : width * self.scale].float()
+
+
+#: The 8 symmetries of a square, as (mirror left-right, then turn this many quarter turns).
+SYMMETRIES = [(mirror, turns) for mirror in (False, True) for turns in range(4)]
+
+
+def transform(x: torch.Tensor, mirror: bool, turns: int) -> torch.Tensor:
+    """``x`` (…HW) mirrored left-right when ``mirror``, then turned by ``turns`` quarter turns."""
+    return (x.flip(-1) if mirror else x).rot90(turns, (-2, -1))
+
+
+def untransform(y: torch.Tensor, mirror: bool, turns: int) -> torch.Tensor:
+    """The inverse of :func:`transform`."""
+    y = y.rot90(-turns, (-2, -1))
+    return y.flip(-1) if mirror else y

@@ -105,7 +105,7 @@ def evaluate(
     precomputed = (
         read_datasets_outputs(outputs_dir, datasets, [m.name for m in methods]) if outputs_dir is not None else {}
     )
-    settings = Settings(bf16=bf16, weights_dir=weights_dir)
+    settings = Settings(precision="bf16" if bf16 else "fp32", weights_dir=weights_dir)
     upscalers = {method.name: method.load(settings) for method in methods}
     vgg = VGG54() if vgg54 else None
     frames = []

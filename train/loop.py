@@ -261,11 +261,11 @@ def validate(trainer: Trainer, val_sets: dict[str, list[BenchmarkImage]]) -> dic
     """
     row = {}
     for name, images in val_sets.items():
-        upscaler = ModelUpscaler(name, trainer.eval_generator(), device=trainer.device, tile=None)
+        upscaler = ModelUpscaler(name, trainer.eval_generator(), device=trainer.device, precision="fp32", tile=None)
         scores = score_images(upscaler, images)
         row[f"{name}_psnr"], row[f"{name}_ssim"] = round(scores.psnr.mean(), 4), round(scores.ssim.mean(), 4)
     if trainer.ema is not None and val_sets:
-        raw = ModelUpscaler("raw", trainer.generator, device=trainer.device, tile=None)
+        raw = ModelUpscaler("raw", trainer.generator, device=trainer.device, precision="fp32", tile=None)
         row["val_psnr_raw"] = round(score_images(raw, next(iter(val_sets.values()))).psnr.mean(), 4)
     trainer.generator.train()
     return row
