@@ -1,6 +1,8 @@
-"""Blind mean-opinion-score surveys of ×4 super-resolution methods.
+"""Blind perceptual studies of ×4 super-resolution methods: mean opinion scores (ACR) and pair comparisons (2AFC).
 
-``db`` stores studies, stimuli, raters and ratings; ``studies`` creates studies and runs the rater flow;
-``stats`` turns ratings into MOS, confidence intervals, DMOS, Wilcoxon tests and rater screening; ``export``
-reads a study into pandas and writes CSV files; ``ui`` holds the Survey and Results tabs of the Gradio app.
+``db`` stores studies, stimuli, raters, ratings and choices; ``studies`` creates studies and runs the rater flow;
+``stats`` turns ratings into MOS, confidence intervals (Student t and a rater × image cluster bootstrap), DMOS,
+Wilcoxon tests and rater screening; ``pairwise`` turns choices into Bradley–Terry scores, win rates and sign tests;
+``export`` reads a study into pandas and writes CSV files; ``charts`` and ``report`` draw the results (SVG) and write
+the HTML report; ``ui`` holds the Survey and Results tabs of the Gradio app.
 """

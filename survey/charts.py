@@ -116,10 +116,10 @@ def mos_chart(by_method: pd.DataFrame, title: str) -> str:
 
 def scores_chart(scores: pd.DataFrame, title: str) -> str:
     """An SVG chart of Bradley–Terry scores per method (rows of :func:`survey.pairwise.bradley_terry`) as points
-    with 95 % intervals; the axis spans the intervals, with grid lines every 0.5."""
+    with 95 % intervals; the axis spans the intervals and 0, with grid lines every 0.5 (every 1 past a span of 4)."""
     values = pd.Series(scores[["score", "ci95_low", "ci95_high"]].to_numpy(dtype=float).ravel()).dropna()
-    low, high = math.floor(min(values.min(), -0.5) * 2) / 2, math.ceil(max(values.max(), 0.5) * 2) / 2
-    step = 0.5 if high - low <= 6 else 1.0
+    step = 0.5 if values.max() - values.min() <= 4 else 1.0
+    low, high = math.floor(min(values.min(), -0.5) / step) * step, math.ceil(max(values.max(), 0.5) / step) * step
     ticks = {low + k * step: f"{low + k * step:+.1f}" for k in range(round((high - low) / step) + 1)}
     return interval_chart(scores, "score", (low, high), ticks, title, bars=False)
 

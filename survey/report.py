@@ -159,8 +159,8 @@ def design(summary: StudySummary, images: list[str], flagged: list[int], exclude
 
 
 def html_table(table: pd.DataFrame) -> str:
-    """A table as HTML, NaN shown empty."""
-    return table.to_html(index=False, na_rep="", border=0, classes="numbers")
+    """A table as HTML, missing values (NaN, None) shown empty."""
+    return table.astype(object).where(table.notna(), "").to_html(index=False, border=0, classes="numbers")
 
 
 def html_report(report: StudyReport | PairReport, exclude_flagged: bool) -> str:

@@ -2,6 +2,7 @@
 
 The coverage tests print their figures (run with ``-s`` to see them)."""
 
+import dataclasses
 import itertools
 import math
 import random
@@ -12,12 +13,14 @@ from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 
+import gradio as gr
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as sps
 from sqlalchemy import select
 
+from sr_app.images import load_rgb
 from survey.db import (
     ACR,
     DATABASE_FILE,
@@ -48,7 +51,9 @@ from survey.studies import (
     submit_choice,
     submit_rating,
 )
+from survey.ui.rate import survey_choose, survey_open, survey_start
 from tests.survey_fixtures import image_folder, simulate_ratings, tmp_store
+from tests.test_survey_blinding import OPAQUE_PNG
 from tests.test_survey_browser import CHROMIUM, FORBIDDEN, PASSWORD, TIMEOUT_MS, survey_app
 
 #: True Bradley–Terry log strengths, mean 0: from 27 % to 73 % preference between neighbours... up to 87 %.
@@ -343,6 +348,26 @@ def test_a_database_from_before_pair_comparisons_keeps_working(tmp_path: Path) -
     assert new.protocol == PC and [s.protocol for s in list_studies(store)] == [ACR, PC]
     store.engine.dispose()
     assert [s.protocol for s in list_studies(open_store(data, database_url=str(store.engine.url)))] == [ACR, PC]
+
+
+def test_pair_pages_never_name_a_method_and_show_two_versions_of_one_size(store: Store, pc_study: StudySummary) -> None:
+    pages = [survey_open(store, pc_study.public_id, "")]
+    assert pages[0].view == "welcome" and pages[0].best_example is None and "How to choose" in pages[0].text
+    pages.append(survey_start(store, pc_study.public_id, "", "phone"))
+    token = pages[-1].token
+    while pages[-1].view == "choose":
+        pages.append(survey_choose(store, pc_study.public_id, token, pages[-1].stimulus, LEFT))
+    assert pages[-1].view == "done" and len(pages) == 2 + 9
+    for page in pages:
+        shown = [str(getattr(page, field.name)) for field in dataclasses.fields(page)] + [page.progress_html]
+        assert not any(FORBIDDEN.search(text) for text in shown), shown
+    for page in pages[1:-1]:
+        assert page.version_a is not None and page.version_b is not None and page.allow_tie
+        assert OPAQUE_PNG.fullmatch(page.version_a.name) and OPAQUE_PNG.fullmatch(page.version_b.name)
+        assert load_rgb(page.version_a).shape == load_rgb(page.version_b).shape == (32, 36, 3)
+        assert "compared" in page.progress_html
+    with pytest.raises(gr.Error, match="must be one of"):
+        survey_choose(store, pc_study.public_id, token, pages[1].stimulus, "A")
 
 
 # --- A pair comparison in a real browser, on a phone ---
