@@ -90,7 +90,11 @@ def test_missing_weights_give_the_clear_error_and_write_nothing(store: Store, tm
 
 @pytest.mark.parametrize(
     ("methods", "n_images", "message"),
-    [(["bicubic"], 1, "at least 2"), (["srcnn"], 2, "choose from"), (["bicubic", "bicubic"], 2, "named more than once: bicubic")],
+    [
+        (["bicubic"], 1, "at least 2"),
+        (["srcnn"], 2, "choose from"),
+        (["bicubic", "bicubic"], 2, "named more than once: bicubic"),
+    ],
 )
 def test_bad_studies_are_refused(store: Store, tmp_path: Path, methods: list[str], n_images: int, message: str) -> None:
     with pytest.raises(SurveyError, match=message):

@@ -29,7 +29,7 @@ from sr_app.images import ImageError, load_rgb, rgb_to_tensor
 from sr_app.methods import Method, MethodError, Settings, parse_methods, resolve
 from sr_app.metrics import psnr_y, shave_border, ssim_y
 from sr_app.outputs import read_outputs
-from sr_app.upscalers import SCALE
+from sr_app.upscalers import PRECISIONS, SCALE
 from sr_app.weights import WEIGHTS_DIR, WeightsError
 from train.data import BenchmarkImage, load_benchmark
 from train.losses import VGG54, VGGWeightsError, content_loss
@@ -40,6 +40,8 @@ def metric_names(vgg54: bool = False) -> list[str]:
     return ["psnr", "ssim", *(["vgg54"] if vgg54 else [])]
 
 
+#: How networks run when scored: float32, so that the figures do not depend on the hardware.
+EVALUATION = Settings(precision="fp32")
 CSV_COLUMNS = ["dataset", "image", "method", *metric_names()]
 #: ``--methods`` when neither it nor ``--outputs`` is given.
 DEFAULT_METHODS = "bicubic,edsr"
@@ -91,21 +93,19 @@ def evaluate(
     data_dirs: Sequence[Path],
     methods: Sequence[str | Method],
     save_dir: Path | None = None,
-    bf16: bool = False,
-    weights_dir: Path = WEIGHTS_DIR,
+    settings: Settings = EVALUATION,
     vgg54: bool = False,
     outputs_dir: Path | None = None,
 ) -> pd.DataFrame:
-    """Per-image scores of every method (a :class:`Method`, a registry name or ``label=path``) on every dataset,
-    then of every method folder of precomputed outputs under ``outputs_dir/<dataset>/`` (methods by folder name),
-    with columns :data:`CSV_COLUMNS` (and ``vgg54``). Every output folder is checked and every method loaded
-    before anything is scored."""
+    """Per-image scores of every method (a :class:`Method`, a registry name or ``label=path``), run with
+    ``settings``, on every dataset, then of every method folder of precomputed outputs under
+    ``outputs_dir/<dataset>/`` (methods by folder name), with columns :data:`CSV_COLUMNS` (and ``vgg54``). Every
+    output folder is checked and every method loaded before anything is scored."""
     datasets = {Path(d).name: load_benchmark(d, SCALE) for d in data_dirs}
     methods = [as_method(method) for method in methods]
     precomputed = (
         read_datasets_outputs(outputs_dir, datasets, [m.name for m in methods]) if outputs_dir is not None else {}
     )
-    settings = Settings(precision="bf16" if bf16 else "fp32", weights_dir=weights_dir)
     upscalers = {method.name: method.load(settings) for method in methods}
     vgg = VGG54() if vgg54 else None
     frames = []
@@ -165,7 +165,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--outputs", type=Path, help="also score the method folders under OUTPUTS/<dataset>/")
     parser.add_argument("--csv", type=Path, help="write per-image scores here")
     parser.add_argument("--save", type=Path, help="write the computed SR outputs under this folder")
-    parser.add_argument("--bf16", action="store_true", help="run networks under bfloat16 autocast")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=EVALUATION.precision,
+        help="fp32 (default), bf16, or auto: bf16 where the hardware is fast at it and the network allows it",
+    )
+    parser.add_argument("--self-ensemble", action="store_true", help="average every network over 8 flips/rotations")
     parser.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR, help="folder of the networks' weights files")
     parser.add_argument("--vgg54", action="store_true", help="also score the VGG54 distance to HR (lower is closer)")
     args = parser.parse_args(argv)
@@ -175,7 +181,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not methods and not args.outputs:
         parser.error("--methods names no method; name at least one, or score precomputed ones with --outputs")
     try:
-        scores = evaluate(args.data, methods, args.save, args.bf16, args.weights_dir, args.vgg54, args.outputs)
+        settings = Settings(precision=args.precision, self_ensemble=args.self_ensemble, weights_dir=args.weights_dir)
+        scores = evaluate(args.data, methods, args.save, settings, args.vgg54, args.outputs)
     except (WeightsError, VGGWeightsError, ImageError, OSError, ValueError) as error:
         raise SystemExit(f"error: {error}") from error
     print(summary_table(scores).to_string())
