@@ -19,6 +19,7 @@ import gradio as gr
 from sr_app.images import DEFAULT_MAX_PIXELS
 from sr_app.methods import REGISTRY, Method, MethodError, Settings, resolve
 from sr_app.ui import compare
+from sr_app.upscalers import PRECISIONS, Precision
 from sr_app.weights import WEIGHTS_DIR, WeightsError
 from survey.db import open_store
 from survey.ui.rate import SURVEY_TAB_ID, build_survey_tab, select_survey_tab
@@ -32,16 +33,18 @@ MAX_FILE_SIZE = "100mb"
 def build_app(
     weights_dir: Path = WEIGHTS_DIR,
     device: str | None = None,
+    precision: Precision = "auto",
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     data_dir: Path | None = None,
     models: Sequence[Method] = (),
 ) -> gr.Blocks:
     """The whole app, with the registry's networks loaded from ``weights_dir`` and the user's ``models`` onto
-    ``device`` (``None``: the best available), and uploads limited to ``max_pixels`` (width × height).
+    ``device`` (``None``: the best available) in ``precision``, and uploads limited to ``max_pixels`` (width ×
+    height).
 
     Raises :class:`WeightsError` when one of ``models`` cannot be loaded.
     """
-    settings = Settings(device=device, weights_dir=weights_dir)
+    settings = Settings(device=device, precision=precision, weights_dir=weights_dir)
     methods = compare.load_methods([*REGISTRY.values(), *models], settings)
     for method in methods:
         print(compare.panel_label(method) + (f": {method.reason}" if method.upscaler is None else ""))
@@ -73,6 +76,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="largest upload accepted, in width × height pixels"
     )
     parser.add_argument("--device", help="run the networks here (cpu, cuda, mps); default: the best available")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="auto (default): bfloat16 where the hardware is fast at it and the network allows it; fp32; bf16",
+    )
     parser.add_argument("--data-dir", type=Path, help="survey database and stimuli (default: $SR_LAB_DATA)")
     parser.add_argument(
         "--model",
@@ -87,7 +96,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         built_in = [model.name for model in models if model.name in REGISTRY]
         if built_in:
             raise MethodError(f"--model takes label=path/to/model.pth; {', '.join(built_in)} is already in the app")
-        demo = build_app(device=args.device, max_pixels=args.max_pixels, data_dir=args.data_dir, models=models)
+        demo = build_app(
+            device=args.device,
+            precision=args.precision,
+            max_pixels=args.max_pixels,
+            data_dir=args.data_dir,
+            models=models,
+        )
     except (MethodError, WeightsError) as error:
         parser.exit(2, f"error: {error}\n")
     demo.launch(
