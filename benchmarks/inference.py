@@ -78,18 +78,24 @@ def noise_image(size: int) -> np.ndarray:
     return np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
 
 
-def fastest(variants: dict[str, Callable[[], object]], repeats: int, cuda: bool) -> dict[str, float]:
-    """The fastest time of each variant in seconds over ``repeats`` interleaved rounds, after a warm-up round."""
+def fastest(variants: dict[str, Callable[[], object]], rounds: int, sync: Callable[[], None]) -> dict[str, float]:
+    """The fastest time in seconds of each variant over ``rounds`` rounds after a warm-up round; each round runs every
+    variant once, every other round in reverse order, so that other work on the machine disturbs them alike.
+    ``sync`` waits for the device (CUDA runs asynchronously)."""
     times: dict[str, list[float]] = {name: [] for name in variants}
-    for round_ in range(repeats + 1):
-        for name, run in variants.items():
+    for round_ in range(rounds + 1):
+        for name in list(variants)[:: -1 if round_ % 2 else 1]:
             start = time.perf_counter()
-            run()
-            if cuda:
-                torch.cuda.synchronize()
+            variants[name]()
+            sync()
             if round_:
                 times[name].append(time.perf_counter() - start)
     return {name: min(seconds) for name, seconds in times.items()}
+
+
+def synchronize(device: torch.device) -> Callable[[], None]:
+    """A function that waits for ``device`` to finish its queued work."""
+    return torch.cuda.synchronize if device.type == "cuda" else lambda: None
 
 
 def vs_bare(method: str, size: int, tile: int, bf16: bool, device: str | None, repeats: int) -> dict | None:
@@ -111,7 +117,7 @@ def vs_bare(method: str, size: int, tile: int, bf16: bool, device: str | None, r
     variants = {"bare": bare, "ours": lambda: whole(image)}
     if size > tile:
         variants["tiled"] = lambda: tiled(image)
-    seconds = fastest(variants, repeats, whole.device == "cuda")
+    seconds = fastest(variants, repeats, synchronize(whole.torch_device))
     row = {
         "method": method,
         "input": f"{size}x{size}",

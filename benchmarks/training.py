@@ -7,11 +7,13 @@
 The bare step is the update written out by hand: the same network (``channels_last``), the same batch, bf16
 autocast for bf16, L1 loss, ``zero_grad``, ``backward`` and an Adam step. Both start from the same weights and are
 timed in one process, interleaved (one step of each per round, so that other work on the machine slows both alike):
-the fastest of ``--steps`` rounds after a warm-up round. Random tensors stand in for data.
+the fastest of ``--steps`` rounds after a warm-up round (``benchmarks.inference.fastest``). Random tensors stand in
+for data.
 
-``--loader FOLDER`` then trains ``--steps`` more steps on real patches through a DataLoader as ``python -m train.sr``
-builds it (``train.data.PatchDataset``, ``--workers`` processes) and reports how long each step waited for its batch
-(the first batch, which starts the workers, is left out), next to the step time.
+``--loader FOLDER`` then trains ``--steps`` more rounds on real patches through a DataLoader as ``python -m train.sr``
+builds it (``train.data.PatchDataset``, ``--workers`` processes), each round one step on the loader's next batch and
+one on the fixed random batch, and reports how long each step waited for its batch (the first batch, which starts
+the workers, is left out) and the fastest step on each kind of batch.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.inference import fastest, synchronize  # noqa: E402
 from sr_app.models import CONFIGS, build_network  # noqa: E402
 from sr_app.upscalers import default_device, use_bf16  # noqa: E402
 from train.data import PatchDataset  # noqa: E402
@@ -58,25 +61,15 @@ def make_trainer(arch: str, model: nn.Module, bf16: bool, device: torch.device) 
     return Trainer(model, args, device)
 
 
-def fastest(steps: dict[str, Callable[[], object]], rounds: int, sync: Callable[[], None]) -> dict[str, float]:
-    """The fastest time of each step in seconds over ``rounds`` interleaved rounds, after a warm-up round."""
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for round_ in range(rounds + 1):
-        for name, step in steps.items():
-            start = time.perf_counter()
-            step()
-            sync()
-            if round_:
-                times[name].append(time.perf_counter() - start)
-    return {name: min(seconds) for name, seconds in times.items()}
-
-
-def loader_stalls(trainer: Trainer, loader: DataLoader, steps: int, sync: Callable[[], None]) -> dict[str, float]:
-    """Fastest and median step time, median and longest wait for a batch, over ``steps`` steps on ``loader``'s
-    batches (seconds)."""
+def loader_stalls(
+    trainer: Trainer, loader: DataLoader, fixed: tuple[torch.Tensor, torch.Tensor], steps: int, sync: Callable[[], None]
+) -> dict[str, float]:
+    """Seconds over ``steps`` rounds of: wait for ``loader``'s next batch, a step on it, a step on the ``fixed``
+    batch. The fastest step on real data and on the fixed batch (the worker processes share the CPU with the step),
+    and the median and longest wait."""
     batches = iter(loader)
     next(batches)  # starts the workers
-    waits, step_times = [], []
+    times: dict[str, list[float]] = {"wait": [], "real": [], "fixed": []}
     for _ in range(steps):
         start = time.perf_counter()
         lr, hr = next(batches)
@@ -86,19 +79,18 @@ def loader_stalls(trainer: Trainer, loader: DataLoader, steps: int, sync: Callab
             hr.to(trainer.device, memory_format=torch.channels_last, non_blocking=True),
         )
         sync()
-        waits.append(waited - start)
-        step_times.append(time.perf_counter() - waited)
+        stepped = time.perf_counter()
+        trainer.train_step(*fixed)
+        sync()
+        times["wait"].append(waited - start)
+        times["real"].append(stepped - waited)
+        times["fixed"].append(time.perf_counter() - stepped)
     return {
-        "step_s": min(step_times),
-        "median_step_s": statistics.median(step_times),
-        "wait_s": statistics.median(waits),
-        "max_wait_s": max(waits),
+        "real_s": min(times["real"]),
+        "fixed_s": min(times["fixed"]),
+        "wait_s": statistics.median(times["wait"]),
+        "max_wait_s": max(times["wait"]),
     }
-
-
-def synchronize(device: torch.device) -> Callable[[], None]:
-    """A function that waits for ``device`` to finish its queued work (CUDA runs asynchronously)."""
-    return torch.cuda.synchronize if device.type == "cuda" else lambda: None
 
 
 def compare(args: argparse.Namespace, patch: int, precision: str, device: torch.device) -> None:
@@ -127,10 +119,10 @@ def compare(args: argparse.Namespace, patch: int, precision: str, device: torch.
             drop_last=True,
             pin_memory=device.type == "cuda",
         )
-        stalls = loader_stalls(trainer, loader, args.steps, synchronize(device))
+        stalls = loader_stalls(trainer, loader, (lr, hr), args.steps, synchronize(device))
         print(
-            f"  real data, {len(dataset.pairs)} images, {args.workers} workers: step {stalls['step_s']:.3f} s "
-            f"(median {stalls['median_step_s']:.3f} s); waits for a batch: median {stalls['wait_s'] * 1000:.1f} ms, "
+            f"  real data ({len(dataset.pairs)} images, {args.workers} workers): step {stalls['real_s']:.3f} s, "
+            f"{stalls['fixed_s']:.3f} s on a fixed batch; waits for a batch: median {stalls['wait_s'] * 1000:.1f} ms, "
             f"max {stalls['max_wait_s'] * 1000:.1f} ms"
         )
 
