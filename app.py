@@ -5,7 +5,9 @@
 
 Loads every method of the registry once at start-up (a method whose weights are missing is shown as unavailable)
 and every ``--model`` (a user's model file, through spandrel; one that cannot be loaded stops the start with the
-reason), then serves the Compare, Survey and Results tabs. Requests are queued and run one at a time.
+reason), then serves the Compare and Results tabs, queued and run one at a time, and beside them, outside Gradio's
+queue, the survey's rater page ``/rate/<study id>`` (:mod:`survey.ui.rate`; old rater links ``/?study=<id>`` are
+redirected there).
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from sr_app.methods import REGISTRY, Method, MethodError, Settings, resolve
 from sr_app.ui import compare
 from sr_app.upscalers import PRECISIONS, Precision
 from sr_app.weights import WEIGHTS_DIR, WeightsError
-from survey.db import open_store
-from survey.ui.rate import SURVEY_TAB_ID, build_survey_tab, select_survey_tab
+from survey.__main__ import remember_app_url
+from survey.db import data_dir_from_env, open_store
+from survey.ui.rate import BlocksWithRaterPage
 from survey.ui.results import admin_password, build_results_tab
 
 TITLE = "SR Lab"
@@ -53,16 +56,14 @@ def build_app(
         raise WeightsError("; ".join(failed))
     store = open_store(data_dir)  # --data-dir, else $SR_LAB_DATA, else ~/.local/share/sr-lab; $DATABASE_URL
     password = admin_password(store)  # $SR_LAB_ADMIN_PASSWORD, else generated once (printed) and kept there
-    with gr.Blocks(title=TITLE, delete_cache=(3600, 3600)) as demo:  # hourly, drop served files older than 1 h
+    # hourly, drop served files older than 1 h; raters get their own page (survey.ui.rate), not these tabs
+    with BlocksWithRaterPage(store, title=TITLE, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(f"# {TITLE}: ×4 super-resolution side by side")
-        with gr.Tabs() as tabs:
+        with gr.Tabs():
             with gr.Tab("Compare", id="compare"):
-                compare.build_compare_tab(methods, max_pixels)
-            with gr.Tab("Survey", id=SURVEY_TAB_ID):
-                build_survey_tab(store)
+                compare.build_compare_tab(methods, max_pixels, store.data_dir)
             with gr.Tab("Results", id="results"):
                 build_results_tab(store, password)
-        demo.load(select_survey_tab, None, tabs, api_visibility="private")  # rater links open the Survey tab
     demo.queue(default_concurrency_limit=1)
     return demo
 
@@ -106,8 +107,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (MethodError, WeightsError) as error:
         parser.exit(2, f"error: {error}\n")
     demo.launch(
-        server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_FILE_SIZE, css=compare.CSS
-    )
+        server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_FILE_SIZE,
+        prevent_thread_lock=True,
+    )  # fmt: skip
+    remember_app_url(data_dir_from_env(args.data_dir), demo.share_url or demo.local_url)  # for survey rater links
+    demo.block_thread()
 
 
 if __name__ == "__main__":

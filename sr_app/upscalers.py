@@ -10,6 +10,7 @@ registry.
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Collection
 from pathlib import Path
@@ -132,6 +133,12 @@ class ModelUpscaler:
         self.tile_pad = tile_pad
         self.size_requirements = size_requirements or SizeRequirements()
         self.self_ensemble = self_ensemble
+
+    def with_self_ensemble(self) -> ModelUpscaler:
+        """A copy that runs as a self-ensemble, sharing this upscaler's network (this one is left as it is)."""
+        ensemble = copy.copy(self)
+        ensemble.self_ensemble = True
+        return ensemble
 
     @torch.inference_mode()
     def __call__(self, rgb: np.ndarray) -> np.ndarray:

@@ -8,12 +8,17 @@ Examples::
         --outputs theirs/Set14 --methods edsr --reference
     python -m survey create --name set14-pc --images ../shared/data/eval/Set14/HR \\
         --methods edsr,edsr_srgan --reference --protocol pc --allow-tie
+    python -m survey create --name set14-crowd --images ../shared/data/eval/Set14/HR \\
+        --methods bicubic,edsr --reference --anchors --crop 256x256 --completion-code C0DE42 --gold
     python -m survey list
     python -m survey export --study set14-x4 --out results/set14-x4
     python -m survey close --study set14-x4
 
 The data directory is ``--data-dir``, else ``$SR_LAB_DATA``, else ``~/.local/share/sr-lab``; the database is
-``$DATABASE_URL`` when set.
+``$DATABASE_URL`` when set. Rater links start with ``--base-url``, by default the address ``python app.py`` recorded
+in the data directory when it last started (``http://127.0.0.1:7860`` before it ever has). A rater link is
+``<base url>/rate/<study id>``; for a crowd platform, add the rater's id there as ``?PROLIFIC_PID=...`` (Prolific),
+``?workerId=...`` (MTurk) or ``?rater=...``: it is stored and exported, and it resumes the same rater.
 """
 
 from __future__ import annotations
@@ -28,14 +33,30 @@ from sr_app.methods import REGISTRY
 from sr_app.weights import WEIGHTS_DIR, WeightsError
 from survey.db import ACR, CLOSED, FLIP, OPEN, PC, PRESENTATIONS, PROTOCOLS, Store, open_store
 from survey.export import CSV_FILES, PC_CSV_FILES, REPORT_FILE, export_study
-from survey.studies import StudySummary, SurveyError, create_study, list_studies, set_status
+from survey.report import counted
+from survey.studies import Crop, StudySummary, SurveyError, create_study, list_studies, rater_path, set_status
 
 DEFAULT_BASE_URL = "http://127.0.0.1:7860"
+#: File in the data directory where ``python app.py`` records the address it serves on when it starts.
+APP_URL_FILE = "app-url.txt"
+BASE_URL_HELP = f"address of the app for rater links (default: the one it recorded at start, or {DEFAULT_BASE_URL})"
+
+
+def remember_app_url(data_dir: Path, url: str) -> None:
+    """Record the address the app serves on, for the rater links this CLI prints."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / APP_URL_FILE).write_text(url + "\n")
+
+
+def app_url(data_dir: Path) -> str:
+    """The address the app recorded in ``data_dir`` when it last started, else :data:`DEFAULT_BASE_URL`."""
+    path = data_dir / APP_URL_FILE
+    return path.read_text().strip() if path.is_file() else DEFAULT_BASE_URL
 
 
 def rater_link(summary: StudySummary, base_url: str = DEFAULT_BASE_URL) -> str:
-    """The address to send raters: the app with the study's opaque id as ``?study=``."""
-    return f"{base_url.rstrip('/')}/?study={summary.public_id}"
+    """The address to send raters: the app's rater page of the study (by its opaque id)."""
+    return f"{base_url.rstrip('/')}{rater_path(summary.public_id)}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,14 +86,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--presentation", choices=PRESENTATIONS, default=FLIP,
         help="pc: flip both versions in place at the same position (default), or show them side by side",
     )  # fmt: skip
+    create.add_argument(
+        "--crop", metavar="WxH",
+        help="cut every image (and the calibration and gold images) to its centre W×H pixels first, multiples of 4: "
+        "e.g. 360x480 fits a phone's screen one image pixel to one screen pixel",
+    )  # fmt: skip
+    create.add_argument(
+        "--completion-code", metavar="CODE", help="shown to raters who finish, for a crowd platform (Prolific, MTurk)"
+    )
+    create.add_argument(
+        "--gold", action="store_true",
+        help="acr: add gold items (P.808): the nearest-neighbour ×4 (to score 1–2) and the original (4–5) of an image "
+        "outside the study; raters who score one outside its range are flagged",
+    )  # fmt: skip
+    create.add_argument("--gold-image", type=Path, help="the gold items' image (default: a coffee cup)")
     create.add_argument("--instructions", help="text shown to raters (default: one for the protocol)")
     create.add_argument("--calibration", type=Path, help="calibration image, not one of the study's (default: a cat)")
     create.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR, help="folder of the weights files")
     create.add_argument("--device", help="where networks run: cuda, mps or cpu (default: the best available)")
-    create.add_argument("--base-url", default=DEFAULT_BASE_URL, help="address of the app, for the rater link")
+    create.add_argument("--base-url", help=BASE_URL_HELP)
 
     listing = commands.add_parser("list", help="list studies with their status, counts and rater links")
-    listing.add_argument("--base-url", default=DEFAULT_BASE_URL, help="address of the app, for the rater links")
+    listing.add_argument("--base-url", help=BASE_URL_HELP)
 
     for name, text in (("close", "stop accepting ratings"), ("open", "accept ratings again")):
         status = commands.add_parser(name, help=text)
@@ -88,28 +123,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def describe(summary: StudySummary, base_url: str) -> str:
-    kind, answers = ("pair comparison", "choices") if summary.protocol == PC else ("ACR", "ratings")
+    kind, answer = ("pair comparison", "choice") if summary.protocol == PC else ("ACR", "rating")
+    notes = ["gold items"] if summary.gold else []
+    if summary.completion_code:
+        notes.append(f"completion code {summary.completion_code}")
     return (
-        f"{summary.name} [{summary.status}] {kind}, created {summary.created_at:%Y-%m-%d %H:%M} UTC: {summary.images} "
-        f"images × {len(summary.conditions)} conditions ({', '.join(summary.conditions)}); {summary.raters} raters "
-        f"({summary.finished_raters} finished), {summary.ratings} {answers}\n"
+        f"{summary.name} [{summary.status}] {kind}, created {summary.created_at:%Y-%m-%d %H:%M} UTC: "
+        f"{counted(summary.images, 'image')} × {counted(len(summary.conditions), 'condition')} "
+        f"({', '.join(summary.conditions)}{''.join(f'; {note}' for note in notes)}); "
+        f"{counted(summary.raters, 'rater')} ({summary.finished_raters} finished), {counted(summary.ratings, answer)}\n"
         f"  rater link: {rater_link(summary, base_url)}"
     )
 
 
 def run(args: argparse.Namespace, store: Store) -> None:
+    base_url = getattr(args, "base_url", None) or app_url(store.data_dir)
     if args.command == "create":
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
         summary = create_study(
             store, args.name, args.images, methods, outputs=args.outputs, reference=args.reference,
             anchors=args.anchors, instructions=args.instructions, weights_dir=args.weights_dir, device=args.device,
             calibration=args.calibration, protocol=args.protocol, allow_tie=args.allow_tie,
-            presentation=args.presentation,
+            presentation=args.presentation, crop=Crop.parse(args.crop) if args.crop else None,
+            completion_code=args.completion_code, gold=args.gold or args.gold_image is not None,
+            gold_image=args.gold_image,
         )  # fmt: skip
-        print(describe(summary, args.base_url))
+        print(describe(summary, base_url))
     elif args.command == "list":
         studies = list_studies(store)
-        print("\n".join(describe(s, args.base_url) for s in studies) or f"No studies yet in {store.data_dir}.")
+        print("\n".join(describe(s, base_url) for s in studies) or f"No studies yet in {store.data_dir}.")
     elif args.command in ("close", "open"):
         set_status(store, args.study, CLOSED if args.command == "close" else OPEN)
         print(f"{args.study} is now {args.command}{'d' if args.command == 'close' else ''}.")

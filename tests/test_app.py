@@ -1,4 +1,5 @@
-"""The Compare tab: its handlers without a server, then the live app through gradio_client."""
+"""The Compare tab: its handlers without a server, then the live app through gradio_client; ``app.py`` recording its
+address for the survey's rater links. The viewer in a browser is tests/test_viewer_browser.py."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import torch
 from gradio_client import Client, handle_file
 from PIL import Image
 
+import app
 from app import build_app
 from conftest import TINY_CONFIG
 from sr_app.images import load_rgb
@@ -32,23 +34,25 @@ from sr_app.ui.compare import (
     INPUT,
     MODES,
     ORIGINAL,
+    RUN_LABELS,
     UPSCALE,
     Comparison,
     LoadedMethod,
-    centre_from_overview,
     compare,
     compare_crops,
     compare_pair,
     crop_box,
     load_methods,
     magnify,
-    relabel_panels,
+    panel_label,
     results_table,
-    show_pair,
+    run_label,
     upscale,
 )
-from sr_app.upscalers import SCALE
+from sr_app.upscalers import SCALE, ModelUpscaler
 from sr_app.weights import save_weights
+from survey.__main__ import main as survey_main
+from tests.survey_fixtures import image_folder
 from train.evaluate import evaluate
 
 #: The registry's default methods; the handler tests run these (the others are picked in the browser or API).
@@ -68,8 +72,9 @@ def weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def methods(weights_dir: Path) -> list[LoadedMethod]:
-    """The methods Compare picks at first (bicubic, EDSR, EDSR-SRGAN), loaded as the app loads them."""
-    return load_methods(DEFAULTS, Settings(device="cpu", weights_dir=weights_dir))
+    """The methods Compare picks at first (bicubic, EDSR, EDSR-SRGAN), loaded as the app loads them, in float32 (as
+    ``train.evaluate`` scores by default, whatever this CPU's bfloat16 support)."""
+    return load_methods(DEFAULTS, Settings(device="cpu", precision="fp32", weights_dir=weights_dir))
 
 
 @pytest.fixture(scope="module")
@@ -109,37 +114,56 @@ def test_upscale_mode_equals_calling_each_upscaler(methods: list[LoadedMethod], 
         np.testing.assert_array_equal(output, method.upscaler(image))
 
 
-def test_upscale_handler_gives_one_png_per_method(
+def test_upscale_handler_gives_one_named_png_per_image(
     methods: list[LoadedMethod], image: np.ndarray, tmp_path: Path
 ) -> None:
     path = write_png(image, tmp_path / "my photo.png")
-    outputs = upscale(str(path), UPSCALE, 16, 2, methods=methods)
-    overview, *panels = outputs[: 1 + len(methods)]
-    assert overview.shape == image.shape
-    for method, panel in zip(methods, panels, strict=True):
-        if method.upscaler is None:
-            assert panel is None
-            continue
-        assert Path(panel).name == f"my_photo_{method.name}.png"
-        np.testing.assert_array_equal(load_rgb(panel), method.upscaler(image))
-    labels = [update["label"] for update in relabel_panels(outputs[-1], methods)]
-    assert re.fullmatch(r"Bicubic · cpu · \d+ ms", labels[0]) and re.fullmatch(r"EDSR · cpu · \d+ ms", labels[1])
-    assert labels[2] == "EDSR-SRGAN · unavailable"
-    assert [update["label"] for update in relabel_panels(None, methods)][:3] == ["Bicubic", "EDSR", labels[2]]
+    files, table, comparison = upscale(str(path), UPSCALE, methods=methods)
+    assert [Path(file).name for file in files] == ["my_photo_input.png", "my_photo_bicubic.png", "my_photo_edsr.png"]
+    # The input's download is the input itself, magnified ×4 by nearest neighbour: no crop box drawn on it.
+    np.testing.assert_array_equal(load_rgb(files[0]), magnify(image, SCALE))
+    for method, file in zip(available(methods), files[1:], strict=True):
+        np.testing.assert_array_equal(load_rgb(file), method.upscaler(image))
+    assert list(table["Method"]) == ["Bicubic", "EDSR"] and list(table) == ["Method", "Device", "Time (ms)"]
+    assert isinstance(comparison, Comparison) and comparison.names == [INPUT, "bicubic", "edsr"]
+    labels = [comparison.label(name) for name in comparison.names]
+    assert labels[0] == "Input" and re.fullmatch(r"Bicubic · cpu · \d+ ms", labels[1])
+    assert re.fullmatch(r"EDSR · cpu · \d+ ms", labels[2])
+    assert [panel_label(method) for method in methods] == ["Bicubic", "EDSR", "EDSR-SRGAN · unavailable"]
 
 
-def test_upscale_handler_outputs_in_order(methods: list[LoadedMethod], image: np.ndarray, tmp_path: Path) -> None:
-    path = write_png(image, tmp_path / "in.png")
-    table, crops, x, y, comparison = upscale(str(path), UPSCALE, 16, 2, methods=methods)[1 + len(methods) :]
-    assert list(table["Method"]) == ["Bicubic", "EDSR"] and "PSNR (dB)" not in table
-    assert [caption for _, caption in crops] == ["Input", "Bicubic", "EDSR"]
-    assert (x, y) == (36 * SCALE // 2, 44 * SCALE // 2)
-    assert isinstance(comparison, Comparison)
-    # The slider keeps a valid choice and falls back to the default pair for names this run lacks.
-    (before, after), left, right = show_pair(INPUT, ORIGINAL, comparison)
-    assert (left, right) == (INPUT, "edsr")
-    np.testing.assert_array_equal(load_rgb(before), magnify(image, SCALE))
-    np.testing.assert_array_equal(load_rgb(after), comparison.outputs["edsr"])
+def test_ground_truth_mode_labels_views_with_scores_and_shows_the_original(
+    methods: list[LoadedMethod], image: np.ndarray
+) -> None:
+    comparison = compare(image, GROUND_TRUTH, methods)
+    assert comparison.names == [INPUT, "bicubic", "edsr", ORIGINAL]
+    psnr = comparison.scores["edsr"][0]
+    assert re.fullmatch(rf"EDSR · {psnr:.2f} dB · cpu · \d+ ms", comparison.label("edsr"))
+    assert comparison.label(ORIGINAL) == "Original"
+    assert run_label(GROUND_TRUTH).value == RUN_LABELS[GROUND_TRUTH] == "Downscale ×4, upscale and score"
+    assert run_label(UPSCALE).value == "Upscale ×4"
+
+
+def test_self_ensemble_changes_networks_only_and_leaves_the_shared_upscaler_alone(
+    methods: list[LoadedMethod], image: np.ndarray
+) -> None:
+    plain = compare(image, UPSCALE, methods)
+    ensemble = compare(image, UPSCALE, methods, self_ensemble=True)
+    edsr = next(method.upscaler for method in methods if method.name == "edsr")
+    assert isinstance(edsr, ModelUpscaler) and not edsr.self_ensemble  # the loaded upscaler is not changed
+    np.testing.assert_array_equal(ensemble.outputs["bicubic"], plain.outputs["bicubic"])
+    assert np.abs(ensemble.outputs["edsr"].astype(int) - plain.outputs["edsr"]).max() > 0
+    reference = ModelUpscaler("edsr", edsr.model, device="cpu", precision="fp32", self_ensemble=True)
+    np.testing.assert_array_equal(ensemble.outputs["edsr"], reference(image))
+    assert ensemble.ensembled == {"edsr"} and list(results_table(ensemble)["Method"]) == ["Bicubic", "EDSR+"]
+    copy = edsr.with_self_ensemble()
+    assert copy.self_ensemble and copy.model is edsr.model and not edsr.self_ensemble
+
+
+def test_progress_names_each_method_as_it_starts(methods: list[LoadedMethod], image: np.ndarray) -> None:
+    heard: list[tuple[float, str]] = []
+    compare(image, UPSCALE, methods, report=lambda fraction, text: heard.append((fraction, text)))
+    assert heard == [(0.0, "Bicubic (1 of 2)"), (0.5, "EDSR (2 of 2)")]
 
 
 def test_ground_truth_scores_equal_train_evaluate(
@@ -157,7 +181,7 @@ def test_ground_truth_scores_equal_train_evaluate(
         comparison = compare(original, GROUND_TRUTH, methods)
         assert comparison.hr.shape == (original.shape[0] // 4 * 4, original.shape[1] // 4 * 4, 3)
         assert comparison.lr.shape[:2] == (comparison.hr.shape[0] // 4, comparison.hr.shape[1] // 4)
-        table = results_table(comparison, methods).set_index("Method")
+        table = results_table(comparison).set_index("Method")
         for method in ("bicubic", "edsr"):
             row = reference[(reference.image == name) & (reference.method == method)].iloc[0]
             assert comparison.scores[method] == (row.psnr, row.ssim)
@@ -199,12 +223,6 @@ def test_compare_crops_cuts_the_same_region_of_every_image() -> None:
     np.testing.assert_array_equal(overview[top : top + 8, left : left + 8], hr[top : top + 8, left : left + 8])
 
 
-def test_clicks_on_the_overview_map_to_output_pixels(methods: list[LoadedMethod], image: np.ndarray) -> None:
-    comparison = compare(image, UPSCALE, methods[:1])
-    event = gr.SelectData(None, {"index": [10, 20], "value": None, "selected": True})
-    assert centre_from_overview(comparison, event) == (40, 80)
-
-
 def test_before_after_pair(methods: list[LoadedMethod], image: np.ndarray) -> None:
     comparison = compare(image, UPSCALE, methods)
     before, after = compare_pair(INPUT, "edsr", comparison)
@@ -241,7 +259,7 @@ def test_bad_input_gives_a_clear_error(
     elif content is not None:
         write_png(np.zeros((100, 101, 3) if content == "big" else (19, 30, 3), np.uint8), path)
     with pytest.raises(gr.Error, match=message):
-        upscale(None if content is None else str(path), mode, 64, 4, methods=methods, max_pixels=TEST_MAX_PIXELS)
+        upscale(None if content is None else str(path), mode, methods=methods, max_pixels=TEST_MAX_PIXELS)
 
 
 # ---- the live app through gradio_client -----------------------------------------------------------------------
@@ -257,7 +275,9 @@ def free_port() -> int:
 def app_url(weights_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The URL of the app, live in this process, with the test weights, upload limit and a fresh data folder."""
     data_dir = tmp_path_factory.mktemp("data")
-    demo = build_app(weights_dir=weights_dir, device="cpu", max_pixels=TEST_MAX_PIXELS, data_dir=data_dir)
+    demo = build_app(
+        weights_dir=weights_dir, device="cpu", precision="fp32", max_pixels=TEST_MAX_PIXELS, data_dir=data_dir
+    )
     demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
     try:
         yield demo.local_url
@@ -280,16 +300,14 @@ def test_api_upscale_returns_lossless_pngs(
     client: Client, methods: list[LoadedMethod], image: np.ndarray, tmp_path: Path
 ) -> None:
     path = write_png(image, tmp_path / "in.png")
-    outputs = client.predict(handle_file(str(path)), UPSCALE, api_name="/upscale")
-    overview, *panels = outputs[: 1 + len(methods)]
-    assert load_rgb(overview).shape == image.shape  # the input, with the crop box drawn at the centre
-    for method, panel in zip(methods, panels, strict=True):
-        if method.upscaler is None:
-            assert panel is None
-            continue
-        assert Path(panel).suffix == ".png"
-        np.testing.assert_array_equal(load_rgb(panel), method.upscaler(image))
-    crops = client.predict(40, 60, 16, 2, api_name="/compare_crops")[1]
+    files, table = client.predict(handle_file(str(path)), UPSCALE, api_name="/upscale")
+    assert [Path(file).name for file in files] == ["in_input.png", "in_bicubic.png", "in_edsr.png"]
+    np.testing.assert_array_equal(load_rgb(files[0]), magnify(image, SCALE))
+    for method, file in zip(available(methods), files[1:], strict=True):
+        np.testing.assert_array_equal(load_rgb(file), method.upscaler(image))
+    assert [row[0] for row in table["data"]] == ["Bicubic", "EDSR"]
+    overview, crops = client.predict(40, 60, 16, 2, api_name="/compare_crops")
+    assert load_rgb(overview).shape == image.shape  # the input, with the crop box drawn
     assert [crop["caption"] for crop in crops] == ["Input", "Bicubic", "EDSR"]
     assert all(Path(crop["image"]).suffix == ".png" for crop in crops)
     bicubic = methods[0].upscaler(image)
@@ -301,13 +319,15 @@ def test_api_upscale_returns_lossless_pngs(
 
 def test_api_ground_truth_mode(client: Client, methods: list[LoadedMethod], image: np.ndarray, tmp_path: Path) -> None:
     path = write_png(image, tmp_path / "original.png")
-    outputs = client.predict(handle_file(str(path)), GROUND_TRUTH, api_name="/upscale")
-    table = outputs[1 + len(methods)]
+    files, table = client.predict(handle_file(str(path)), GROUND_TRUTH, api_name="/upscale")
+    assert Path(files[-1]).name == "original_original.png"
     assert table["headers"] == ["Method", "Device", "Time (ms)", "PSNR (dB)", "SSIM"]
     expected = compare(image, GROUND_TRUTH, methods).scores
     assert [row[3:] for row in table["data"]] == [[round(p, 2), round(s, 4)] for p, s in expected.values()]
     original, _ = client.predict(ORIGINAL, "edsr", api_name="/compare_pair")
     np.testing.assert_array_equal(load_rgb(original), image)  # 44×36 is already a multiple of 4
+    ensemble = client.predict(handle_file(str(path)), GROUND_TRUTH, ["edsr"], True, api_name="/upscale")[1]
+    assert ensemble["data"][0][0] == "EDSR+" and ensemble["data"][0][3:] != table["data"][1][3:]
 
 
 def bad_uploads(tmp_path: Path) -> dict[str, tuple[Path, str]]:
@@ -343,50 +363,33 @@ def test_api_bad_uploads_give_clear_errors_and_the_app_keeps_working(
         with pytest.raises(Exception, match=message) as error:  # noqa: B017 - gradio_client raises AppError
             client.predict(handle_file(str(path)), UPSCALE, api_name="/upscale")
         assert "Traceback" not in str(error.value), name
-        outputs = client.predict(handle_file(str(good)), UPSCALE, api_name="/upscale")
-        assert load_rgb(outputs[1]).shape == (44 * SCALE, 36 * SCALE, 3), name
+        files, _ = client.predict(handle_file(str(good)), UPSCALE, api_name="/upscale")
+        assert load_rgb(files[1]).shape == (44 * SCALE, 36 * SCALE, 3), name
 
 
 def test_modes_are_the_api_choices(client: Client) -> None:
     info = client.view_api(print_info=False, return_format="dict")
     endpoints = info["named_endpoints"]
-    assert {"/upscale", "/compare_crops", "/compare_pair"} <= set(endpoints)
+    assert {"/upscale", "/compare_crops", "/compare_pair", "/share"} <= set(endpoints)
     mode = endpoints["/upscale"]["parameters"][1]
     assert mode["parameter_default"] == UPSCALE and set(mode["type"]["enum"]) == set(MODES)
 
 
-# ---- a real browser -------------------------------------------------------------------------------------------
-
-CHROMIUM = Path("/usr/bin/chromium")
+# ---- app.py and the survey's rater links ------------------------------------------------------------------------
 
 
-@pytest.mark.browser
-def test_browser_ground_truth_run_and_click_to_zoom(app_url: str, tmp_path: Path) -> None:
-    """Upload, run in ground-truth mode, click a panel: scores, labels and crops appear. Screenshot in /tmp."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
-    playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
-    photo = load_rgb(EXAMPLES_DIR / "astronaut.png")
-    upload = write_png(photo[10:90, 40:136], tmp_path / "face.png")  # 96×80: within the test's upload limit
-    with playwright.sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        try:
-            page.goto(app_url)
-            page.locator("input[type=file]").first.set_input_files(str(upload))
-            page.get_by_label("Ground truth").check()
-            page.get_by_role("button", name="Upscale ×4").click()
-            page.get_by_text("PSNR (dB)").wait_for(timeout=60_000)
-            page.get_by_text("EDSR · cpu ·").wait_for(timeout=30_000)
-            assert page.get_by_text("EDSR-SRGAN is unavailable").is_visible()
-            centre_x = page.get_by_label("Centre x (output pixels)")
-            assert centre_x.input_value() == "48"
-            panel = page.locator("#panel-bicubic img")  # the 96×80 output, shown unscaled in the panel's centre
-            box = panel.bounding_box()
-            panel.click(position={"x": box["width"] / 2 - 20, "y": box["height"] / 2})
-            page.wait_for_function("el => el.value !== '48'", arg=centre_x.element_handle(), timeout=30_000)
-            assert abs(int(centre_x.input_value()) - 28) <= 1
-            page.locator("#crops img").nth(3).wait_for(timeout=30_000)  # input, bicubic, EDSR, original
-        finally:
-            page.screenshot(path="/tmp/compare_ground_truth.png", full_page=True)
-            browser.close()
+def test_the_app_records_its_address_for_the_rater_links_survey_create_prints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data_dir, port = tmp_path / "data", free_port()
+    monkeypatch.setattr(gr.Blocks, "block_thread", lambda self: None)  # main() returns once the app serves
+    try:
+        app.main(["--port", str(port), "--data-dir", str(data_dir), "--device", "cpu"])
+    finally:
+        gr.close_all()
+    images = image_folder(tmp_path / "hr", n_images=2)
+    args = ["--data-dir", str(data_dir), "create", "--name", "s", "--images", str(images), "--methods", "bicubic"]
+    assert survey_main(args) == 0
+    assert f"rater link: http://127.0.0.1:{port}/" in capsys.readouterr().out
+    assert survey_main(["--data-dir", str(data_dir), "list", "--base-url", "https://lab.example/"]) == 0
+    assert "rater link: https://lab.example/" in capsys.readouterr().out

@@ -1,19 +1,24 @@
-"""The Compare tab: one image through the ×4 methods the user picks, side by side, with synchronised zoomed crops.
+"""The Compare tab: one image through the ×4 methods the user picks, in a viewer that pans and zooms them together.
 
 Two modes:
 
 * **Upscale**: the image is the low-resolution input; every method makes it ×4.
 * **Ground truth**: the image is the original. It is cropped to a multiple of 4 and downscaled ×4 with the
   project's MATLAB bicubic (``sr_app.resize.make_lr``); every method upscales that, and PSNR/SSIM (BT.601 Y,
-  4 px shaved) are measured against the original exactly as ``python -m train.evaluate`` measures them.
+  4 px shaved) are measured against the original exactly as ``python -m train.evaluate`` measures them. The original
+  is shown beside the methods.
 
 Every method of the registry (:mod:`sr_app.methods`) and every model the user added (``app.py --model
-label=path``) has a panel; the registry's default methods and the user's models are picked at first.
+label=path``) can be picked; the registry's default methods and the user's models are picked at first. With
+"Self-ensemble" ticked, networks average their outputs over the 8 flips and rotations of the input (EDSR's "EDSR+",
+8× the time) and are named with a "+".
 
-The pure functions (:func:`load_methods`, :func:`compare`, :func:`crop_box`, :func:`draw_box`)
-do the work; the event handlers (:func:`upscale`, :func:`compare_crops`, :func:`compare_pair` and the click
-handlers) turn their results into component values and user errors into ``gr.Error``, and
-:func:`build_compare_tab` lays the tab out and wires them. Every image leaves the server as lossless PNG.
+The pure functions (:func:`load_methods`, :func:`compare`, :func:`crop_box`, :func:`draw_box`,
+:func:`results_table`) do the work; the event handlers (:func:`upscale`, :func:`show_comparison`,
+:func:`share_comparison`, :func:`open_shared`, and for API users :func:`compare_crops` and :func:`compare_pair`) turn
+their results into component values and user errors into ``gr.Error``, and :func:`build_compare_tab` lays the tab out
+and wires them. Every image leaves the server as lossless PNG; the viewer is :mod:`sr_app.ui.viewer`, shared
+comparisons are :mod:`sr_app.ui.share`.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -37,11 +42,15 @@ from sr_app.images import DEFAULT_MAX_PIXELS, UPLOAD_SUFFIXES, ImageError, decod
 from sr_app.methods import REGISTRY, Method, Settings
 from sr_app.metrics import psnr_y, ssim_y
 from sr_app.resize import magnify, make_lr
-from sr_app.upscalers import SCALE, Upscaler
+from sr_app.ui.share import SHARE_PARAM, ShareError, load_shared, save_shared, shared_dir
+from sr_app.ui.viewer import View, empty_html, viewer_component, viewer_html
+from sr_app.upscalers import SCALE, ModelUpscaler, Upscaler
 from sr_app.weights import WeightsError
 
 MODES = ("Upscale", "Ground truth")
 UPSCALE, GROUND_TRUTH = MODES
+#: The run button's text in each mode.
+RUN_LABELS = {UPSCALE: "Upscale ×4", GROUND_TRUTH: "Downscale ×4, upscale and score"}
 #: Names of the two images that are not method outputs: the methods' input and, in ground-truth mode, the original.
 INPUT, ORIGINAL = "input", "original"
 #: Display names of the images that are not method outputs.
@@ -52,20 +61,20 @@ EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
 MIN_GROUND_TRUTH_SIDE = 20
 DEFAULT_CROP, DEFAULT_ZOOM = 64, 4
 BOX_COLOUR = (255, 0, 80)
-PANEL_HEIGHT = 320
-#: Crops per row: the input and the three default methods (more wrap to the next row).
-CROP_COLUMNS = 4
 NO_COMPARISON = "Upscale an image first (upload one or pick an example, then press Upscale)."
-#: Where full-size outputs are written as PNG for Gradio to serve; it copies them into its cache at once, so a
-#: folder older than ``KEEP_SECONDS`` is no longer needed.
+EMPTY_VIEWER = "Upload an image or pick an example, pick methods and press the button: the results appear here."
+SELF_ENSEMBLE_LABEL = "Self-ensemble (networks ×8 slower)"
+#: Where full-size PNGs are written; the viewer and the downloads serve them from here as static files, so a folder
+#: is kept as long as a page may still show it (the comparison's own lifetime in the session).
 OUTPUT_DIR = Path(tempfile.gettempdir()) / "sr_lab_compare"
-KEEP_SECONDS = 600
-#: Page CSS for the tab (pass it to ``launch(css=...)``): browsers smooth images they enlarge, which would blur the
-#: nearest-neighbour crops.
-CSS = "#crops img { image-rendering: pixelated; }"
+KEEP_SECONDS = 3600
+#: Browser script turning a share id into the link to send: this page's address with ``?compare=<id>``.
+LINK_JS = f"(id) => new URL('?{SHARE_PARAM}=' + id, location.href).href"
 
 #: A region of the output images: top, left, height, width in output pixels, all multiples of ``SCALE``.
 Box = tuple[int, int, int, int]
+#: Called before each method runs with the fraction done (0 to 1) and what runs now, e.g. ``gr.Progress()``.
+Report = Callable[[float, str], object]
 
 
 def title(name: str) -> str:
@@ -96,16 +105,23 @@ def load_methods(methods: Sequence[Method] | None = None, settings: Settings | N
     return loaded
 
 
+def panel_label(method: LoadedMethod) -> str:
+    """'EDSR', or 'EDSR-SRGAN · unavailable' without weights."""
+    return title(method.name) + (" · unavailable" if method.upscaler is None else "")
+
+
 @dataclass(frozen=True)
 class Comparison:
-    """One image through every available method.
+    """One image through the picked methods.
 
     Attributes:
         lr: the methods' input, uint8 HWC RGB.
         hr: the original cropped to ``SCALE ×`` the input size (ground-truth mode), else ``None``.
-        outputs: method name -> its uint8 HWC RGB output, ``SCALE ×`` the input size.
+        outputs: method name -> its uint8 HWC RGB output, ``SCALE ×`` the input size, in the order they ran.
         seconds: method name -> wall-clock time of its upscaler call, in seconds.
+        devices: method name -> where it ran ("cpu", "cuda", ...).
         scores: method name -> (PSNR in dB, SSIM in [0, 1]) against ``hr``; empty in upscale mode.
+        ensembled: the methods that ran as self-ensembles.
         stem: the upload's file name without suffix, to name downloads.
         files: image name -> a PNG file of its full-size view, filled by :func:`png_file`.
     """
@@ -114,7 +130,9 @@ class Comparison:
     hr: np.ndarray | None
     outputs: dict[str, np.ndarray]
     seconds: dict[str, float]
+    devices: dict[str, str] = field(default_factory=dict)
     scores: dict[str, tuple[float, float]] = field(default_factory=dict)
+    ensembled: frozenset[str] = frozenset()
     stem: str = "image"
     files: dict[str, str] = field(default_factory=dict)
 
@@ -122,6 +140,10 @@ class Comparison:
     def size(self) -> tuple[int, int]:
         """(height, width) of the outputs, in pixels."""
         return self.lr.shape[0] * SCALE, self.lr.shape[1] * SCALE
+
+    @property
+    def mode(self) -> str:
+        return UPSCALE if self.hr is None else GROUND_TRUTH
 
     @property
     def names(self) -> list[str]:
@@ -138,6 +160,17 @@ class Comparison:
         """Output pixels per overview pixel."""
         return SCALE if self.hr is None else 1
 
+    def title(self, name: str) -> str:
+        """The display name of image ``name``; a method that ran as a self-ensemble gets a "+" (as EDSR+)."""
+        return title(name) + ("+" if name in self.ensembled else "")
+
+    def label(self, name: str) -> str:
+        """'EDSR · 30.12 dB · cpu · 410 ms' (the score in ground-truth mode), 'Input', 'Original'."""
+        if name not in self.outputs:
+            return self.title(name)
+        score = f"{self.scores[name][0]:.2f} dB · " if name in self.scores else ""
+        return f"{self.title(name)} · {score}{self.devices.get(name, '?')} · {self.seconds[name] * 1000:.0f} ms"
+
     def view(self, name: str, box: Box | None = None) -> np.ndarray:
         """Image ``name`` at the output size (the input magnified by nearest neighbour), or its ``box`` region."""
         top, left, height, width = box or (0, 0, *self.size)
@@ -152,8 +185,16 @@ class Comparison:
         return image[top : top + height, left : left + width]
 
 
-def compare(image: np.ndarray, mode: str, methods: list[LoadedMethod], stem: str = "image") -> Comparison:
-    """Run every available method on a uint8 HWC RGB image in ``mode`` (one of ``MODES``)."""
+def compare(
+    image: np.ndarray,
+    mode: str,
+    methods: list[LoadedMethod],
+    stem: str = "image",
+    self_ensemble: bool = False,
+    report: Report | None = None,
+) -> Comparison:
+    """Run every available method on a uint8 HWC RGB image in ``mode`` (one of ``MODES``); networks
+    (:class:`ModelUpscaler`) as self-ensembles when ``self_ensemble``; ``report`` hears of each method as it starts."""
     if mode == UPSCALE:
         lr, hr = image, None
     elif mode == GROUND_TRUTH:
@@ -165,17 +206,23 @@ def compare(image: np.ndarray, mode: str, methods: list[LoadedMethod], stem: str
         lr, hr = make_lr(image, SCALE)
     else:
         raise ValueError(f"Unknown mode {mode!r}; choose from {', '.join(MODES)}.")
-    outputs, seconds, scores = {}, {}, {}
-    for method in methods:
-        if method.upscaler is None:
-            continue
+    runs = [method for method in methods if method.upscaler is not None]
+    outputs, seconds, devices, scores, ensembled = {}, {}, {}, {}, set()
+    for i, method in enumerate(runs):
+        upscaler = method.upscaler
+        if self_ensemble and isinstance(upscaler, ModelUpscaler):
+            upscaler = upscaler.with_self_ensemble()
+            ensembled.add(method.name)
+        if report is not None:
+            report(i / len(runs), f"{title(method.name)} ({i + 1} of {len(runs)})")
         start = time.perf_counter()
-        outputs[method.name] = method.upscaler(lr)
+        outputs[method.name] = upscaler(lr)
         seconds[method.name] = time.perf_counter() - start
+        devices[method.name] = upscaler.device
         if hr is not None:
             sr = outputs[method.name]
             scores[method.name] = (psnr_y(sr, hr, shave=SCALE), ssim_y(sr, hr, shave=SCALE))
-    return Comparison(lr, hr, outputs, seconds, scores, stem)
+    return Comparison(lr, hr, outputs, seconds, devices, scores, frozenset(ensembled), stem)
 
 
 def crop_box(x: float, y: float, size: int, image_size: tuple[int, int]) -> Box:
@@ -199,37 +246,20 @@ def draw_box(image: np.ndarray, box: Box, scale: int = 1) -> np.ndarray:
     return np.asarray(canvas)
 
 
-def panel_label(method: LoadedMethod, comparison: Comparison | None = None) -> str:
-    """'EDSR · cpu · 410 ms' after a run, 'EDSR' before, 'EDSR-SRGAN · unavailable' without weights."""
-    if method.upscaler is None:
-        return f"{title(method.name)} · unavailable"
-    if comparison is None or method.name not in comparison.seconds:
-        return title(method.name)
-    return f"{title(method.name)} · {method.upscaler.device} · {comparison.seconds[method.name] * 1000:.0f} ms"
-
-
-def results_table(comparison: Comparison, methods: list[LoadedMethod]) -> pd.DataFrame:
+def results_table(comparison: Comparison) -> pd.DataFrame:
     """One row per method that ran: device, time, and in ground-truth mode PSNR (2 decimals) and SSIM (4)."""
     rows = []
-    for method in methods:
-        if method.name not in comparison.outputs:
-            continue
+    for name, seconds in comparison.seconds.items():
         row: dict[str, object] = {
-            "Method": title(method.name),
-            "Device": method.upscaler.device,
-            "Time (ms)": round(comparison.seconds[method.name] * 1000),
+            "Method": comparison.title(name),
+            "Device": comparison.devices.get(name, "?"),
+            "Time (ms)": round(seconds * 1000),
         }
         if comparison.hr is not None:
-            psnr, ssim = comparison.scores[method.name]
+            psnr, ssim = comparison.scores[name]
             row |= {"PSNR (dB)": round(psnr, 2), "SSIM": round(ssim, 4)}
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def default_pair(ran: list[str]) -> tuple[str, str]:
-    """The before/after pair to show first: the first method that ran (bicubic) against the last one, or
-    against the input when only one ran."""
-    return ran[0], ran[-1] if len(ran) > 1 else INPUT
 
 
 # ---- event handlers -------------------------------------------------------------------------------------------
@@ -243,8 +273,8 @@ def user_error(message: str) -> gr.Error:
 def png_file(comparison: Comparison, name: str) -> str:
     """The path of a PNG file holding ``comparison.view(name)``, named ``<stem>_<name>.png`` for downloads.
 
-    Each image is encoded once per comparison (fast compression, see :func:`encode_png`); Gradio copies the
-    file into its cache when it is returned, and folders older than ``KEEP_SECONDS`` are removed here.
+    Each image is encoded once per comparison (fast compression, see :func:`encode_png`) into a new folder of
+    ``OUTPUT_DIR``; folders older than ``KEEP_SECONDS`` are removed here.
     """
     path = comparison.files.get(name)
     if path is None or not Path(path).is_file():
@@ -258,21 +288,31 @@ def png_file(comparison: Comparison, name: str) -> str:
     return path
 
 
+def views(comparison: Comparison) -> list[View]:
+    """The viewer's images: the input (magnified ×4 by nearest neighbour), every output and the original, as PNGs."""
+    return [View(comparison.label(name), Path(png_file(comparison, name))) for name in comparison.names]
+
+
+def run_label(mode: str) -> gr.Button:
+    """The run button for ``mode``: it says what will happen."""
+    return gr.Button(RUN_LABELS[mode])
+
+
 def upscale(
     file: str | None,
     mode: str,
-    crop_size: float,
-    zoom: float,
     picked: list[str] | None = None,
+    self_ensemble: bool = False,
+    progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio's way of asking for a progress bar
     *,
     methods: list[LoadedMethod],
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
-) -> tuple:
-    """Decode an upload and run the ``picked`` methods on it (``None``: those picked at first).
+) -> tuple[list[str], pd.DataFrame, Comparison]:
+    """Decode an upload and run the ``picked`` methods on it (``None``: those picked at first), networks as
+    self-ensembles when ``self_ensemble``.
 
-    Returns, in the order of the tab's outputs: the overview with the crop box, one PNG file per method of
-    ``methods`` (``None`` when not picked or unavailable), the results table, the zoomed crops, the crop centre x
-    and y (output pixels) and the :class:`Comparison` for the state.
+    Returns, in the order of the tab's outputs: the PNG files of the input (magnified ×4), every output and in
+    ground-truth mode the original, named ``<upload stem>_<name>.png``; the results table; the :class:`Comparison`.
     """
     if file is None:
         raise user_error("Upload an image or pick an example first.")
@@ -284,32 +324,67 @@ def upscale(
     stem = re.sub(r"[^\w-]+", "_", Path(file).stem)[:60] or "image"
     try:
         runs = [method for method in methods if method.name in picked]
-        comparison = compare(decode_image(file, max_pixels), mode, runs, stem)
+        comparison = compare(decode_image(file, max_pixels), mode, runs, stem, self_ensemble, progress)
     except ImageError as error:
         raise user_error(str(error)) from error
     except (torch.OutOfMemoryError, MemoryError) as error:
         raise user_error("Out of memory while upscaling; try a smaller image.") from error
-    height, width = comparison.size
-    x, y = width // 2, height // 2
-    overview, crops = compare_crops(x, y, crop_size, zoom, comparison)
-    panels = [png_file(comparison, method.name) if method.name in comparison.outputs else None for method in methods]
-    return overview, *panels, results_table(comparison, methods), crops, x, y, comparison
+    files = [view.path for view in views(comparison)]
+    return [str(path) for path in files], results_table(comparison), comparison
 
 
-def relabel_panels(comparison: Comparison | None, methods: list[LoadedMethod]) -> list[dict]:
-    """Updates for the method panels: name, device and time of the last run; only the methods that ran shown."""
-    return [
-        gr.update(
-            label=panel_label(method, comparison), visible=comparison is None or method.name in comparison.outputs
-        )
-        for method in methods
-    ]
+def show_comparison(comparison: Comparison) -> tuple[str, gr.Column, gr.Button, gr.Textbox]:
+    """After a run: the viewer on the comparison (the first method in the main view), the results shown, the Share
+    button offered again and the previous link cleared."""
+    viewer = viewer_html(views(comparison), comparison.size, main=1)
+    return viewer, gr.Column(visible=True), gr.Button(visible=True), gr.Textbox(value="", visible=False)
+
+
+def share_comparison(comparison: Comparison | None, *, data_dir: Path) -> tuple[gr.Textbox, gr.Button]:
+    """Store the comparison under a new opaque id in ``data_dir``; returns the id (turned into the link in the
+    browser) and hides the Share button until the next run."""
+    if comparison is None:
+        raise user_error(NO_COMPARISON)
+    share_id = save_shared(
+        data_dir, views(comparison), results_table(comparison), comparison.stem, comparison.mode, comparison.size
+    )
+    return gr.Textbox(value=share_id, visible=True), gr.Button(visible=False)
+
+
+def open_shared(share_id: str, data_dir: Path | None) -> tuple:
+    """On page load: with ``?compare=<id>``, the stored comparison read-only (controls hidden, a note on top);
+    without, nothing changes.
+
+    Returns updates for the note, the controls, the viewer, the results, the table, the downloads and the Share
+    button.
+    """
+    if not share_id or data_dir is None:
+        return (gr.skip(),) * 7
+    try:
+        shared = load_shared(data_dir, share_id)
+    except ShareError as error:
+        return gr.Markdown(f"**{error}**", visible=True), *(gr.skip(),) * 6
+    height, width = shared.size
+    note = (
+        f"**Shared comparison** of *{shared.stem}* ({shared.mode}, {width}×{height} output pixels), "
+        f"{shared.created:%Y-%m-%d %H:%M} UTC; read-only. [Compare your own images](./)"
+    )
+    return (
+        gr.Markdown(note, visible=True),
+        gr.Column(visible=False),
+        viewer_html(shared.views, shared.size, main=1),
+        gr.Column(visible=True),
+        shared.table,
+        [str(view.path) for view in shared.views],
+        gr.Button(visible=False),
+    )
 
 
 def compare_crops(
     x: float, y: float, crop_size: float, zoom: float, comparison: Comparison | None
 ) -> tuple[np.ndarray, list[tuple[np.ndarray, str]]]:
-    """The overview with the crop box drawn, and the same region of every image magnified ``zoom`` times.
+    """For API users: the overview with the crop box drawn, and the same region of every image magnified ``zoom``
+    times by nearest neighbour.
 
     ``x``, ``y`` and ``crop_size`` are in output pixels; the crops are (image, caption) pairs in the order of
     :attr:`Comparison.names`.
@@ -317,12 +392,12 @@ def compare_crops(
     if comparison is None:
         raise user_error(NO_COMPARISON)
     box = crop_box(x, y, int(crop_size), comparison.size)
-    crops = [(magnify(comparison.view(name, box), int(zoom)), title(name)) for name in comparison.names]
+    crops = [(magnify(comparison.view(name, box), int(zoom)), comparison.title(name)) for name in comparison.names]
     return draw_box(comparison.overview, box, comparison.overview_scale), crops
 
 
 def compare_pair(left: str, right: str, comparison: Comparison | None) -> tuple[str, str]:
-    """PNG files of two images at the output size, for the before/after slider."""
+    """For API users: PNG files of two images at the output size (``input``, a method name, ``original``)."""
     if comparison is None:
         raise user_error(NO_COMPARISON)
     try:
@@ -331,123 +406,86 @@ def compare_pair(left: str, right: str, comparison: Comparison | None) -> tuple[
         raise user_error(str(error)) from error
 
 
-def show_pair(left: str, right: str, comparison: Comparison) -> tuple[tuple[str, str], str, str]:
-    """The slider after a new run: the chosen pair, each replaced by its default when this run lacks it
-    (the original in upscale mode, an unavailable method); returns the pair and the two names."""
-    default_left, default_right = default_pair(list(comparison.outputs))
-    left = left if left in comparison.names else default_left
-    right = right if right in comparison.names else default_right
-    return compare_pair(left, right, comparison), left, right
-
-
-def centre_from_overview(comparison: Comparison | None, evt: gr.SelectData) -> tuple[int, int]:
-    """The crop centre, in output pixels, for a click on the overview."""
-    if comparison is None:
-        raise user_error(NO_COMPARISON)
-    x, y = evt.index
-    return x * comparison.overview_scale, y * comparison.overview_scale
-
-
-def centre_from_output(evt: gr.SelectData) -> tuple[int, int]:
-    """The crop centre, in output pixels, for a click on a method's output."""
-    x, y = evt.index
-    return x, y
-
-
 # ---- layout ---------------------------------------------------------------------------------------------------
 
 
-def build_compare_tab(methods: list[LoadedMethod], max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
-    """Lay out the Compare tab inside the current ``gr.Blocks`` (or ``gr.Tab``) and wire its events."""
-    gr.Markdown(
-        "Upload an image or pick an example. **Upscale** treats it as the low-resolution input; **Ground truth** "
-        "treats it as the original, downscales it ×4 (MATLAB bicubic) and scores every method against it. "
-        "Click any image to zoom into the same region of all of them."
-    )
-    available = [method for method in methods if method.upscaler is not None]
-    with gr.Row():
-        upload = gr.File(label="Image", file_types=list(UPLOAD_SUFFIXES), type="filepath", scale=2)
-        with gr.Column(scale=1):
-            mode = gr.Radio(list(MODES), value=UPSCALE, label="Mode")
-            picked = gr.CheckboxGroup(
-                [(title(method.name), method.name) for method in available],
-                value=[method.name for method in available if method.picked],
-                label="Methods",
-                elem_id="methods",
-            )
-            run = gr.Button("Upscale ×4", variant="primary")
-    unavailable = [f"- **{title(m.name)}**: {m.reason}" for m in methods if m.upscaler is None]
-    if unavailable:
-        with gr.Accordion(f"Unavailable methods ({len(unavailable)})", open=False):
-            gr.Markdown("\n".join(unavailable))
-    examples = sorted(EXAMPLES_DIR.glob("*.png"))
-    gr.Examples([[str(path)] for path in examples], inputs=[upload], example_labels=[p.stem for p in examples])
+def build_compare_tab(
+    methods: list[LoadedMethod], max_pixels: int | None = DEFAULT_MAX_PIXELS, data_dir: Path | None = None
+) -> None:
+    """Lay out the Compare tab inside the current ``gr.Blocks`` (or ``gr.Tab``) and wire its events.
 
-    with gr.Row(equal_height=True):
-        overview = gr.Image(
-            label="Input · click to zoom",
-            format="png",
-            interactive=False,
-            height=PANEL_HEIGHT,
-            scale=1,
-            elem_id="overview",
+    Comparisons are shared into ``data_dir`` (``None``: no Share button) and reopened from ``/?compare=<id>``.
+    """
+    gr.set_static_paths([OUTPUT_DIR, *([shared_dir(data_dir)] if data_dir is not None else [])])
+    note = gr.Markdown(visible=False)
+    with gr.Column() as controls:
+        gr.Markdown(
+            "Upload an image or pick an example. **Upscale** treats it as the low-resolution input; **Ground truth** "
+            "treats it as the original, downscales it ×4 (MATLAB bicubic) and scores every method against it."
         )
-        panels = []
-        for method in methods:
-            panels.append(
-                gr.Image(
-                    label=panel_label(method),
-                    format="png",
-                    interactive=False,
-                    height=PANEL_HEIGHT,
-                    buttons=["download", "fullscreen"],
-                    elem_id=f"panel-{method.name}",
-                    visible=method.picked and method.upscaler is not None,
-                    scale=1,
+        available = [method for method in methods if method.upscaler is not None]
+        with gr.Row():
+            upload = gr.File(label="Image", file_types=list(UPLOAD_SUFFIXES), type="filepath", scale=2)
+            with gr.Column(scale=1):
+                mode = gr.Radio(list(MODES), value=UPSCALE, label="Mode")
+                picked = gr.CheckboxGroup(
+                    [(title(method.name), method.name) for method in available],
+                    value=[method.name for method in available if method.picked],
+                    label="Methods",
+                    elem_id="methods",
                 )
+                ensemble = gr.Checkbox(
+                    label=SELF_ENSEMBLE_LABEL,
+                    info="Networks average their outputs over 8 flips and rotations (EDSR's “EDSR+”).",
+                )
+                run = gr.Button(RUN_LABELS[UPSCALE], variant="primary")
+        unavailable = [f"- **{title(m.name)}**: {m.reason}" for m in methods if m.upscaler is None]
+        if unavailable:
+            with gr.Accordion(f"Unavailable methods ({len(unavailable)})", open=False):
+                gr.Markdown("\n".join(unavailable))
+        examples = sorted(EXAMPLES_DIR.glob("*.png"))
+        gr.Examples([[str(path)] for path in examples], inputs=[upload], example_labels=[p.stem for p in examples])
+
+    viewer = viewer_component(empty_html(EMPTY_VIEWER))
+    with gr.Column(visible=False) as results:
+        table = gr.Dataframe(label="Time and scores", interactive=False, elem_id="results-table")
+        files = gr.File(label="Downloads (lossless PNG)", file_count="multiple", interactive=False)
+        with gr.Row():
+            share = gr.Button("Share", visible=data_dir is not None, scale=0, min_width=120)
+            link = gr.Textbox(
+                label="Link to this comparison (read-only; kept until deleted)", visible=False, buttons=["copy"]
             )
-    table = gr.Dataframe(label="Time and scores")
-
-    gr.Markdown("### Zoomed crops")
-    with gr.Row():
-        crop_size = gr.Slider(8, 256, value=DEFAULT_CROP, step=SCALE, label="Crop size (output pixels)")
-        zoom = gr.Slider(1, 8, value=DEFAULT_ZOOM, step=1, label="Magnification (nearest neighbour)")
-        x = gr.Number(label="Centre x (output pixels)", precision=0)
-        y = gr.Number(label="Centre y (output pixels)", precision=0)
-    crops = gr.Gallery(
-        label="Crops", format="png", columns=CROP_COLUMNS, object_fit="contain", height="auto", elem_id="crops"
-    )
-
-    gr.Markdown("### Before / after")
-    ran = [method.name for method in available]
-    choices = [(title(name), name) for name in (INPUT, *ran, ORIGINAL)]
-    with gr.Row():
-        left = gr.Dropdown(choices, value=default_pair(ran)[0], label="Left")
-        right = gr.Dropdown(choices, value=default_pair(ran)[1], label="Right")
-    slider = gr.ImageSlider(label="Drag to compare", format="png", max_height=800)
     state = gr.State(time_to_live=3600)
+    # Inputs and outputs of the API-only endpoints /compare_crops and /compare_pair; never shown.
+    x, y = gr.Number(label="x", visible=False), gr.Number(label="y", visible=False)
+    crop_size = gr.Number(DEFAULT_CROP, label="crop_size", visible=False)
+    zoom = gr.Number(DEFAULT_ZOOM, label="zoom", visible=False)
+    overview = gr.Image(label="overview", format="png", visible=False)
+    crops = gr.Gallery(label="crops", format="png", visible=False)
+    left, right = gr.Textbox(label="left", visible=False), gr.Textbox(label="right", visible=False)
+    pair = gr.ImageSlider(label="pair", format="png", visible=False)
 
-    ran_all = run.click(
+    mode.change(run_label, mode, run, api_visibility="private")
+    ran = run.click(
         partial(upscale, methods=methods, max_pixels=max_pixels),
-        inputs=[upload, mode, crop_size, zoom, picked],
-        outputs=[overview, *panels, table, crops, x, y, state],
+        inputs=[upload, mode, picked, ensemble],
+        outputs=[files, table, state],
         api_name="upscale",
+        show_progress_on=viewer,
     )
-    ran_all.success(partial(relabel_panels, methods=methods), inputs=state, outputs=panels, api_name=False)
-    ran_all.success(show_pair, inputs=[left, right, state], outputs=[slider, left, right], api_name=False)
-    crop_inputs, crop_outputs = [x, y, crop_size, zoom, state], [overview, crops]
-    gr.on(
-        [crop_size.release, zoom.release, x.submit, y.submit],
-        compare_crops,
-        inputs=crop_inputs,
-        outputs=crop_outputs,
-        api_name="compare_crops",
-    )
-    overview.select(centre_from_overview, [state], [x, y], api_name=False).success(
-        compare_crops, crop_inputs, crop_outputs, api_name=False
-    )
-    for panel in panels:
-        panel.select(centre_from_output, None, [x, y], api_name=False).success(
-            compare_crops, crop_inputs, crop_outputs, api_name=False
-        )
-    gr.on([left.input, right.input], compare_pair, inputs=[left, right, state], outputs=slider, api_name="compare_pair")
+    ran.success(show_comparison, state, [viewer, results, share, link], api_visibility="private")
+    # The error is the toast; the viewer keeps what it showed, without an error badge.
+    ran.failure(lambda: gr.skip(), None, viewer, show_progress="hidden", api_visibility="private")
+    if data_dir is not None:
+        shared = share.click(partial(share_comparison, data_dir=data_dir), state, [link, share], api_name="share")
+        shared.success(None, link, link, js=LINK_JS)
+
+        def from_address(request: gr.Request) -> tuple:
+            return open_shared(request.query_params.get(SHARE_PARAM, ""), data_dir)
+
+        gr.on(
+            triggers=None, fn=from_address, inputs=None, outputs=[note, controls, viewer, results, table, files, share],
+            api_visibility="private",
+        )  # fmt: skip
+    gr.on([], compare_crops, inputs=[x, y, crop_size, zoom, state], outputs=[overview, crops], api_name="compare_crops")
+    gr.on([], compare_pair, inputs=[left, right, state], outputs=pair, api_name="compare_pair")

@@ -1,0 +1,162 @@
+"""Shared comparisons: a comparison's images, labels and table stored under an opaque id in the data folder.
+
+``<data dir>/comparisons/<id>/`` holds the PNG files the viewer shows and ``comparison.json`` (labels, table, size,
+mode, time). The app serves the folder as static files and reopens a comparison read-only at ``/?compare=<id>``,
+also after a restart; Gradio's hourly cache clean-up never touches it. Manage them with::
+
+    python -m sr_app.ui.share list [--data-dir DIR] [--base-url http://host:port]
+    python -m sr_app.ui.share delete ID [ID ...] [--data-dir DIR]
+
+The data folder is the app's ``--data-dir`` (the survey's), else ``$SR_LAB_DATA``, else ``~/.local/share/sr-lab``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import secrets
+import shutil
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from sr_app.ui.viewer import View
+
+#: The page address parameter that opens a shared comparison: ``/?compare=<id>``.
+SHARE_PARAM = "compare"
+FOLDER = "comparisons"
+META_FILE = "comparison.json"
+#: An id: 128 random bits, URL-safe base64 (what :func:`secrets.token_urlsafe` gives for 16 bytes).
+ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{22}")
+DEFAULT_BASE_URL = "http://127.0.0.1:7860"
+
+
+class ShareError(ValueError):
+    """A shared comparison cannot be found or read; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Shared:
+    """A stored comparison: its id, when it was shared (UTC), the name of the upload, the mode, the images' size
+    (height, width) in pixels, its views (labels and PNG files) and its table of times and scores."""
+
+    id: str
+    created: datetime
+    stem: str
+    mode: str
+    size: tuple[int, int]
+    views: list[View]
+    table: pd.DataFrame
+
+
+def shared_dir(data_dir: Path) -> Path:
+    """The folder of every shared comparison in ``data_dir``."""
+    return Path(data_dir) / FOLDER
+
+
+def save_shared(
+    data_dir: Path, views: Sequence[View], table: pd.DataFrame, stem: str, mode: str, size: tuple[int, int]
+) -> str:
+    """Copy ``views`` (and their labels, ``table`` and the rest) under a new id in ``data_dir``; returns the id.
+
+    The folder appears complete or not at all: it is written under a temporary name and then renamed."""
+    share_id = secrets.token_urlsafe(16)
+    folder = shared_dir(data_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = folder / f".{share_id}.tmp"
+    staging.mkdir()
+    files = []
+    for view in views:
+        shutil.copyfile(view.path, staging / view.path.name)
+        files.append({"label": view.label, "file": view.path.name})
+    meta = {
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "stem": stem,
+        "mode": mode,
+        "size": list(size),
+        "views": files,
+        "table": json.loads(table.to_json(orient="split", index=False)),
+    }
+    (staging / META_FILE).write_text(json.dumps(meta, indent=1, ensure_ascii=False))
+    staging.rename(folder / share_id)
+    return share_id
+
+
+def load_shared(data_dir: Path, share_id: str) -> Shared:
+    """The comparison stored as ``share_id`` in ``data_dir``; :class:`ShareError` if there is none."""
+    folder = shared_dir(data_dir) / share_id
+    if not ID_PATTERN.fullmatch(share_id) or not (folder / META_FILE).is_file():
+        raise ShareError(f"There is no shared comparison {share_id!r} here: it was deleted, or the link is incomplete.")
+    try:
+        meta = json.loads((folder / META_FILE).read_text())
+        views = [View(view["label"], folder / view["file"]) for view in meta["views"]]
+        table = pd.DataFrame(meta["table"]["data"], columns=meta["table"]["columns"])
+        return Shared(
+            share_id, datetime.fromisoformat(meta["created"]), meta["stem"], meta["mode"], tuple(meta["size"]), views,
+            table,
+        )  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ShareError(f"{folder / META_FILE} cannot be read: {type(error).__name__}: {error}") from error
+
+
+def list_shared(data_dir: Path) -> list[Shared]:
+    """Every readable comparison shared in ``data_dir``, oldest first."""
+    folder = shared_dir(data_dir)
+    ids = [path.name for path in folder.iterdir() if ID_PATTERN.fullmatch(path.name)] if folder.is_dir() else []
+    return sorted((load_shared(data_dir, share_id) for share_id in ids), key=lambda shared: shared.created)
+
+
+def delete_shared(data_dir: Path, share_id: str) -> None:
+    """Remove the comparison ``share_id`` and its files; :class:`ShareError` if there is none."""
+    load_shared(data_dir, share_id)
+    shutil.rmtree(shared_dir(data_dir) / share_id)
+
+
+def share_link(base_url: str, share_id: str) -> str:
+    return f"{base_url.rstrip('/')}/?{SHARE_PARAM}={share_id}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # The default data folder is the survey's (one definition, in survey.db); this entry point, like app.py,
+    # stands above both packages.
+    from survey.db import data_dir_from_env
+
+    parser = argparse.ArgumentParser(prog="python -m sr_app.ui.share", description="Manage shared comparisons.")
+    parser.add_argument("--data-dir", type=Path, help="the app's data folder (default $SR_LAB_DATA)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    listing = commands.add_parser("list", help="list shared comparisons with their links")
+    listing.add_argument("--base-url", default=DEFAULT_BASE_URL, help="address of the app, for the links")
+    delete = commands.add_parser("delete", help="delete shared comparisons")
+    delete.add_argument("ids", nargs="+", metavar="ID")
+    args = parser.parse_args(argv)
+    data_dir = data_dir_from_env(args.data_dir)
+    try:
+        if args.command == "list":
+            everything = list_shared(data_dir)
+            for shared in everything:
+                megabytes = sum(path.stat().st_size for path in (shared_dir(data_dir) / shared.id).iterdir()) / 1e6
+                height, width = shared.size
+                print(
+                    f"{shared.id}  {shared.created:%Y-%m-%d %H:%M} UTC  {shared.stem} ({shared.mode}, "
+                    f"{width}×{height}, {len(shared.views)} images, {megabytes:.1f} MB)  "
+                    f"{share_link(args.base_url, shared.id)}"
+                )
+            if not everything:
+                print(f"No shared comparisons in {data_dir}.")
+        else:
+            for share_id in args.ids:
+                delete_shared(data_dir, share_id)
+                print(f"deleted {share_id}")
+    except ShareError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
