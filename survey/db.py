@@ -25,6 +25,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     Engine,
+    Float,
     ForeignKey,
     ForeignKeyConstraint,
     Integer,
@@ -48,6 +49,15 @@ MIN_SCORE, MAX_SCORE = min(ACR_LABELS), max(ACR_LABELS)
 #: anchor (nearest-neighbour ×4 of the LR image).
 REFERENCE = "reference"
 NEAREST = "nearest"
+
+#: Gold (trapping) items, ITU-T P.808 style: the score range an attentive rater gives each gold condition. A gold
+#: item is a version of an image outside the study (nearest-neighbour ×4 or the original), mixed into every rater's
+#: order, left out of the analysis; a rater who scores one outside its range is flagged.
+GOLD_RANGES: dict[str, tuple[int, int]] = {NEAREST: (MIN_SCORE, 2), REFERENCE: (4, MAX_SCORE)}
+
+#: Longest external rater id (from a crowd platform's link) and completion code, in characters.
+EXTERNAL_ID_MAX_CHARS = 128
+COMPLETION_CODE_MAX_CHARS = 64
 
 #: Study status values.
 OPEN, CLOSED = "open", "closed"
@@ -112,6 +122,8 @@ class Study(Base):
         String(16), CheckConstraint(f"presentation IN ('{FLIP}', '{SIDE_BY_SIDE}')"), default=FLIP,
         server_default=FLIP,
     )  # fmt: skip
+    #: Shown to a rater who has answered everything, to paste into a crowd platform (Prolific, MTurk); none if null.
+    completion_code: Mapped[str | None] = mapped_column(String(COMPLETION_CODE_MAX_CHARS))
 
     images: Mapped[list[SourceImage]] = relationship(back_populates="study", order_by="SourceImage.name")
     conditions: Mapped[list[Condition]] = relationship(back_populates="study", order_by="Condition.id")
@@ -119,7 +131,9 @@ class Study(Base):
 
 
 class SourceImage(Base):
-    """A ground-truth image of a study, cropped to a multiple of the scale (``width``, ``height`` in pixels)."""
+    """A ground-truth image of a study, cropped to a multiple of the scale (``width``, ``height`` in pixels).
+
+    A ``gold`` image is not part of the study's analysis: its versions are gold items (:data:`GOLD_RANGES`)."""
 
     __tablename__ = "source_images"
     __table_args__ = (UniqueConstraint("study_id", "name"),)
@@ -129,6 +143,7 @@ class SourceImage(Base):
     name: Mapped[str] = mapped_column(String(255))
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
+    gold: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     study: Mapped[Study] = relationship(back_populates="images")
     stimuli: Mapped[list[Stimulus]] = relationship(back_populates="image")
@@ -165,9 +180,11 @@ class Stimulus(Base):
 
 
 class Rater(Base):
-    """An anonymous participant of one study, known only by a random token kept in their browser."""
+    """A participant of one study, known by a random token kept in their browser and, when the rater link carries
+    one, by the id a crowd platform gave them (``external_id``, unique within the study)."""
 
     __tablename__ = "raters"
+    __table_args__ = (UniqueConstraint("study_id", "external_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     token: Mapped[str] = mapped_column(String(32), unique=True, default=new_token)
@@ -176,6 +193,7 @@ class Rater(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
     #: Optional free text the rater gave about themselves (screen, eyesight...), at most 500 characters.
     self_report: Mapped[str | None] = mapped_column(Text)
+    external_id: Mapped[str | None] = mapped_column(String(EXTERNAL_ID_MAX_CHARS))
 
     study: Mapped[Study] = relationship(back_populates="raters")
     assignments: Mapped[list[Assignment]] = relationship(back_populates="rater", order_by="Assignment.position")
@@ -198,7 +216,21 @@ class Assignment(Base):
     stimulus: Mapped[Stimulus] = relationship()
 
 
-class Rating(Base):
+class ViewingColumns:
+    """How the rater's browser showed the photo when they answered, as it reported it (null when it did not)."""
+
+    #: The browser window's inner size, in CSS pixels.
+    viewport_width: Mapped[int | None] = mapped_column(Integer)
+    viewport_height: Mapped[int | None] = mapped_column(Integer)
+    #: Device pixels per CSS pixel (``window.devicePixelRatio``).
+    device_pixel_ratio: Mapped[float | None] = mapped_column(Float)
+    #: CSS pixels per image pixel as the photo was shown (1: full size; more when the rater zoomed in).
+    scale: Mapped[float | None] = mapped_column(Float)
+    #: Milliseconds from the photo appearing on the screen to the answer, measured in the browser.
+    display_ms: Mapped[int | None] = mapped_column(Integer)
+
+
+class Rating(ViewingColumns, Base):
     """One score given by one rater to one of their assigned stimuli; at most one per (rater, stimulus)."""
 
     __tablename__ = "ratings"
@@ -244,7 +276,7 @@ class Trial(Base):
     right: Mapped[Stimulus] = relationship(foreign_keys=[right_id])
 
 
-class Choice(Base):
+class Choice(ViewingColumns, Base):
     """A rater's answer to one of their trials: :data:`LEFT`, :data:`RIGHT` or :data:`TIE`; exactly one per trial."""
 
     __tablename__ = "choices"

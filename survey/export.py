@@ -2,32 +2,37 @@
 
 CSV files written by :func:`export_study` for an ACR study (one header row, comma-separated, UTF-8):
 
-- ``ratings.csv``: ``rater,image,method,score,response_ms,rated_at`` (one row per score; ``rater`` is a number
-  that identifies a rater within the export, ``rated_at`` UTC ISO 8601).
+- ``ratings.csv``: ``rater,image,method,score,response_ms,rated_at,viewport_width,viewport_height,
+  device_pixel_ratio,scale,display_ms`` (one row per score; ``rater`` is a number that identifies a rater within the
+  export, ``rated_at`` UTC ISO 8601; the last five say how the rater's browser showed the photo, empty where it did
+  not say: see :class:`survey.db.ViewingColumns`). Gold items are not in it.
 - ``mos_by_method.csv``: ``method,mos,std,n_ratings,n_raters,ci95_low,ci95_high,ci95_low_boot,ci95_high_boot``
   (``ci95_*``: Student t over the scores; ``ci95_*_boot``: two-way cluster bootstrap over raters and images, see
   :func:`survey.stats.cluster_bootstrap`).
 - ``mos_by_image.csv``: ``image,method,mos,std,n_ratings,n_raters,ci95_low,ci95_high``.
 - ``dmos.csv``: ``method,dmos,std,n_ratings,n_raters,ci95_low,ci95_high`` (header only without a reference).
 - ``wilcoxon.csv``: ``method_a,method_b,n_pairs,mean_diff,statistic,p_value,p_holm``.
-- ``raters.csv``: ``rater,started_at,finished_at,self_report,n_ratings,median_response_ms,mean_score,p_count,
-  q_count,bt500_reject,r_mos,corr_reject,flagged``.
+- ``raters.csv``: ``rater,started_at,finished_at,self_report,external_id,n_ratings,median_response_ms,mean_score,
+  p_count,q_count,bt500_reject,r_mos,corr_reject,gold_fail,flagged,flag_reason`` (``external_id``: the rater's id
+  on the crowd platform that sent them; ``gold_fail``: scored a gold item outside its range; ``flag_reason``: why
+  the rater is flagged, in words).
 
 For a pair comparison (PC) study:
 
-- ``pc_choices.csv``: ``rater,image,left,right,choice,winner,response_ms,chosen_at`` (one row per choice; ``left``
-  and ``right`` are the conditions shown as versions A and B, ``choice`` is ``left``, ``right`` or ``tie``,
-  ``winner`` the chosen condition, empty for a tie).
+- ``pc_choices.csv``: ``rater,image,left,right,choice,winner,response_ms,chosen_at`` and the five viewing columns
+  of ``ratings.csv`` (one row per choice; ``left`` and ``right`` are the conditions shown as versions A and B,
+  ``choice`` is ``left``, ``right`` or ``tie``, ``winner`` the chosen condition, empty for a tie).
 - ``pc_scores.csv``: ``method,score,ci95_low,ci95_high,n_comparisons`` (:func:`survey.pairwise.bradley_terry`).
 - ``pc_wins.csv``: ``method_a,method_b,wins_a,wins_b,ties,p_holm`` (:func:`survey.pairwise.win_counts`).
-- ``raters.csv``: ``rater,started_at,finished_at,self_report,n_choices,median_response_ms,ties,agreement``
-  (:func:`survey.pairwise.rater_agreement`; no rater is flagged in PC studies).
+- ``raters.csv``: ``rater,started_at,finished_at,self_report,external_id,n_choices,median_response_ms,ties,
+  agreement`` (:func:`survey.pairwise.rater_agreement`; no rater is flagged in PC studies).
 
 Both also get ``report.html``: charts, tables and the study design in one self-contained page (:mod:`survey.report`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -38,34 +43,43 @@ from sqlalchemy.orm import aliased
 from survey.db import LEFT, PC, RIGHT, Choice, Condition, Rater, Rating, SourceImage, Stimulus, Store, Trial
 from survey.pairwise import analyse_pairs, rater_agreement
 from survey.report import PairReport, StudyReport, html_report
-from survey.stats import analyse, screen_raters
-from survey.studies import get_study, summarize
+from survey.stats import analyse, gold_check, screen_raters
+from survey.studies import SurveyError, Viewing, get_study, summarize
 
-RATINGS_COLUMNS = ["rater", "image", "method", "score", "response_ms", "rated_at"]
+#: How the browser showed the photo, with every answer (:class:`survey.studies.Viewing`).
+VIEWING_COLUMNS = [field.name for field in dataclasses.fields(Viewing)]
+RATINGS_COLUMNS = ["rater", "image", "method", "score", "response_ms", "rated_at", *VIEWING_COLUMNS]
 RATERS_COLUMNS = [
-    "rater", "started_at", "finished_at", "self_report", "n_ratings", "median_response_ms", "mean_score",
-    "p_count", "q_count", "bt500_reject", "r_mos", "corr_reject", "flagged",
+    "rater", "started_at", "finished_at", "self_report", "external_id", "n_ratings", "median_response_ms",
+    "mean_score", "p_count", "q_count", "bt500_reject", "r_mos", "corr_reject", "gold_fail", "flagged", "flag_reason",
 ]  # fmt: skip
 CSV_FILES = ("ratings.csv", "mos_by_method.csv", "mos_by_image.csv", "dmos.csv", "wilcoxon.csv", "raters.csv")
-CHOICES_COLUMNS = ["rater", "image", "left", "right", "choice", "winner", "response_ms", "chosen_at"]
-PC_RATERS_COLUMNS = [*RATERS_COLUMNS[:4], "n_choices", "median_response_ms", "ties", "agreement"]
+CHOICES_COLUMNS = ["rater", "image", "left", "right", "choice", "winner", "response_ms", "chosen_at", *VIEWING_COLUMNS]
+PC_RATERS_COLUMNS = [*RATERS_COLUMNS[:5], "n_choices", "median_response_ms", "ties", "agreement"]
 PC_CSV_FILES = ("pc_choices.csv", "pc_scores.csv", "pc_wins.csv", "raters.csv")
 REPORT_FILE = "report.html"
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
-def load_ratings(store: Store, name: str) -> pd.DataFrame:
-    """Every score of study ``name``: columns :data:`RATINGS_COLUMNS`, ordered by time."""
+def load_ratings(store: Store, name: str, gold: bool = False) -> pd.DataFrame:
+    """Every score of study ``name`` (of its gold items instead, when ``gold``): columns :data:`RATINGS_COLUMNS`,
+    ordered by time."""
     with store.session() as session:
         study = get_study(session, name)
         rows = session.execute(
             select(
-                Rating.rater_id, SourceImage.name, Condition.name, Rating.score, Rating.response_ms, Rating.created_at
-            )
+                Rating.rater_id,
+                SourceImage.name,
+                Condition.name,
+                Rating.score,
+                Rating.response_ms,
+                Rating.created_at,
+                *(getattr(Rating, column) for column in VIEWING_COLUMNS),
+            )  # fmt: skip
             .join(Stimulus, Rating.stimulus_id == Stimulus.id)
             .join(SourceImage, Stimulus.image_id == SourceImage.id)
             .join(Condition, Stimulus.condition_id == Condition.id)
-            .where(SourceImage.study_id == study.id)
+            .where(SourceImage.study_id == study.id, SourceImage.gold == gold)
             .order_by(Rating.created_at, Rating.id)
         ).all()
     return pd.DataFrame([tuple(row) for row in rows], columns=RATINGS_COLUMNS)
@@ -86,6 +100,7 @@ def load_choices(store: Store, name: str) -> pd.DataFrame:
                 Choice.choice,
                 Choice.response_ms,
                 Choice.created_at,
+                *(getattr(Choice, column) for column in VIEWING_COLUMNS),
             )  # fmt: skip
             .join(Trial, (Choice.rater_id == Trial.rater_id) & (Choice.position == Trial.position))
             .join(left, Trial.left_id == left.id)
@@ -104,32 +119,38 @@ def load_choices(store: Store, name: str) -> pd.DataFrame:
 
 
 def rater_rows(store: Store, name: str) -> pd.DataFrame:
-    """The raters of study ``name``, indexed by ``rater``: ``started_at``, ``finished_at``, ``self_report``."""
+    """The raters of study ``name``, indexed by ``rater``: ``started_at``, ``finished_at``, ``self_report``,
+    ``external_id``."""
     with store.session() as session:
         study = get_study(session, name)
         rows = session.execute(
-            select(Rater.id, Rater.started_at, Rater.finished_at, Rater.self_report)
+            select(Rater.id, Rater.started_at, Rater.finished_at, Rater.self_report, Rater.external_id)
             .where(Rater.study_id == study.id)
             .order_by(Rater.id)
         ).all()
-    return pd.DataFrame([tuple(row) for row in rows], columns=RATERS_COLUMNS[:4]).set_index("rater")
+    return pd.DataFrame([tuple(row) for row in rows], columns=RATERS_COLUMNS[:5]).set_index("rater")
 
 
-def load_raters(store: Store, name: str, ratings: pd.DataFrame) -> pd.DataFrame:
-    """The raters of ACR study ``name`` with their screening results (see :func:`survey.stats.screen_raters`).
+def load_raters(store: Store, name: str, ratings: pd.DataFrame, gold: pd.DataFrame) -> pd.DataFrame:
+    """The raters of ACR study ``name`` with their screening results (:func:`survey.stats.screen_raters`) and their
+    gold items (:func:`survey.stats.gold_check`): ``flagged`` by any rule, ``flag_reason`` saying which.
 
-    ``ratings`` is :func:`load_ratings` of the same study. Columns: :data:`RATERS_COLUMNS`; raters who gave no
-    score yet have ``n_ratings`` 0 and are not flagged.
+    ``ratings`` and ``gold`` are :func:`load_ratings` of the same study, without and with ``gold``. Columns:
+    :data:`RATERS_COLUMNS`; raters who gave no score yet have ``n_ratings`` 0 and are not flagged.
     """
     raters = rater_rows(store, name)
-    screening = screen_raters(ratings) if len(ratings) else pd.DataFrame(columns=RATERS_COLUMNS[4:])
+    screening = screen_raters(ratings)
     screening["median_response_ms"] = ratings.groupby("rater")["response_ms"].median()
-    table = raters.join(screening, how="left")
+    golden = gold_check(gold).rename(columns={"reason": "gold_reason"})
+    table = raters.join(screening, how="left").join(golden, how="left")
     table["n_ratings"] = table["n_ratings"].fillna(0).astype(int)
     for column in ("p_count", "q_count"):
         table[column] = table[column].fillna(0).astype(int)
-    for column in ("bt500_reject", "corr_reject", "flagged"):
+    for column in ("bt500_reject", "corr_reject", "gold_fail", "flagged"):
         table[column] = table[column].astype("boolean").fillna(False).astype(bool)
+    table["flagged"] |= table["gold_fail"]
+    reasons = zip(table["reason"].fillna(""), table["gold_reason"].fillna(""), strict=True)
+    table["flag_reason"] = ["; ".join(text for text in texts if text) for texts in reasons]
     return table.reset_index()[RATERS_COLUMNS]
 
 
@@ -159,17 +180,22 @@ def study_report(store: Store, name: str) -> StudyReport | PairReport:
     """Load study ``name`` and analyse it: an ACR study with all raters and without the flagged ones."""
     summary = summarize(store, name)
     with store.session() as session:
-        images = [image.name for image in get_study(session, name).images]
+        images = [image.name for image in get_study(session, name).images if not image.gold]
     if summary.protocol == PC:
         choices = load_choices(store, name)
         analysis = analyse_pairs(choices)
         return PairReport(summary, images, choices, load_pc_raters(store, name, choices, analysis.scores), analysis)
     ratings = load_ratings(store, name)
-    raters = load_raters(store, name, ratings)
+    raters = load_raters(store, name, ratings, load_ratings(store, name, gold=True))
     flagged = raters.loc[raters["flagged"], "rater"]
     return StudyReport(
         summary, images, ratings, raters, analyse(ratings), analyse(ratings[~ratings["rater"].isin(flagged)])
     )
+
+
+def every_rater_flagged(report: StudyReport | PairReport) -> bool:
+    """Whether leaving out the flagged raters leaves no answer at all, though there are answers."""
+    return isinstance(report, StudyReport) and report.screened.by_method.empty and not report.ratings.empty
 
 
 def export_study(store: Store, name: str, out_dir: str | Path, exclude_flagged: bool = False) -> list[Path]:
@@ -177,9 +203,15 @@ def export_study(store: Store, name: str, out_dir: str | Path, exclude_flagged: 
     :data:`REPORT_FILE` into ``out_dir`` (created if needed); return their paths.
 
     The answers and raters files always hold every rater; the MOS, DMOS and Wilcoxon files and the report are
-    computed without the flagged raters when ``exclude_flagged`` is set.
+    computed without the flagged raters when ``exclude_flagged`` is set; :class:`~survey.studies.SurveyError` when
+    that leaves nothing though there are ratings (every rater is flagged).
     """
     report = study_report(store, name)
+    if exclude_flagged and every_rater_flagged(report):
+        raise SurveyError(
+            f"Every rater of {name} who gave a score is flagged (see raters.csv without --exclude-flagged, column "
+            "flag_reason): without them nothing is left to export. Export without --exclude-flagged."
+        )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from survey.charts import heatmap, mos_chart, scores_chart, significance_matrix
-from survey.db import PC, SIDE_BY_SIDE
+from survey.db import GOLD_RANGES, PC, SIDE_BY_SIDE
 from survey.pairwise import PairAnalysis
 from survey.stats import Analysis
 from survey.studies import StudySummary
@@ -23,9 +23,12 @@ from survey.studies import StudySummary
 DECIMALS = 3
 ALL, SCREENED = "all", "without flagged"
 BY_METHOD = "MOS per method (all raters, and without flagged raters)"
-DMOS = "DMOS (5 = as good as the original)"
+DMOS = (
+    "DMOS: score − the same rater's score of the original + 5 (5 = as good as the original, above 5 = scored "
+    "better than the original, from 1 to 9)"
+)
 WILCOXON = "Paired two-sided Wilcoxon signed-rank tests (p_holm < 0.05: significant, all pairs considered)"
-RATERS = "Raters and screening (BT.500 kurtosis rule, correlation with MOS < 0.75)"
+RATERS = "Raters and screening (BT.500 kurtosis rule, correlation with MOS < 0.75, gold items)"
 BY_IMAGE = "MOS per image × method"
 PC_SCORES = "Bradley–Terry scores per method (log strength, mean 0; 95 % CI from a bootstrap over raters)"
 PC_WINS = "Wins per pair, two-sided sign tests (ties left out; p_holm < 0.05: significant, all pairs considered)"
@@ -91,9 +94,18 @@ class Sections:
     tables: dict[str, pd.DataFrame]
 
 
+def counted(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless ``n`` is 1: "1 rater", "2 raters"."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def rounded(table: pd.DataFrame) -> pd.DataFrame:
-    """``table`` with its float columns rounded to :data:`DECIMALS` places for display, except p-values."""
-    return table.round({c: DECIMALS for c in table.select_dtypes("float").columns if not c.startswith("p_")})
+    """``table`` for display: float columns rounded to :data:`DECIMALS` places, except p-values, and times as text
+    (UTC, to the second; a web client's JSON has no type for them)."""
+    shown = table.round({c: DECIMALS for c in table.select_dtypes("float").columns if not c.startswith("p_")})
+    for column in shown.select_dtypes("datetime").columns:
+        shown[column] = shown[column].dt.strftime("%Y-%m-%d %H:%M:%S")
+    return shown
 
 
 def sections(report: StudyReport | PairReport, exclude_flagged: bool) -> Sections:
@@ -146,16 +158,23 @@ def design(summary: StudySummary, images: list[str], flagged: list[int], exclude
         protocol, answers = "absolute category rating (ACR, 1–5)", "ratings"
     excluded = "none"
     if flagged:
-        excluded = f"raters {', '.join(map(str, flagged))} flagged; " + (
+        excluded = f"{counted(len(flagged), 'rater')} ({', '.join(map(str, flagged))}) flagged; " + (
             "left out of the analysis" if exclude_flagged else "kept in the analysis"
         )
-    return [
+    lines = [
         f"Protocol: {protocol}",
         f"Images ({len(images)}): {', '.join(images)}",
         f"Conditions ({len(summary.conditions)}): {', '.join(summary.conditions)}",
         f"Raters: {summary.raters} ({summary.finished_raters} finished); {summary.ratings} {answers}",
         f"Exclusions: {excluded}",
     ]
+    if summary.gold:
+        ranges = ", ".join(f"{condition} {low}–{high}" for condition, (low, high) in GOLD_RANGES.items())
+        lines.append(
+            f"Gold items: versions of an image outside the study, mixed into every rater's order and left out of the "
+            f"analysis, to be scored {ranges}; a rater who scores one outside its range is flagged"
+        )
+    return lines
 
 
 def html_table(table: pd.DataFrame) -> str:

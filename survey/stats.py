@@ -4,12 +4,14 @@ A ratings frame has one row per score with the columns ``rater``, ``image``, ``m
 ``score`` (an integer from 1 Bad to 5 Excellent); other columns are ignored. Each rater scores each
 (image, method) at most once, as the survey guarantees.
 
-- :func:`mos`: mean opinion score with a Student-t 95 % confidence interval over the individual scores.
+- :func:`mos`: mean opinion score with a Student-t 95 % confidence interval over the individual scores, clipped to
+  the scale.
 - :func:`cluster_bootstrap`: a 95 % interval of each method's MOS that counts raters and images as random.
 - :func:`dmos`: differential MOS against the hidden reference (ITU-T P.913).
 - :func:`paired_wilcoxon`: paired two-sided Wilcoxon signed-rank tests between methods, pairing the scores one
   rater gave two methods on the same image.
 - :func:`screen_raters`: ITU-R BT.500 observer screening (kurtosis rule) and the correlation-with-MOS rule.
+- :func:`gold_check`: raters who scored a gold item (ITU-T P.808 style) outside its known range.
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from survey.db import MAX_SCORE, REFERENCE
+from survey.db import GOLD_RANGES, MAX_SCORE, MIN_SCORE, REFERENCE
 
 CONFIDENCE = 0.95
 #: Columns of :func:`mos` after the grouping columns.
@@ -42,21 +45,27 @@ BT500_MAX_OUTLIER_FRACTION = 0.05
 BT500_MAX_BALANCE = 0.3
 #: Correlation rule (ITU-T P.913): reject a rater whose scores correlate with the MOS below this Pearson r.
 MIN_MOS_CORRELATION = 0.75
+#: The range of a differential score, score − the reference's score + 5, each score from 1 to 5.
+DMOS_BOUNDS = (MIN_SCORE - MAX_SCORE + MAX_SCORE, MAX_SCORE - MIN_SCORE + MAX_SCORE)
 
 
-def mos(ratings: pd.DataFrame, by: Sequence[str] = ("method",)) -> pd.DataFrame:
+def mos(
+    ratings: pd.DataFrame, by: Sequence[str] = ("method",), bounds: tuple[float, float] = (MIN_SCORE, MAX_SCORE)
+) -> pd.DataFrame:
     """MOS per group: columns ``by`` + :data:`MOS_COLUMNS`, one row per group, sorted by the groups.
 
     ``std`` is the sample standard deviation of the scores; the interval is ``mos ± t(0.975, n − 1) · std / √n``
-    over the ``n_ratings`` scores (NaN for a single score).
+    over the ``n_ratings`` scores (NaN for a single score), clipped to the ``bounds`` every score lies in (the scale):
+    with few scores the t interval reaches far past the scale (n = 2: ± 12.7 standard errors), and the part outside
+    holds no possible mean.
     """
     groups = ratings.groupby(list(by), sort=True)
     table = groups["score"].agg(mos="mean", std="std", n_ratings="count")
     table["n_raters"] = groups["rater"].nunique()
     n = table["n_ratings"]
     half_width = stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * table["std"] / np.sqrt(n)
-    table["ci95_low"] = table["mos"] - half_width
-    table["ci95_high"] = table["mos"] + half_width
+    table["ci95_low"] = (table["mos"] - half_width).clip(lower=bounds[0])
+    table["ci95_high"] = (table["mos"] + half_width).clip(upper=bounds[1])
     return table.reset_index()[[*by, *MOS_COLUMNS]]
 
 
@@ -100,13 +109,14 @@ def dmos(ratings: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFrame:
     """Differential MOS per method against the hidden reference condition ``reference``.
 
     Each score becomes ``score − (the same rater's score of that image's reference) + 5`` (ITU-T P.913), so
-    5 means "as good as the original"; values above 5 are possible. Columns: ``method``, ``dmos`` and the rest of
-    :data:`MOS_COLUMNS`. Empty when no reference was rated.
+    5 means "as good as the original"; above 5, raters scored the method above the original (possible for a method
+    that sharpens, or when the original has flaws), from 1 to 9 in all. Columns: ``method``, ``dmos`` and the rest
+    of :data:`MOS_COLUMNS`. Empty when no reference was rated.
     """
     ref = ratings.loc[ratings["method"] == reference, ["rater", "image", "score"]]
     paired = ratings[ratings["method"] != reference].merge(ref, on=["rater", "image"], suffixes=("", "_ref"))
     paired["score"] = paired["score"] - paired["score_ref"] + MAX_SCORE
-    return mos(paired).rename(columns={"mos": "dmos"})
+    return mos(paired, bounds=DMOS_BOUNDS).rename(columns={"mos": "dmos"})
 
 
 def paired_wilcoxon(ratings: pd.DataFrame) -> pd.DataFrame:
@@ -156,7 +166,7 @@ def screen_raters(ratings: pd.DataFrame) -> pd.DataFrame:
     fewer than two ratings: nothing shows that they follow the images).
 
     Columns: ``n_ratings``, ``mean_score``, ``p_count``, ``q_count``, ``bt500_reject``, ``r_mos``,
-    ``corr_reject`` and ``flagged`` (either rule).
+    ``corr_reject``, ``flagged`` (either rule) and ``reason`` (why, in words; "" when not flagged).
     """
     score = ratings["score"].astype(float)
     presentation = [ratings["image"], ratings["method"]]
@@ -192,7 +202,39 @@ def screen_raters(ratings: pd.DataFrame) -> pd.DataFrame:
     table["r_mos"] = sums["xy"] / denominator.where(denominator > 0)
     table["corr_reject"] = ~(table["r_mos"] >= MIN_MOS_CORRELATION)
     table["flagged"] = table["bt500_reject"] | table["corr_reject"]
+    table["reason"] = [screening_reason(row) for row in table.itertuples()]
     return table
+
+
+def screening_reason(row: Any) -> str:
+    """Why :func:`screen_raters` flags the rater of ``row`` (one of its rows), in words; "" when it does not."""
+    reasons = []
+    if row.bt500_reject:
+        reasons.append(f"BT.500: {row.p_count} high and {row.q_count} low outliers in {row.n_ratings} scores")
+    if row.corr_reject and math.isnan(row.r_mos):
+        reasons.append("no correlation with the MOS (constant scores, or fewer than 2)")
+    elif row.corr_reject:
+        reasons.append(f"correlation with the MOS r = {row.r_mos:.2f} < {MIN_MOS_CORRELATION}")
+    return "; ".join(reasons)
+
+
+def gold_check(gold: pd.DataFrame) -> pd.DataFrame:
+    """Raters' scores of gold items (ITU-T P.808 style) against the range each gold condition must get
+    (:data:`~survey.db.GOLD_RANGES`: the nearest-neighbour ×4 version 1–2, the original 4–5).
+
+    ``gold`` has one row per score of a gold item: ``rater``, ``method`` (the gold condition) and ``score``. One row
+    per rater, indexed by ``rater``: ``gold_fail`` (any score out of range) and ``reason`` (which, in words; "" when
+    none). An attentive rater passes: the nearest-neighbour version is plainly blocky and the original plainly sharp.
+    """
+    ranges = gold["method"].map(GOLD_RANGES)
+    failed = gold[(gold["score"] < ranges.str[0]) | (gold["score"] > ranges.str[1])]
+    text = [
+        f"gold {method} scored {score} (expected {GOLD_RANGES[method][0]}–{GOLD_RANGES[method][1]})"
+        for method, score in zip(failed["method"], failed["score"], strict=True)
+    ]
+    reasons = pd.Series(text, index=failed["rater"], dtype=str).groupby(level=0).agg("; ".join)
+    raters = pd.Index(sorted(gold["rater"].unique()), name="rater")
+    return pd.DataFrame({"gold_fail": raters.isin(reasons.index), "reason": reasons.reindex(raters, fill_value="")})
 
 
 @dataclass(frozen=True)

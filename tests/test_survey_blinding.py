@@ -1,9 +1,8 @@
 """Blinding (nothing a rater receives names a method) and access (admin handlers need the password)."""
 
-import dataclasses
+import json
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import gradio as gr
@@ -15,8 +14,8 @@ from gradio_client.exceptions import AppError
 from sr_app.images import load_rgb
 from sr_app.methods import REGISTRY
 from survey.db import NEAREST, REFERENCE, Store
-from survey.studies import StudySummary, create_study
-from survey.ui.rate import SurveyPage, build_survey_tab, survey_open, survey_rate, survey_start
+from survey.studies import PADDING_CHUNK, StudySummary, SurveyError, create_study
+from survey.ui.rate import BlocksWithRaterPage, RaterPage, rater_answer, rater_open, rater_start
 from survey.ui.results import WRONG_PASSWORD, build_results_tab, results_export, results_show, results_studies
 from tests.survey_fixtures import image_folder, png_chunks, tmp_store
 
@@ -41,41 +40,34 @@ def study(store: Store, tmp_path: Path, tiny_weights_dir: Path) -> StudySummary:
     )
 
 
-def strings_in(page: SurveyPage) -> Iterator[str]:
-    for field in dataclasses.fields(page):
-        value = getattr(page, field.name)
-        if isinstance(value, Path):  # a stored PNG: its name must be opaque too
-            yield value.name
-        else:
-            yield str(value)
-    yield page.progress_html
+def shown_files(store: Store, study: StudySummary, page: RaterPage) -> list[Path]:
+    """The stored PNGs a page shows (by their opaque ids)."""
+    return [store.png_path(study.public_id, name) for name in [*page.images, *(page.examples or ())]]
 
 
 def test_rater_handlers_never_name_a_method(store: Store, study: StudySummary) -> None:
-    pages = [survey_open(store, study.public_id, "")]
-    assert pages[0].view == "welcome" and pages[0].best_example is not None
-    pages.append(survey_start(store, study.public_id, "", "phone"))
+    pages = [rater_open(store, study.public_id)]
+    assert pages[0].view == "welcome" and pages[0].examples is not None
+    pages.append(rater_start(store, study.public_id, self_report="phone"))
     token = pages[-1].token
-    pages.append(survey_open(store, study.public_id, token))  # a reload
+    pages.append(rater_open(store, study.public_id, token))  # a reload
     while pages[-1].view == "rate":
-        pages.append(survey_rate(store, study.public_id, token, pages[-1].stimulus, 3))
+        pages.append(rater_answer(store, study.public_id, token, pages[-1].item, 3))
     assert pages[-1].view == "done" and len(pages) == 3 + 8
-    shapes = set()
     for page in pages:
-        for text in strings_in(page):
-            assert not FORBIDDEN.search(text), text
-        if page.image is not None:
-            shapes.add(load_rgb(page.image).shape)
+        assert not FORBIDDEN.search(json.dumps(page.__dict__)), page
+        assert all(OPAQUE_PNG.fullmatch(path.name) for path in shown_files(store, study, page))
+    shapes = {load_rgb(path).shape for page in pages[1:] for path in shown_files(store, study, page)}
     assert shapes == {(32, 36, 3)}  # every version of every image has the same size here
-    examples = (load_rgb(pages[0].best_example), load_rgb(pages[0].worst_example))
+    examples = [load_rgb(path) for path in shown_files(store, study, pages[0])]
     assert examples[0].shape == examples[1].shape != (32, 36, 3)  # calibration uses an image outside the study
 
 
 def test_invalid_links_and_closed_studies_get_a_page_not_a_crash(store: Store, study: StudySummary) -> None:
-    assert survey_open(store, "", "").view == "invalid"
-    assert survey_open(store, "../../etc", "").view == "invalid"
-    with pytest.raises(gr.Error, match="not valid"):
-        survey_start(store, "nope", "", "")
+    assert rater_open(store, "").view == "invalid"
+    assert rater_open(store, "../../etc").view == "invalid"
+    with pytest.raises(SurveyError, match="not valid"):
+        rater_start(store, "nope")
 
 
 def test_admin_handlers_refuse_without_the_password(store: Store, study: StudySummary) -> None:
@@ -102,15 +94,13 @@ def test_every_results_tab_event_checks_the_password(store: Store, study: StudyS
 
 
 @pytest.mark.slow
-def test_through_the_gradio_api_raters_learn_nothing_and_admins_need_the_password(
+def test_through_the_app_raters_learn_nothing_and_admins_need_the_password(
     store: Store, study: StudySummary, tmp_path: Path
 ) -> None:
+    """The rater page mounted on a Gradio app with the Results tab, as in ``app.py``."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    with gr.Blocks() as demo:
-        with gr.Tab("Survey"):
-            build_survey_tab(store)
-        with gr.Tab("Results"):
-            build_results_tab(store, PASSWORD)
+    with BlocksWithRaterPage(store) as demo, gr.Tab("Results"):
+        build_results_tab(store, PASSWORD)
     demo.queue(default_concurrency_limit=1)
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True)
     try:
@@ -118,21 +108,24 @@ def test_through_the_gradio_api_raters_learn_nothing_and_admins_need_the_passwor
         assert not FORBIDDEN.search(config) and study.public_id not in config
         client = Client(url, verbose=False, download_files=str(tmp_path / "downloads"))
         endpoints = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
-        assert {"/survey_open", "/survey_start", "/survey_rate", "/results_show", "/results_export"} <= endpoints
+        assert {"/results_show", "/results_export"} <= endpoints and not any("survey" in e for e in endpoints)
 
-        responses = [client.predict(study.public_id, "", api_name="/survey_open")]
-        responses.append(client.predict(study.public_id, "", "", api_name="/survey_start"))
-        token = responses[-1][0]
-        while responses[-1][1]:  # the stimulus id; empty on the end page
-            responses.append(client.predict(study.public_id, token, responses[-1][1], 4, api_name="/survey_rate"))
-        assert len(responses) == 2 + 8
-        downloads = [Path(v) for r in responses for v in r if isinstance(v, str) and v.startswith(str(tmp_path))]
-        assert len(set(downloads)) == 2 + 8  # two calibration examples and eight stimuli, all different files
-        for response in responses:
-            assert not FORBIDDEN.search(repr(response)), response
-        for path in downloads:
-            assert OPAQUE_PNG.fullmatch(path.name) and not FORBIDDEN.search(str(path))
-            assert set(png_chunks(path.read_bytes())) == {b"IHDR", b"IDAT", b"IEND"}
+        rater = httpx.Client(base_url=url, follow_redirects=True)
+        page = rater.get(f"/?study={study.public_id}")  # an old link
+        assert page.url.path == f"/rate/{study.public_id}" and not FORBIDDEN.search(page.text)
+        pages = [rater.post(f"{page.url.path}/open", json={}).json()]
+        pages.append(rater.post(f"{page.url.path}/start", json={}).json())
+        while pages[-1]["view"] == "rate":
+            answer = {"token": pages[-1]["token"], "item": pages[-1]["item"], "answer": 4}
+            pages.append(rater.post(f"{page.url.path}/answer", json=answer).json())
+        assert len(pages) == 2 + 8 and pages[-1]["view"] == "done"
+        files = {name for p in pages for name in [*p["images"], *(p["examples"] or ())]}
+        assert len(files) == 2 + 8  # two calibration examples and eight stimuli, all different files
+        for response in pages:
+            assert not FORBIDDEN.search(json.dumps(response)), response
+        for name in files:
+            png = rater.get(f"{page.url.path}/{name}.png").content
+            assert set(png_chunks(png)) == {b"IHDR", b"IDAT", PADDING_CHUNK, b"IEND"}
 
         for endpoint, args in [
             ("/results_studies", ("",)),

@@ -1,8 +1,9 @@
-"""The Survey and Results tabs in a real browser: headless Chromium driven by Playwright, first as a rater (the
-link, calibration, keys and buttons, a reload and an app restart midway, never a method name on the page), then as
-the study's owner. Skipped without Chromium at /usr/bin/chromium (Debian: ``apt-get install chromium``) or the
-``playwright`` package; Playwright's own browser downloads are never used. Screenshots: /tmp/survey_rating.png and
-/tmp/survey_results.png (the last page shown, if the test fails)."""
+"""The rater page and the Results tab of the app in a real browser: headless Chromium driven by Playwright, first as
+a rater on a desktop (an old ``/?study=`` link, calibration, keys and buttons, a reload and an app restart midway,
+never a method name on the page, the completion code at the end), then as the study's owner. Skipped without Chromium
+at /usr/bin/chromium (Debian: ``apt-get install chromium``) or the ``playwright`` package; Playwright's own browser
+downloads are never used. Screenshots: /tmp/survey_rating.png and /tmp/survey_results.png (the last page shown, if
+the test fails). Phones and pair comparisons: ``test_survey_rater_browser.py``."""
 
 import re
 from pathlib import Path
@@ -15,7 +16,7 @@ from sqlalchemy import select as sql_select
 from sr_app.methods import REGISTRY
 from survey.db import NEAREST, REFERENCE, Condition, Rating, SourceImage, Stimulus, Store
 from survey.studies import create_study
-from survey.ui.rate import SURVEY_TAB_ID, build_survey_tab, select_survey_tab
+from survey.ui.rate import BlocksWithRaterPage
 from survey.ui.results import build_results_tab
 from tests.survey_fixtures import image_folder, tmp_store
 
@@ -24,11 +25,16 @@ FORBIDDEN = re.compile("|".join([*REGISTRY, NEAREST, REFERENCE]), re.IGNORECASE)
 PASSWORD = "password"
 TIMEOUT_MS = 30_000
 RATING_SCREENSHOT, RESULTS_SCREENSHOT = Path("/tmp/survey_rating.png"), Path("/tmp/survey_results.png")
-#: The shown stimulus's [natural size, displayed size] once it has loaded, else null.
+CODE = "DESK-0K"
+#: The shown photo's [natural size, displayed size] once it has loaded, else null; and whether it lies whole inside
+#: its frame and the window.
 STIMULUS_SIZES_JS = """() => {
-  const i = document.querySelector('#survey-stimulus img');
+  const i = document.querySelector('#frames img');
   if (!i || !i.complete || !i.naturalWidth) return null;
-  return [[i.naturalWidth, i.naturalHeight], [i.clientWidth, i.clientHeight]];
+  const box = i.getBoundingClientRect(), frame = i.closest('.frame').getBoundingClientRect();
+  const whole = box.left >= frame.left && box.right <= frame.right && box.top >= frame.top &&
+    box.bottom <= frame.bottom && frame.bottom <= window.innerHeight;
+  return [[i.naturalWidth, i.naturalHeight], [box.width, box.height], whole];
 }"""
 
 
@@ -40,23 +46,19 @@ def shown_row(*cells: object) -> re.Pattern[str]:
 
 
 def survey_app(store: Store, password: str) -> gr.Blocks:
-    """The Survey and Results tabs behind another tab, as in the app; the rater link opens the Survey tab."""
-    with gr.Blocks() as demo:
-        with gr.Tabs() as tabs:
-            with gr.Tab("Compare", id="compare"):
-                gr.Markdown("Another tab comes first, as in the app.")
-            with gr.Tab("Survey", id=SURVEY_TAB_ID):
-                build_survey_tab(store)
-            with gr.Tab("Results"):
-                build_results_tab(store, password)
-        demo.load(select_survey_tab, None, tabs, api_visibility="private")
+    """The Results tab behind another tab, and the rater page, as in the app."""
+    with BlocksWithRaterPage(store) as demo, gr.Tabs():
+        with gr.Tab("Compare", id="compare"):
+            gr.Markdown("Another tab comes first, as in the app.")
+        with gr.Tab("Results"):
+            build_results_tab(store, password)
     demo.queue(default_concurrency_limit=1)
     return demo
 
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_a_rater_follows_the_link_rates_by_keys_reloads_and_finishes_then_the_owner_sees_the_results(
+def test_a_rater_follows_an_old_link_rates_by_keys_reloads_and_finishes_then_the_owner_sees_the_results(
     tmp_path: Path,
 ) -> None:
     if not CHROMIUM.exists():
@@ -65,8 +67,9 @@ def test_a_rater_follows_the_link_rates_by_keys_reloads_and_finishes_then_the_ow
     expect = playwright.expect
     store = tmp_store(tmp_path)
     study = create_study(
-        store, "browser", image_folder(tmp_path / "hr", n_images=2), ["bicubic"], reference=True, anchors=True
-    )
+        store, "browser", image_folder(tmp_path / "hr", n_images=2), ["bicubic"], reference=True, anchors=True,
+        completion_code=CODE,
+    )  # fmt: skip
     demo = survey_app(store, PASSWORD)
 
     def assert_blind(page) -> None:
@@ -77,6 +80,7 @@ def test_a_rater_follows_the_link_rates_by_keys_reloads_and_finishes_then_the_ow
     def rated(page, done: int) -> None:
         expect(page.locator("progress")).to_have_js_property("value", done, timeout=TIMEOUT_MS)
         expect(page.get_by_text(f"{done} of 6 rated")).to_be_visible(timeout=TIMEOUT_MS)
+        expect(page.locator("#controls button").first).to_be_enabled(timeout=TIMEOUT_MS)
 
     try:
         _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True)
@@ -85,19 +89,17 @@ def test_a_rater_follows_the_link_rates_by_keys_reloads_and_finishes_then_the_ow
             page = browser.new_page(viewport={"width": 1200, "height": 1000})
             page.set_default_timeout(TIMEOUT_MS)
             try:
-                # The rater link opens the Survey tab on the welcome page: instructions and the calibration pair.
+                # An old rater link leads to the rater page, welcome: instructions and the calibration pair.
                 page.goto(f"{url}?study={study.public_id}")
-                expect(page.get_by_text("Calibration.")).to_be_visible(timeout=TIMEOUT_MS)
-                expect(page.get_by_text("Example of 5", exact=True)).to_be_visible()
-                expect(page.get_by_text("Example of 1", exact=True)).to_be_visible()
-                expect(page.get_by_role("tab", name="Survey")).to_have_attribute(
-                    "aria-selected", "true", timeout=TIMEOUT_MS
-                )
+                assert urlsplit(page.url).path == f"/rate/{study.public_id}"
+                expect(page.get_by_text("Example of 5 Excellent", exact=True)).to_be_visible(timeout=TIMEOUT_MS)
+                expect(page.get_by_text("Example of 1 Bad", exact=True)).to_be_visible()
+                expect(page.get_by_role("tab")).to_have_count(0)  # no lab around it
                 assert_blind(page)
                 page.get_by_role("button", name="Start").click()
                 rated(page, 0)
-                natural, shown = page.wait_for_function(STIMULUS_SIZES_JS).json_value()
-                assert natural == shown == [36, 32]  # full resolution: one image pixel per CSS pixel
+                natural, shown, whole = page.wait_for_function(STIMULUS_SIZES_JS).json_value()
+                assert natural == shown == [36, 32] and whole  # full resolution, all of it on the screen
                 assert_blind(page)
                 page.screenshot(path=str(RATING_SCREENSHOT), full_page=True)
 
@@ -119,9 +121,11 @@ def test_a_rater_follows_the_link_rates_by_keys_reloads_and_finishes_then_the_ow
                         rated(page, 3)
                 page.get_by_role("button", name="5 Excellent").click()
                 expect(page.get_by_text("Thank you")).to_be_visible(timeout=TIMEOUT_MS)
+                expect(page.locator("#code")).to_have_text(CODE)
                 assert_blind(page)
 
                 # The study's owner, on the Results tab: every rating counted, MOS per condition as stored.
+                page.goto(url)
                 page.get_by_role("tab", name="Results").click()
                 page.get_by_label("Admin password").fill(PASSWORD)
                 page.get_by_role("button", name="Sign in").click()

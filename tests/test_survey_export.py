@@ -90,7 +90,7 @@ def test_the_command_line_creates_lists_closes_and_exports(tmp_path: Path, capsy
     images = str(image_folder(tmp_path / "hr"))
     create = [*data, "create", "--name", "cli", "--images", images, "--methods", "bicubic", "--anchors"]
     assert main(create) == 0
-    assert "/?study=" in capsys.readouterr().out
+    assert "/rate/" in capsys.readouterr().out
     assert main([*data, "list"]) == 0
     assert "cli [open]" in capsys.readouterr().out
     assert main([*data, "close", "--study", "cli"]) == 0
@@ -108,7 +108,7 @@ def test_results_view_shows_both_raters_sets_and_a_chart(store: Store, rated: St
     view = results_show(store, "pw", "pw", "export", exclude_flagged=False)
     assert set(view.tables[BY_METHOD]["raters"]) == {"all", "without flagged"}
     assert view.chart.startswith("<svg") and view.chart.count("<rect") == 3
-    assert f"/?study={rated.public_id}" in view.summary and "5 raters (4 finished)" in view.summary
+    assert f"/rate/{rated.public_id}" in view.summary and "5 raters (4 finished)" in view.summary
 
 
 def test_chart_escapes_names_and_draws_error_bars() -> None:

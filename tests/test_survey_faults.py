@@ -1,9 +1,9 @@
 """Storage faults while raters rate: a database locked by another writer, and a full disk.
 
-Both must give the rater a clear message (not a traceback, not a silent new start) and lose nothing already
-stored. These are SQLite faults, so the tests use SQLite whatever ``$SR_LAB_TEST_DATABASE_URL`` says. A full
-disk is simulated with ``PRAGMA max_page_count`` (the database cannot grow past its current size), which makes
-SQLite fail exactly as on a full file system (SQLITE_FULL, "database or disk is full").
+Both must give the rater a clear message (not a traceback, not a silent new start; the rater page answers 503) and
+lose nothing already stored. These are SQLite faults, so the tests use SQLite whatever ``$SR_LAB_TEST_DATABASE_URL``
+says. A full disk is simulated with ``PRAGMA max_page_count`` (the database cannot grow past its current size),
+which makes SQLite fail exactly as on a full file system (SQLITE_FULL, "database or disk is full").
 """
 
 from __future__ import annotations
@@ -15,14 +15,15 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import gradio as gr
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from sqlalchemy import event, select
 
 from survey import db
 from survey.db import DATABASE_FILE, Rating, Store, open_store
 from survey.studies import STORAGE_ERROR, Progress, StorageError, StudySummary, create_study, start_rater, submit_rating
-from survey.ui.rate import survey_rate, survey_start
+from survey.ui.rate import app_kwargs, rater_start
 from tests.survey_fixtures import image_folder
 
 BUSY_TIMEOUT_MS = 300
@@ -74,10 +75,12 @@ def test_a_writer_holding_the_lock_beyond_the_busy_timeout_gives_a_clear_error_a
         with pytest.raises(StorageError, match="busy or out of space"):
             submit_rating(store, study.public_id, state.token, state.stimulus or "", 5)
         assert time.perf_counter() - start >= BUSY_TIMEOUT_MS / 1000  # it waited before giving up
-        with pytest.raises(gr.Error, match="Everything you rated before is kept"):
-            survey_rate(store, study.public_id, state.token, state.stimulus or "", 5)
-        with pytest.raises(gr.Error, match="busy or out of space"):  # a reload: an error, not a fresh rater
-            survey_start(store, study.public_id, state.token)
+        page = TestClient(FastAPI(**app_kwargs(store)))
+        answer = {"token": state.token, "item": state.stimulus, "answer": 5}
+        response = page.post(f"/rate/{study.public_id}/answer", json=answer)
+        assert response.status_code == 503 and "Everything you rated before is kept" in response.json()["error"]
+        with pytest.raises(StorageError, match="busy or out of space"):  # a reload: an error, not a fresh rater
+            rater_start(store, study.public_id, state.token)
     finally:
         other.rollback()
         other.close()

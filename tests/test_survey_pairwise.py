@@ -2,18 +2,16 @@
 
 The coverage tests print their figures (run with ``-s`` to see them)."""
 
-import dataclasses
 import itertools
+import json
 import math
 import random
-import re
 import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 
-import gradio as gr
 import numpy as np
 import pandas as pd
 import pytest
@@ -38,7 +36,6 @@ from survey.db import (
     open_store,
 )  # fmt: skip
 from survey.pairwise import SCORE_COLUMNS, WINS_COLUMNS, analyse_pairs, bradley_terry, win_counts, win_rate
-from survey.report import PC_SCORES
 from survey.stats import BOOT_COLUMNS, analyse, cluster_bootstrap, mos
 from survey.studies import (
     StudySummary,
@@ -51,10 +48,9 @@ from survey.studies import (
     submit_choice,
     submit_rating,
 )
-from survey.ui.rate import survey_choose, survey_open, survey_start
+from survey.ui.rate import rater_answer, rater_open, rater_start
 from tests.survey_fixtures import image_folder, simulate_ratings, tmp_store
-from tests.test_survey_blinding import OPAQUE_PNG
-from tests.test_survey_browser import CHROMIUM, FORBIDDEN, PASSWORD, TIMEOUT_MS, survey_app
+from tests.test_survey_rater_page import FORBIDDEN, OPAQUE
 
 #: True Bradley–Terry log strengths, mean 0: from 27 % to 73 % preference between neighbours... up to 87 %.
 STRENGTHS = {"bicubic": -1.0, "edsr": -0.3, "edsr_srgan": 0.4, "reference": 0.9}
@@ -351,122 +347,18 @@ def test_a_database_from_before_pair_comparisons_keeps_working(tmp_path: Path) -
 
 
 def test_pair_pages_never_name_a_method_and_show_two_versions_of_one_size(store: Store, pc_study: StudySummary) -> None:
-    pages = [survey_open(store, pc_study.public_id, "")]
-    assert pages[0].view == "welcome" and pages[0].best_example is None and "How to choose" in pages[0].text
-    pages.append(survey_start(store, pc_study.public_id, "", "phone"))
+    pages = [rater_open(store, pc_study.public_id)]
+    assert pages[0].view == "welcome" and pages[0].examples is None and pages[0].protocol == PC
+    pages.append(rater_start(store, pc_study.public_id, self_report="phone"))
     token = pages[-1].token
     while pages[-1].view == "choose":
-        pages.append(survey_choose(store, pc_study.public_id, token, pages[-1].stimulus, LEFT))
+        pages.append(rater_answer(store, pc_study.public_id, token, pages[-1].item, LEFT))
     assert pages[-1].view == "done" and len(pages) == 2 + 9
     for page in pages:
-        shown = [str(getattr(page, field.name)) for field in dataclasses.fields(page)] + [page.progress_html]
-        assert not any(FORBIDDEN.search(text) for text in shown), shown
+        assert not FORBIDDEN.search(json.dumps(page.__dict__)), page
     for page in pages[1:-1]:
-        assert page.version_a is not None and page.version_b is not None and page.allow_tie
-        assert OPAQUE_PNG.fullmatch(page.version_a.name) and OPAQUE_PNG.fullmatch(page.version_b.name)
-        assert load_rgb(page.version_a).shape == load_rgb(page.version_b).shape == (32, 36, 3)
-        assert "compared" in page.progress_html
-    with pytest.raises(gr.Error, match="must be one of"):
-        survey_choose(store, pc_study.public_id, token, pages[1].stimulus, "A")
-
-
-# --- A pair comparison in a real browser, on a phone ---
-
-PHONE = {"width": 390, "height": 844}
-PC_SCREENSHOT, PC_RESULTS_SCREENSHOT = Path("/tmp/survey_pc_phone.png"), Path("/tmp/survey_pc_results.png")
-#: For each version of the shown pair: [visibility, left, top] of its block.
-VERSIONS_JS = """() => ["a", "b"].map((v) => {
-  const block = document.getElementById("survey-version-" + v);
-  const box = block.getBoundingClientRect();
-  return [getComputedStyle(block).visibility, Math.round(box.left), Math.round(box.top)];
-})"""
-
-
-@pytest.mark.browser
-@pytest.mark.slow
-def test_a_rater_compares_pairs_on_a_phone_by_taps_and_keys_then_the_owner_sees_the_scores(tmp_path: Path) -> None:
-    if not CHROMIUM.exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
-    playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
-    expect = playwright.expect
-    store = tmp_store(tmp_path)
-    study = create_study(
-        store, "phone", image_folder(tmp_path / "hr", n_images=2), ["bicubic"], reference=True, anchors=True,
-        protocol=PC, allow_tie=True,
-    )  # fmt: skip
-    demo = survey_app(store, PASSWORD)
-
-    def assert_blind(page) -> None:
-        html = page.content()
-        assert not FORBIDDEN.search(html), FORBIDDEN.search(html)
-
-    def compared(page, done: int) -> None:
-        expect(page.locator("progress")).to_have_js_property("value", done, timeout=TIMEOUT_MS)
-        expect(page.get_by_text(f"{done} of 6 compared")).to_be_visible(timeout=TIMEOUT_MS)
-
-    def shown(page) -> str:
-        """Which version is on screen; both always at the same place."""
-        (visible_a, *place_a), (visible_b, *place_b) = page.evaluate(VERSIONS_JS)
-        assert place_a == place_b and {visible_a, visible_b} == {"visible", "hidden"}
-        return "a" if visible_a == "visible" else "b"
-
-    try:
-        _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True)
-        with playwright.sync_playwright() as driver:
-            browser = driver.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
-            page = browser.new_page(viewport=PHONE, is_mobile=True, has_touch=True)
-            page.set_default_timeout(TIMEOUT_MS)
-            try:
-                page.goto(f"{url}?study={study.public_id}")
-                expect(page.get_by_text("How to choose.")).to_be_visible(timeout=TIMEOUT_MS)
-                expect(page.get_by_text("Example of 5", exact=True)).to_be_hidden()  # no calibration needed
-                assert_blind(page)
-                page.get_by_role("button", name="Start").tap()
-                compared(page, 0)
-                expect(page.locator("#survey-version-b img")).to_have_js_property("complete", True)
-                assert shown(page) == "a"
-                page.locator("#survey-version-a img").tap()  # a tap on the photo flips it
-                expect(page.locator("#survey-version-a")).to_have_css("visibility", "hidden")
-                assert shown(page) == "b"
-                page.get_by_role("button", name="Flip").tap()
-                expect(page.locator("#survey-version-b")).to_have_css("visibility", "hidden")
-                assert shown(page) == "a"
-                assert_blind(page)
-                page.screenshot(path=str(PC_SCREENSHOT), full_page=True)
-
-                page.get_by_role("button", name="B is better ▶").tap()
-                compared(page, 1)
-                assert shown(page) == "a"  # every pair starts at version A
-                page.keyboard.press("ArrowLeft")
-                compared(page, 2)
-                page.keyboard.press(" ")
-                expect(page.locator("#survey-version-a")).to_have_css("visibility", "hidden")
-                page.keyboard.press("ArrowDown")  # no difference
-                compared(page, 3)
-                page.reload()
-                compared(page, 3)  # resumed at the same pair
-                for done in (4, 5):
-                    page.get_by_role("button", name="◀ A is better").tap()
-                    compared(page, done)
-                    assert_blind(page)
-                page.get_by_role("button", name="No difference").tap()
-                expect(page.get_by_text("Thank you")).to_be_visible(timeout=TIMEOUT_MS)
-                assert_blind(page)
-
-                page.get_by_role("tab", name="Results").tap()
-                page.get_by_label("Admin password").fill(PASSWORD)
-                page.get_by_role("button", name="Sign in").tap()
-                expect(page.get_by_label("Study")).to_have_value("phone", timeout=TIMEOUT_MS)
-                page.get_by_role("button", name="Show results").tap()
-                expect(page.get_by_text(re.compile(r"\b1 raters? \(1 finished\); 6 choices\b"))).to_be_visible()
-                expect(page.locator("svg[aria-label^='Bradley–Terry score per method']")).to_be_visible()
-                expect(page.locator("svg[aria-label^='Which method is preferred']")).to_be_visible()
-                expect(page.get_by_role("grid", name=PC_SCORES)).to_be_visible()
-            finally:
-                page.screenshot(path=str(PC_RESULTS_SCREENSHOT), full_page=True)
-                browser.close()
-    finally:
-        demo.close()
-    with store.session() as session:
-        stored = session.scalars(select(Choice.choice).order_by(Choice.position)).all()
-    assert stored == [RIGHT, LEFT, TIE, LEFT, LEFT, TIE]
+        assert len(page.images) == 2 and page.allow_tie and all(OPAQUE.fullmatch(name) for name in page.images)
+        version_a, version_b = (load_rgb(store.png_path(pc_study.public_id, name)) for name in page.images)
+        assert version_a.shape == version_b.shape == (32, 36, 3)
+    with pytest.raises(SurveyError, match="must be one of"):
+        rater_answer(store, pc_study.public_id, token, pages[1].item, "A")

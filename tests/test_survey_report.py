@@ -15,7 +15,7 @@ from survey.db import LEFT, PC, RIGHT, TIE, Stimulus, Store
 from survey.export import CHOICES_COLUMNS, PC_CSV_FILES, PC_RATERS_COLUMNS, REPORT_FILE, export_study
 from survey.pairwise import SCORE_COLUMNS, WINS_COLUMNS
 from survey.report import PC_SCORES, PC_WINS
-from survey.studies import StudySummary, create_study, pair_files, start_rater, submit_choice, submit_rating
+from survey.studies import StudySummary, create_study, start_rater, submit_choice, submit_rating
 from survey.ui.results import results_show
 from tests.survey_fixtures import image_folder, tmp_store
 
@@ -121,7 +121,7 @@ def test_an_acr_report_has_the_mos_charts_and_names_the_flagged_raters(store: St
         text = export_study(store, summary.name, tmp_path / str(exclude), exclude_flagged=exclude)[-1].read_text()
         assert "<h1>acr &lt;report&gt;</h1>" in text and not EXTERNAL.search(text)
         assert text.count("<svg") == 3  # MOS chart, significance matrix, heatmap
-        assert f"Exclusions: raters 5 flagged; {kept}" in text
+        assert f"Exclusions: 1 rater (5) flagged; {kept}" in text
         assert "ci95_low_boot" in text and "absolute category rating" in text
 
 
@@ -166,7 +166,7 @@ def test_the_results_view_of_a_pair_comparison(store: Store, compared: StudySumm
     assert "Which method is preferred" in view.figures
 
 
-def test_pair_files_are_the_two_versions_of_one_image(store: Store, compared: StudySummary) -> None:
+def test_a_pair_is_two_stored_versions(store: Store, compared: StudySummary) -> None:
     state = start_rater(store, compared.public_id)
-    version_a, version_b = pair_files(store, state)
+    version_a, version_b = (store.png_path(compared.public_id, stimulus) for stimulus in state.pair)
     assert version_a != version_b and version_a.exists() and version_b.exists()

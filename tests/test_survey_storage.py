@@ -13,6 +13,7 @@ from sr_app.resize import make_lr
 from sr_app.weights import WeightsError
 from survey.db import CLOSED, NEAREST, REFERENCE, Assignment, Rater, Rating, Stimulus, Store, open_store
 from survey.studies import (
+    PADDING_CHUNK,
     StudySummary,
     SurveyError,
     create_study,
@@ -59,7 +60,7 @@ def test_stimuli_are_metadata_free_pngs_of_one_size_per_image(
     assert len(files) == 9 + 2  # stimuli + the two calibration images
     for path in files:
         assert TOKEN.fullmatch(path.stem) and path.suffix == ".png"
-        assert set(png_chunks(path.read_bytes())) == {b"IHDR", b"IDAT", b"IEND"}
+        assert set(png_chunks(path.read_bytes())) == {b"IHDR", b"IDAT", PADDING_CHUNK, b"IEND"}
     with store.session() as session:
         for stimulus in session.scalars(select(Stimulus)):
             rgb = load_rgb(store.png_path(study.public_id, stimulus.public_id))

@@ -1,339 +1,296 @@
-"""The Survey tab: what a rater sees, from the link ``/?study=<opaque id>`` to the thank-you page.
+"""The rater page: what a rater sees, from the link ``/rate/<study id>`` to the thank-you page, outside Gradio.
 
-Pages: *welcome* (instructions; for ACR the scale and calibration with the original as an example of the top of
-the scale and nearest-neighbour as one of the bottom; an optional self-report, Start), *rate* (ACR: one stimulus at
-a time at full resolution, buttons 1–5, also keys 1–5, and a progress bar), *choose* (pair comparison: versions A and
-B of one image at full resolution, by default at the same position, flipped with the space key, a tap on the photo or
-the Flip button, or side by side; keys ←/→ or buttons to choose, ↓ or a button for "no difference" where allowed),
-*done*, *closed* and *invalid*.
+One plain HTML page (``rater.html``: its styles and script inline, nothing else loaded) and a few JSON endpoints,
+served by the same server as the Gradio app but not through Gradio's queue (:class:`BlocksWithRaterPage`):
 
-The rater's token is kept in the browser's local storage, so a reload resumes at the same stimulus. The
-handlers :func:`survey_open`, :func:`survey_start`, :func:`survey_rate` and :func:`survey_choose` are plain functions
-returning a :class:`SurveyPage`; they are also the API (``/survey_open``, ``/survey_start``, ``/survey_rate``,
-``/survey_choose``). Blinding:
-nothing they return names a method: a stimulus is its stored metadata-free PNG, named by an opaque token and
-served as it is (a static path, so Gradio neither re-encodes it nor rewrites a cached copy that another rater is
-downloading), and all versions of one image have the same size; which condition is version A is balanced across
-raters.
+- ``GET /rate/<study>``: the page. ``?PROLIFIC_PID=``, ``?workerId=`` (MTurk) or ``?rater=`` name the rater on a crowd
+  platform: that id is stored with the rater, and the same id resumes the same rater on any device.
+- ``POST /rate/<study>/open`` ``{token, external_id}``: the page for someone arriving (:func:`rater_open`).
+- ``POST /rate/<study>/start`` ``{token, external_id, self_report}``: start or resume rating (:func:`rater_start`).
+- ``POST /rate/<study>/answer`` ``{token, item, answer, viewport_width, viewport_height, device_pixel_ratio, scale,
+  display_ms}``: a score 1–5 (ACR) or a choice ``left``/``right``/``tie`` (PC) with how the photo was shown
+  (:func:`rater_answer`).
+- ``GET /rate/<study>/<id>.png``: a stimulus or calibration PNG (:func:`png_response`).
+
+The endpoints answer with a :class:`RaterPage` as JSON, or ``{"error": message}`` with status 400 (a request the
+survey refuses; the message is for the rater) or 503 (the database failed; nothing was lost, retrying helps). The
+rater's token is kept in the browser's local storage, so a reload resumes at the same photo.
+
+Pages: *welcome* (instructions; for ACR the scale and the calibration examples, the original as the top of the scale
+and nearest-neighbour as the bottom; an optional self-report, Start), *rate* (ACR: one photo, buttons or keys 1–5),
+*choose* (PC: versions A and B of one photo at the same place, flipped by a tap, the Flip button or the space bar, or
+side by side; buttons or keys ←/→, ↓ or a button for "no difference" where allowed), *done* (with the completion code
+when the study has one), *closed* and *invalid*. Photos are shown at their own size, one image pixel per CSS pixel;
+one larger than the screen is panned inside its frame, and the answer buttons stay on the screen.
+
+Blinding: nothing a rater receives names a method, an image or a server path. Stimuli are their stored PNGs, named
+by random tokens (unrelated to the method, the image and the order they were made in), served as they are, with the
+same headers for every file of a study (the same ``Last-Modified``, no ``ETag``); all versions of one image have
+the same size in pixels and in bytes; which condition is version A is balanced across raters.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import partial
+import dataclasses
+import re
+from collections.abc import Callable
+from email.utils import formatdate
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import parse_qsl, quote, urlencode
 
 import gradio as gr
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel, Field
+from starlette.middleware import Middleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from survey.db import ACR, ACR_LABELS, FLIP, LEFT, PC, RIGHT, TIE, Store
+from survey.db import ACR, ACR_LABELS, FLIP, PC, Store
 from survey.studies import (
+    NOT_REPORTED,
+    RATE_PATH,
     Progress,
     StorageError,
     SurveyError,
-    pair_files,
+    Viewing,
+    progress,
+    rater_token,
     start_rater,
-    stimulus_file,
     study_intro,
     submit_choice,
     submit_rating,
 )
-from survey.studies import progress as rater_progress
 
+#: The query parameter of the rater links of earlier versions, ``/?study=<id>``; they are redirected to the page.
 STUDY_PARAM = "study"
-#: ``id`` to give the Survey tab, so that :func:`select_survey_tab` can open it for people following a rater link.
-SURVEY_TAB_ID = "survey"
-#: Browser scripts keeping the rater's token in the browser's local storage, under a key per study. (Plain
-#: ``localStorage`` rather than ``gr.BrowserState``: the Survey tab may not be mounted yet when the page loads.)
-STORAGE_PREFIX = "sr-lab-survey:"
-RECALL_TOKEN_JS = f"(study, token) => [study, localStorage.getItem('{STORAGE_PREFIX}' + study) || '']"
-REMEMBER_TOKEN_JS = (
-    f"(study, token) => {{ if (study && token) localStorage.setItem('{STORAGE_PREFIX}' + study, token); }}"
-)
-CONCURRENCY_ID, CONCURRENCY_LIMIT = "survey", 16
-SCALE_TEXT = "\n".join(f"- **{score}** {label}" for score, label in ACR_LABELS.items())
-INVALID_LINK = "This page needs a survey link of the form `/?study=...`. Please use the link you were given."
+PAGE_HTML = (Path(__file__).parent / "rater.html").read_text(encoding="utf-8")
+#: Opaque ids (study public ids, stimulus and calibration tokens): 22 URL-safe characters, see ``survey.db.new_token``.
+OPAQUE_ID = re.compile(r"[A-Za-z0-9_-]{22}")
+#: A number written as text ("4", "4.0"), as API clients may send a score.
+NUMBER = re.compile(r"\s*[-+]?\d+(\.\d*)?\s*")
+#: The scale as the page shows it, top first.
+SCALE = tuple(ACR_LABELS.items())
+INVALID_LINK = "This survey link is not valid. Please check the address you were given."
 CLOSED_TEXT = "This survey is closed. Thank you for your interest!"
-DONE_TEXT = "## Thank you!\n\nAll your ratings are saved. You can close this page."
-RATE_HINT = "How good is the quality of this photo? Click a score or press a key from 1 to 5."
-FLIP_HINT = (
-    "Which version of this photo looks better? You see version A; press the space bar, tap the photo or click "
-    "**Flip** to see version B in the same place, as often as you like."
-)
-SIDE_BY_SIDE_HINT = "Which version of this photo looks better, A or B?"
-CHOOSE_KEYS = "Press **←** or click **A is better**, or **→** or **B is better**."
-TIE_KEYS = " If you see no difference at all, press **↓** or click **No difference**."
-#: Browser script: keys 1–5 click the visible score buttons, ←/→/↓ the choice buttons and space the Flip button (not
-#: while typing in a text field); a click on a flipped photo flips it too.
-KEYS_JS = """
-if (!window.srLabSurveyKeys) {
-  window.srLabSurveyKeys = true;
-  const keys = {ArrowLeft: "survey-choose-left", ArrowRight: "survey-choose-right", ArrowDown: "survey-choose-tie",
-                " ": "survey-flip"};
-  document.addEventListener("keydown", (event) => {
-    const target = event.target;
-    if (event.repeat || event.ctrlKey || event.metaKey || event.altKey) return;
-    if (target && (target.tagName === "INPUT" || target.tagName === "TEXTAREA" || target.isContentEditable)) return;
-    const button = document.getElementById(keys[event.key] || "survey-score-" + event.key);
-    if (button && button.offsetParent !== null) { event.preventDefault(); button.click(); }
-  });
-  document.addEventListener("click", (event) => {
-    if (event.target.closest && event.target.closest("#survey-pair.flip img")) {
-      document.getElementById("survey-flip").click();
-    }
-  });
-}
-"""
-#: Browser script of the Flip button: show the other version (``data-show`` on the pair; Gradio leaves it alone).
-FLIP_JS = """() => {
-  const pair = document.getElementById("survey-pair");
-  pair.dataset.show = pair.dataset.show === "b" ? "a" : "b";
-}"""
-#: Browser script run before a choice is sent: the next pair starts at version A. Passes the inputs on unchanged.
-SHOW_A_JS = """(...inputs) => { document.getElementById("survey-pair").dataset.show = "a"; return inputs; }"""
-#: Show stimuli at their own pixel size (scroll if larger than the window), never rescaled; a flipped pair stacks
-#: both versions in one place and hides the one not shown (both stay loaded, so flipping is instant).
-FULL_SIZE_CSS = """<style>
-#survey-stimulus img, #survey-pair img { width: auto !important; height: auto !important; max-width: none !important;
-  max-height: none !important; object-fit: none !important; image-rendering: pixelated; }
-#survey-stimulus, #survey-pair > * { overflow: auto; }
-#survey-pair.flip { display: grid !important; }
-#survey-pair.flip > * { grid-area: 1 / 1; }
-#survey-pair.flip:not([data-show="b"]) > #survey-version-b, #survey-pair.flip[data-show="b"] > #survey-version-a {
-  visibility: hidden; }
-</style>"""
+#: Headers of every stimulus file (with the study's one Last-Modified): cached by the browser, never revalidated.
+PNG_HEADERS = {"Cache-Control": "private, max-age=31536000, immutable", "X-Content-Type-Options": "nosniff"}
+NO_STORE = {"Cache-Control": "no-store"}
 
 View = Literal["welcome", "rate", "choose", "done", "closed", "invalid"]
 
 
-@dataclass(frozen=True)
-class SurveyPage:
-    """Everything the Survey tab shows at one moment.
+@dataclasses.dataclass(frozen=True)
+class RaterPage:
+    """Everything the page shows at one moment, sent as JSON.
 
-    ``token`` is the rater's token ("" before they start); ``text`` is Markdown (instructions or a message);
-    ``stimulus`` the opaque id of the shown stimulus (ACR) or pair (PC) ("" when none); images are stored PNG files:
-    ``image`` the stimulus to rate, ``version_a`` and ``version_b`` the pair to compare. ``allow_tie`` and
-    ``presentation`` say how a pair comparison asks.
+    ``token`` is the rater's ("" before they start); ``message`` the text of the closed and invalid pages;
+    ``instructions``, ``scale`` ((score, label), top first; ACR) and ``examples`` (the opaque ids of the top and
+    bottom calibration PNGs; ACR) are for the welcome page. ``item`` is the opaque id of what to answer (a stimulus
+    or a trial) and ``images`` the opaque ids of its PNGs (one, or versions A and B); ``done`` of ``total`` are
+    answered. ``completion_code`` is shown on the done page ("" when the study has none).
     """
 
     view: View
     token: str = ""
-    text: str = ""
-    stimulus: str = ""
-    image: Path | None = None
+    message: str = ""
+    protocol: str = ACR
+    instructions: str = ""
+    scale: tuple[tuple[int, str], ...] = SCALE
+    examples: tuple[str, str] | None = None
+    item: str = ""
+    images: tuple[str, ...] = ()
     done: int = 0
     total: int = 0
-    best_example: Path | None = None
-    worst_example: Path | None = None
-    version_a: Path | None = None
-    version_b: Path | None = None
     allow_tie: bool = False
     presentation: str = FLIP
-
-    @property
-    def progress_html(self) -> str:
-        if not self.total:
-            return ""
-        verb = "compared" if self.view == "choose" else "rated"
-        return f'<progress value="{self.done}" max="{self.total}"></progress> {self.done} of {self.total} {verb}'
+    completion_code: str = ""
 
 
-def choose_hint(allow_tie: bool, presentation: str) -> str:
-    """What to do on a pair comparison page."""
-    return f"{FLIP_HINT if presentation == FLIP else SIDE_BY_SIDE_HINT} {CHOOSE_KEYS}{TIE_KEYS if allow_tie else ''}"
-
-
-def welcome_text(instructions: str, protocol: str = ACR, allow_tie: bool = False, presentation: str = FLIP) -> str:
-    if protocol == PC:
-        return f"{instructions}\n\n**How to choose.** {choose_hint(allow_tie, presentation)}"
-    return (
-        f"{instructions}\n\n**The scale**\n\n{SCALE_TEXT}\n\n**Calibration.** The first photo below is an original: "
-        f"an example of **5 {ACR_LABELS[5]}**. The second is a deliberately blocky version of it: an example of "
-        f"**1 {ACR_LABELS[1]}**. Neither is part of the survey."
-    )
-
-
-def page_for(store: Store, state: Progress) -> SurveyPage:
+def page_for(state: Progress) -> RaterPage:
     """The page of a rater who has started: the next stimulus or pair, the end page, or the closed page."""
+    counts = {"token": state.token, "done": state.done, "total": state.total}
     if state.finished:
-        return SurveyPage("done", state.token, DONE_TEXT, done=state.done, total=state.total)
+        return RaterPage("done", completion_code=state.completion_code or "", **counts)
     if not state.study_open:
-        return SurveyPage("closed", state.token, CLOSED_TEXT, done=state.done, total=state.total)
+        return RaterPage("closed", message=CLOSED_TEXT, **counts)
     if state.pair is not None:
-        version_a, version_b = pair_files(store, state)
-        return SurveyPage(
-            "choose", state.token, choose_hint(state.allow_tie, state.presentation), state.stimulus or "",
-            done=state.done, total=state.total, version_a=version_a, version_b=version_b, allow_tie=state.allow_tie,
-            presentation=state.presentation,
+        return RaterPage(
+            "choose", protocol=PC, item=state.stimulus or "", images=state.pair, allow_tie=state.allow_tie,
+            presentation=state.presentation, **counts,
         )  # fmt: skip
-    return SurveyPage(
-        "rate", state.token, RATE_HINT, state.stimulus or "", stimulus_file(store, state), state.done, state.total
-    )
+    return RaterPage("rate", item=state.stimulus or "", images=(state.stimulus or "",), **counts)
 
 
-def resumed(store: Store, study_id: str, token: str) -> SurveyPage | None:
-    """The page of rater ``token`` if they started this study, else ``None`` (no token, or one from another study
-    or an older database: the visitor starts afresh). A database failure is an error, not a reason to start afresh."""
+def resumed(store: Store, study_id: str, token: str, external_id: str) -> RaterPage | None:
+    """The page of the rater who started this study with ``external_id`` (if given) or else ``token``; ``None`` when
+    there is none (the visitor starts afresh). A database failure is an error, not a reason to start afresh."""
+    if external_id:
+        token = rater_token(store, study_id, external_id) or ""
     if not token:
         return None
     try:
-        return page_for(store, rater_progress(store, study_id, token))
-    except StorageError as error:
-        raise gr.Error(str(error)) from error
-    except SurveyError:
+        return page_for(progress(store, study_id, token))
+    except StorageError:
+        raise
+    except SurveyError:  # a token from another study or an older database
         return None
 
 
-def survey_open(store: Store, study_id: str, token: str) -> SurveyPage:
-    """The page for someone arriving at ``/?study=study_id``: resume rater ``token`` if they started, else welcome."""
-    if not study_id:
-        return SurveyPage("invalid", text=INVALID_LINK)
-    if page := resumed(store, study_id, token):
+def rater_open(store: Store, study_id: str, token: str = "", external_id: str = "") -> RaterPage:
+    """The page for someone arriving at the rater link: resume them if they started, else welcome them."""
+    if not OPAQUE_ID.fullmatch(study_id):
+        return RaterPage("invalid", message=INVALID_LINK)
+    if page := resumed(store, study_id, token, external_id):
         return page
     try:
         intro = study_intro(store, study_id)
-    except SurveyError as error:
-        return SurveyPage("invalid", text=str(error))
+    except SurveyError:
+        return RaterPage("invalid", message=INVALID_LINK)
     if not intro.study_open:
-        return SurveyPage("closed", text=CLOSED_TEXT)
+        return RaterPage("closed", message=CLOSED_TEXT)
     if intro.protocol == PC:  # a choice between two versions needs no calibration
-        text = welcome_text(intro.instructions, PC, intro.allow_tie, intro.presentation)
-        return SurveyPage("welcome", text=text, allow_tie=intro.allow_tie, presentation=intro.presentation)
-    return SurveyPage(
-        "welcome",
-        text=welcome_text(intro.instructions),
-        best_example=intro.best_example,
-        worst_example=intro.worst_example,
-    )
+        return RaterPage(
+            "welcome", protocol=PC, instructions=intro.instructions, allow_tie=intro.allow_tie,
+            presentation=intro.presentation,
+        )  # fmt: skip
+    return RaterPage("welcome", instructions=intro.instructions, examples=(intro.best_example, intro.worst_example))
 
 
-def survey_start(store: Store, study_id: str, token: str, self_report: str = "") -> SurveyPage:
-    """Start rating: resume rater ``token`` if it belongs to this study, else register a new anonymous rater."""
-    if page := resumed(store, study_id, token):
+def rater_start(
+    store: Store, study_id: str, token: str = "", external_id: str = "", self_report: str = ""
+) -> RaterPage:
+    """Start rating: resume the rater if they started this study, else register a new one."""
+    if page := resumed(store, study_id, token, external_id):
         return page
+    return page_for(start_rater(store, study_id, self_report, external_id=external_id))
+
+
+def rater_answer(
+    store: Store, study_id: str, token: str, item: str, answer: int | str, viewing: Viewing = NOT_REPORTED
+) -> RaterPage:
+    """Save ``answer`` to ``item`` and move on: a number is a score 1–5 (ACR), anything else a choice for a pair (PC:
+    ``left``, A is better; ``right``, B is; ``tie``, no difference). A repeated answer is ignored."""
+    if isinstance(answer, str) and not NUMBER.fullmatch(answer):
+        return page_for(submit_choice(store, study_id, token, item, answer, viewing))
+    return page_for(submit_rating(store, study_id, token, item, answer, viewing))
+
+
+def png_response(store: Store, study_id: str, name: str) -> Response:
+    """The stored PNG ``name`` (an opaque id) of study ``study_id`` as it is, with :data:`PNG_HEADERS` and the
+    modification time of the study's folder (when its last PNG was written) as ``Last-Modified``: the same for every
+    file of the study. 404 for anything else."""
+    if not (OPAQUE_ID.fullmatch(study_id) and OPAQUE_ID.fullmatch(name)):
+        return Response(status_code=404)
+    path = store.png_path(study_id, name)
     try:
-        return page_for(store, start_rater(store, study_id, self_report or ""))
-    except SurveyError as error:
-        raise gr.Error(str(error)) from error
+        content, modified = path.read_bytes(), path.parent.stat().st_mtime
+    except FileNotFoundError:
+        return Response(status_code=404)
+    headers = {**PNG_HEADERS, "Last-Modified": formatdate(modified, usegmt=True)}
+    return Response(content, media_type="image/png", headers=headers)
 
 
-def survey_rate(store: Store, study_id: str, token: str, stimulus_id: str, score: float) -> SurveyPage:
-    """Save ``score`` (1–5) for the stimulus shown and move on; a repeated submission is ignored."""
+def as_json(make_page: Callable[[], RaterPage]) -> JSONResponse:
+    """``make_page()`` as JSON; a refused request as ``{"error": message}`` with status 400, a database failure 503."""
     try:
-        return page_for(store, submit_rating(store, study_id, token, stimulus_id, score))
+        return JSONResponse(dataclasses.asdict(make_page()), headers=NO_STORE)
+    except StorageError as error:
+        return JSONResponse({"error": str(error)}, status_code=503, headers=NO_STORE)
     except SurveyError as error:
-        raise gr.Error(str(error)) from error
+        return JSONResponse({"error": str(error)}, status_code=400, headers=NO_STORE)
 
 
-def survey_choose(store: Store, study_id: str, token: str, trial_id: str, choice: str) -> SurveyPage:
-    """Save ``choice`` (``left``: A is better, ``right``: B is, ``tie``: no difference) for the pair shown and move
-    on; a repeated submission is ignored."""
-    try:
-        return page_for(store, submit_choice(store, study_id, token, trial_id, choice))
-    except SurveyError as error:
-        raise gr.Error(str(error)) from error
+class Arrival(BaseModel):
+    """The body of ``open``: the token the browser kept ("" if none) and the crowd platform's rater id, if any."""
+
+    token: str = Field("", max_length=100)
+    external_id: str = Field("", max_length=1000)
 
 
-def select_survey_tab(request: gr.Request) -> gr.Tabs:
-    """On page load: open the Survey tab (id :data:`SURVEY_TAB_ID`) when the address holds ``?study=``."""
-    return gr.Tabs(selected=SURVEY_TAB_ID) if request.query_params.get(STUDY_PARAM) else gr.Tabs()
+class Start(Arrival):
+    """The body of ``start``."""
+
+    self_report: str = Field("", max_length=10_000)
 
 
-def build_survey_tab(store: Store) -> None:
-    """Lay out the Survey tab inside the current ``gr.Blocks`` context and wire its events.
+class Answer(BaseModel):
+    """The body of ``answer``: what was answered and how the photo was shown (:class:`~survey.studies.Viewing`)."""
 
-    It reads ``?study=`` from the page address on load and keeps rater tokens in the browser's local storage.
-    The stored stimuli are served as static files: written once at study creation, never changed.
-    """
-    gr.set_static_paths([store.stimuli_dir])
-    study_box = gr.Textbox(visible=False, label="study")
-    token_box = gr.Textbox(visible=False, label="token")
-    stimulus_box = gr.Textbox(visible=False, label="stimulus")
-    score_box = gr.Number(visible=False, label="score")  # not rounded: survey_rate refuses 2.5 itself
-    choice_box = gr.Textbox(visible=False, label="choice")
-    gr.HTML("", js_on_load=KEYS_JS, head=FULL_SIZE_CSS)
-    status = gr.Markdown()
-    with gr.Column(visible=False) as welcome:
-        instructions = gr.Markdown()
-        with gr.Row() as examples:
-            best = gr.Image(label="Example of 5", format="png", interactive=False, buttons=[])
-            worst = gr.Image(label="Example of 1", format="png", interactive=False, buttons=[])
-        self_report = gr.Textbox(
-            label="Optional: anything we should know (screen, glasses...)", max_length=500, max_lines=2
-        )
-        start = gr.Button("Start", variant="primary")
-    progress = gr.HTML()
-    with gr.Column(visible=False) as rating:
-        gr.Markdown(RATE_HINT)
-        with gr.Row():
-            buttons = {
-                score: gr.Button(f"{score} {ACR_LABELS[score]}", elem_id=f"survey-score-{score}")
-                for score in sorted(ACR_LABELS)
-            }
-        stimulus = gr.Image(
-            label="Photo to rate", show_label=False, format="png", interactive=False, buttons=[],
-            elem_id="survey-stimulus",
-        )  # fmt: skip
-    with gr.Column(visible=False) as choosing:
-        hint = gr.Markdown()
-        with gr.Row():
-            choose_a = gr.Button("◀ A is better", elem_id="survey-choose-left")
-            flip = gr.Button("Flip", elem_id="survey-flip")
-            tie = gr.Button("No difference", elem_id="survey-choose-tie")
-            choose_b = gr.Button("B is better ▶", elem_id="survey-choose-right")
-        with gr.Row(elem_id="survey-pair") as pair:
-            version_a = gr.Image(label="A", format="png", interactive=False, buttons=[], elem_id="survey-version-a")
-            version_b = gr.Image(label="B", format="png", interactive=False, buttons=[], elem_id="survey-version-b")
-    outputs = [
-        token_box, stimulus_box, status, instructions, best, worst, stimulus, progress, welcome, rating, examples,
-        choosing, hint, version_a, version_b, flip, tie, pair,
-    ]  # fmt: skip
+    token: str = Field(max_length=100)
+    item: str = Field(max_length=100)
+    answer: int | str
+    viewport_width: int | None = None
+    viewport_height: int | None = None
+    device_pixel_ratio: float | None = None
+    scale: float | None = None
+    display_ms: int | None = None
 
-    def show(page: SurveyPage) -> tuple[object, ...]:
-        welcome_page, rate_page, choose_page = page.view == "welcome", page.view == "rate", page.view == "choose"
-        return (
-            page.token, page.stimulus, "" if welcome_page or rate_page or choose_page else page.text,
-            page.text if welcome_page else "", page.best_example, page.worst_example, page.image,
-            page.progress_html if rate_page or choose_page else "", gr.Column(visible=welcome_page),
-            gr.Column(visible=rate_page), gr.Row(visible=page.best_example is not None),
-            gr.Column(visible=choose_page), page.text if choose_page else "", page.version_a, page.version_b,
-            gr.Button(visible=page.presentation == FLIP), gr.Button(visible=page.allow_tie),
-            gr.Row(elem_classes=[page.presentation]),
-        )  # fmt: skip
+    def viewing(self) -> Viewing:
+        return Viewing(**{field.name: getattr(self, field.name) for field in dataclasses.fields(Viewing)})
 
-    def from_address(request: gr.Request) -> str:
-        return request.query_params.get(STUDY_PARAM, "")
 
-    survey = {"concurrency_id": CONCURRENCY_ID, "concurrency_limit": CONCURRENCY_LIMIT}
-    private = {"api_visibility": "private", **survey}
-    gr.on(triggers=None, fn=from_address, inputs=None, outputs=[study_box], **private).then(
-        lambda s, t: show(survey_open(store, s, t)), [study_box, token_box], outputs, js=RECALL_TOKEN_JS,
-        api_name="survey_open", **survey,
-    )  # fmt: skip
-    start.click(
-        lambda s, t, r: show(survey_start(store, s, t, r)), [study_box, token_box, self_report], outputs,
-        api_name="survey_start", **survey,
-    ).then(None, [study_box, token_box], None, js=REMEMBER_TOKEN_JS)  # fmt: skip
-    rate = partial(survey_rate, store)
-    for score, button in buttons.items():
-        # "multiple": a click while the previous one is still being answered is sent too (it carries the id of the
-        # stimulus on screen, so a second score for it is ignored) instead of being dropped silently.
-        button.click(
-            lambda s, t, i, score=score: show(rate(s, t, i, score)), [study_box, token_box, stimulus_box], outputs,
-            trigger_mode="multiple", **private,
-        )  # fmt: skip
-    gr.on(
-        triggers=[], fn=lambda s, t, i, score: show(rate(s, t, i, score)),
-        inputs=[study_box, token_box, stimulus_box, score_box], outputs=outputs, api_name="survey_rate", **survey,
-    )  # fmt: skip
-    choose = partial(survey_choose, store)
-    flip.click(None, js=FLIP_JS)
-    for choice, button in ((LEFT, choose_a), (RIGHT, choose_b), (TIE, tie)):
-        button.click(
-            lambda s, t, i, choice=choice: show(choose(s, t, i, choice)), [study_box, token_box, stimulus_box],
-            outputs, js=SHOW_A_JS, trigger_mode="multiple", **private,
-        )  # fmt: skip
-    gr.on(
-        triggers=[], fn=lambda s, t, i, c: show(choose(s, t, i, c)),
-        inputs=[study_box, token_box, stimulus_box, choice_box], outputs=outputs, api_name="survey_choose", **survey,
-    )  # fmt: skip
+def rater_router(store: Store) -> APIRouter:
+    """The page and its endpoints (see the module's docstring), on ``store``. Plain functions run in the server's
+    thread pool, outside Gradio's queue."""
+    router = APIRouter(prefix=RATE_PATH)
+
+    @router.get("/{study_id}", response_class=HTMLResponse)
+    def page(study_id: str) -> HTMLResponse:
+        return HTMLResponse(PAGE_HTML, headers={"Cache-Control": "no-cache"})
+
+    @router.post("/{study_id}/open")
+    def open_page(study_id: str, body: Arrival) -> JSONResponse:
+        return as_json(lambda: rater_open(store, study_id, body.token, body.external_id))
+
+    @router.post("/{study_id}/start")
+    def start(study_id: str, body: Start) -> JSONResponse:
+        return as_json(lambda: rater_start(store, study_id, body.token, body.external_id, body.self_report))
+
+    @router.post("/{study_id}/answer")
+    def answer(study_id: str, body: Answer) -> JSONResponse:
+        return as_json(lambda: rater_answer(store, study_id, body.token, body.item, body.answer, body.viewing()))
+
+    @router.get("/{study_id}/{name}.png")
+    def png(study_id: str, name: str) -> Response:
+        return png_response(store, study_id, name)
+
+    return router
+
+
+class OldLinkRedirect:
+    """ASGI middleware: ``GET /?study=<id>&...`` (a rater link of earlier versions) is redirected to the rater page,
+    ``rate/<id>?...`` (relative, so that it works under a path prefix), keeping the other parameters."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/" and scope["method"] in ("GET", "HEAD"):
+            query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+            study = next((value for key, value in query if key == STUDY_PARAM), "")
+            if study:
+                rest = urlencode([(key, value) for key, value in query if key != STUDY_PARAM])
+                target = f"{RATE_PATH.lstrip('/')}/{quote(study, safe='')}" + (f"?{rest}" if rest else "")
+                await RedirectResponse(target, status_code=301)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def app_kwargs(store: Store) -> dict[str, Any]:
+    """Arguments of the FastAPI app under Gradio (``launch(app_kwargs=...)``) that add the rater page's routes,
+    matched before Gradio's own, and :class:`OldLinkRedirect`."""
+    return {"routes": rater_router(store).routes, "middleware": [Middleware(OldLinkRedirect)]}
+
+
+class BlocksWithRaterPage(gr.Blocks):
+    """``gr.Blocks`` whose server also serves the rater page of the studies in ``store`` (:func:`app_kwargs`) and
+    redirects old rater links to it, however it is launched."""
+
+    def __init__(self, store: Store, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.rater_store = store
+
+    def launch(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["app_kwargs"] = {**app_kwargs(self.rater_store), **(kwargs.get("app_kwargs") or {})}
+        return super().launch(*args, **kwargs)

@@ -20,10 +20,11 @@ from functools import partial
 import gradio as gr
 import pandas as pd
 
+from sr_app.ui.compare import user_error
 from survey.db import PC, Store, stored_secret
-from survey.export import export_study, study_report
-from survey.report import sections
-from survey.studies import SurveyError, list_studies, summarize
+from survey.export import every_rater_flagged, export_study, study_report
+from survey.report import counted, sections
+from survey.studies import SurveyError, list_studies, rater_path, summarize
 
 ADMIN_PASSWORD_ENV = "SR_LAB_ADMIN_PASSWORD"
 #: File in the data directory keeping a generated admin password (readable by its owner only).
@@ -45,9 +46,10 @@ def admin_password(store: Store) -> str:
 
 
 def require_admin(expected: str, password: str | None) -> None:
-    """Raise ``gr.Error`` unless ``password`` is the admin password (compared in constant time)."""
+    """Raise ``gr.Error`` unless ``password`` is the admin password (compared in constant time); a wrong one is the
+    user's error, not logged as a failure."""
     if not password or not hmac.compare_digest(password.encode(), expected.encode()):
-        raise gr.Error(WRONG_PASSWORD)
+        raise user_error(WRONG_PASSWORD)
 
 
 @dataclass(frozen=True)
@@ -75,15 +77,21 @@ def results_show(store: Store, expected: str, password: str, name: str, exclude_
         summary = summarize(store, name or "")
         report = study_report(store, summary.name)
     except SurveyError as error:
-        raise gr.Error(str(error)) from error
+        raise user_error(str(error)) from error
     shown = sections(report, exclude_flagged)
     flagged = ", ".join(map(str, report.flagged)) or "none"
-    kind, answers = ("Pair comparison", "choices") if summary.protocol == PC else ("ACR", "ratings")
+    kind, answer = ("Pair comparison", "choice") if summary.protocol == PC else ("ACR", "rating")
     text = (
-        f"**{summary.name}** ({summary.status}); {kind}; rater link `/?study={summary.public_id}`; {summary.images} "
-        f"images × {len(summary.conditions)} conditions ({', '.join(summary.conditions)}); {summary.raters} raters "
-        f"({summary.finished_raters} finished); {summary.ratings} {answers}. Flagged raters: {flagged}."
+        f"**{summary.name}** ({summary.status}); {kind}; rater link `{rater_path(summary.public_id)}`; "
+        f"{counted(summary.images, 'image')} × {counted(len(summary.conditions), 'condition')} "
+        f"({', '.join(summary.conditions)}); {counted(summary.raters, 'rater')} ({summary.finished_raters} finished); "
+        f"{counted(summary.ratings, answer)}. Flagged raters: {flagged}."
     )
+    if exclude_flagged and every_rater_flagged(report):
+        text += (
+            "\n\n**Every rater who gave a score is flagged**, so nothing is left to show without them (see why in "
+            "the raters table, column flag_reason). Untick *Leave out flagged raters* to see everyone's results."
+        )
     figures = (
         f'<div style="display:flex;flex-wrap:wrap;gap:1em">{"".join(shown.figures)}</div>' if shown.figures else ""
     )
@@ -97,7 +105,7 @@ def results_export(store: Store, expected: str, password: str, name: str, exclud
     try:
         paths = export_study(store, name or "", tempfile.mkdtemp(prefix="sr-lab-export-"), exclude_flagged)
     except SurveyError as error:
-        raise gr.Error(str(error)) from error
+        raise user_error(str(error)) from error
     return [str(path) for path in paths]
 
 
