@@ -36,7 +36,7 @@ from benchmarks.inference import fastest, synchronize  # noqa: E402
 from sr_app.models import CONFIGS, build_network  # noqa: E402
 from sr_app.upscalers import default_device, use_bf16  # noqa: E402
 from train.data import PatchDataset  # noqa: E402
-from train.loop import Trainer  # noqa: E402
+from train.loop import Trainer, make_loader  # noqa: E402
 from train.sr import build_parser  # noqa: E402
 
 
@@ -111,14 +111,7 @@ def compare(args: argparse.Namespace, patch: int, precision: str, device: torch.
     print(f"{patch} | {precision} | {seconds['bare']:.3f} | {seconds['trainer']:.3f} | {ratio:.2f}")
     if args.loader:
         dataset = PatchDataset([args.loader], config.scale, patch)
-        loader = DataLoader(
-            dataset,
-            batch_size=args.batch_size,
-            shuffle=True,
-            num_workers=args.workers,
-            drop_last=True,
-            pin_memory=device.type == "cuda",
-        )
+        loader = make_loader(dataset, args.batch_size, args.workers, device)
         stalls = loader_stalls(trainer, loader, (lr, hr), args.steps, synchronize(device))
         print(
             f"  real data ({len(dataset.pairs)} images, {args.workers} workers): step {stalls['real_s']:.3f} s, "

@@ -201,6 +201,23 @@ def setup_distributed(device_name: str | None) -> tuple[int, int, torch.device]:
     return dist.get_rank(), world, device
 
 
+def make_loader(
+    dataset: PatchDataset, batch_size: int, workers: int, device: torch.device, seed: int = 0
+) -> DataLoader:
+    """Random training batches from ``dataset``: ``batch_size`` (global) split across the processes of a distributed
+    run, ``workers`` loader processes kept alive between epochs."""
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    return DataLoader(
+        dataset,
+        batch_size=batch_size // world,
+        sampler=DistributedSampler(dataset, seed=seed) if world > 1 else RandomSampler(dataset),
+        num_workers=workers,
+        drop_last=True,
+        persistent_workers=workers > 0,
+        pin_memory=device.type == "cuda",
+    )
+
+
 def endless(loader: DataLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     epoch = 0
     while True:
@@ -315,15 +332,7 @@ def run(trainer_class: type[Trainer], args: argparse.Namespace, config: NetworkC
     out.mkdir(parents=True, exist_ok=True)
 
     dataset = PatchDataset(args.data, config.scale, args.lr_patch)
-    loader = DataLoader(
-        dataset,
-        batch_size=args.batch_size // world,
-        sampler=DistributedSampler(dataset, seed=args.seed) if world > 1 else RandomSampler(dataset),
-        num_workers=args.workers,
-        drop_last=True,
-        persistent_workers=args.workers > 0,
-        pin_memory=device.type == "cuda",
-    )
+    loader = make_loader(dataset, args.batch_size, args.workers, device, args.seed)
     generator, fresh = build_network(config), Start()
     if args.init:
         generator, init_metadata = load_weights(args.init, expected=config)
