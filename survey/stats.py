@@ -223,11 +223,12 @@ def gold_check(gold: pd.DataFrame) -> pd.DataFrame:
     (:data:`~survey.db.GOLD_RANGES`: the nearest-neighbour ×4 version 1–2, the original 4–5).
 
     ``gold`` has one row per score of a gold item: ``rater``, ``method`` (the gold condition) and ``score``. One row
-    per rater, indexed by ``rater``: ``gold_fail`` (any score out of range) and ``reason`` (which, in words; "" when
-    none). An attentive rater passes: the nearest-neighbour version is plainly blocky and the original plainly sharp.
+    per rater, indexed by ``rater``: ``gold_fail`` (any score out of range) and ``reason`` (which, by condition, in
+    words; "" when none). An attentive rater passes: the nearest-neighbour version is plainly blocky and the original
+    plainly sharp.
     """
     ranges = gold["method"].map(GOLD_RANGES)
-    failed = gold[(gold["score"] < ranges.str[0]) | (gold["score"] > ranges.str[1])]
+    failed = gold[(gold["score"] < ranges.str[0]) | (gold["score"] > ranges.str[1])].sort_values(["rater", "method"])
     text = [
         f"gold {method} scored {score} (expected {GOLD_RANGES[method][0]}–{GOLD_RANGES[method][1]})"
         for method, score in zip(failed["method"], failed["score"], strict=True)
