@@ -1,46 +1,35 @@
-"""Concurrent raters through the live app's HTTP API, optionally with a ``kill -9`` of the server midway.
+"""Many raters at once on the app's rater page over HTTP: the rating round trip, server CPU per rating, throughput.
 
-    python benchmarks/survey_http_load.py [--raters 50] [--images 10] [--size 64] [--kill-after 0]
-                                          [--database-url URL] [--timeout 600]
+    python benchmarks/survey_http_load.py [--raters 200] [--think 3] [--images 10] [--size 256] [--apps 1]
+                                          [--database-url URL] [--kill-after 0] [--timeout 280]
 
-Creates a study of ``--images`` random ``--size``² px images × (bicubic, edsr, hidden reference, nearest
-anchor) = 4 stimuli per image in a temporary data folder, starts ``python app.py`` on 127.0.0.1 as a
-subprocess, then runs one thread per rater, each with its own client (its own session): ``/survey_start``,
-then ``/survey_rate`` with a random score until the study is done, as a browser does. ``--client gradio`` (the
-default) is ``gradio_client.Client``; ``--client http`` is a plain ``httpx`` client of Gradio's REST API
-(``POST /gradio_api/call/<api>``, then its server-sent events), far lighter on the shared CPU. ``--think S``
-makes each rater pause for a random time (exponential, mean S seconds; untimed) before each score, as a person
-looking at the photo does; 0 (the default) is a closed loop, every rater clicking again the moment the next
-stimulus arrives. The timed step is one ``/survey_rate`` call: store the score, get the next stimulus and
-download its PNG (each download is then checked to be a complete PNG of the study's size). Prints ratings per
-second over all raters and the 50th/95th/99th percentile latency of that step; the client threads run on the
-same machine as the server.
+Creates a study of ``--images`` random ``--size``² px images × (bicubic, hidden reference, nearest anchor) in a
+temporary data folder and starts ``--apps`` processes of ``python app.py`` on loopback, all on one database (SQLite in
+the folder, or ``--database-url``, e.g. PostgreSQL, whose survey tables are dropped first); the raters are split
+between them. Each rater is an asyncio task with plain ``httpx``, doing what a browser does: load the page, open,
+start, download the first photo; then for every photo think (an exponential pause, mean ``--think`` seconds; 0 is a
+closed loop: the next score the moment the photo arrives), post the score with the viewing values and download the
+next photo. The timed step, the rating round trip, is that post plus that download. Raters arrive at random moments
+over the first think time (or the first second, in a closed loop).
 
-With ``--kill-after N`` the server is killed with SIGKILL once N ratings are acknowledged, the database is
-checked while it is down (every rating acknowledged so far present, ``PRAGMA integrity_check``), and the
-server is restarted; each rater then reconnects with a new client, calls ``/survey_start`` with their token
-and must resume where they were: at the stimulus they were rating, or at the next one if their unanswered
-rating had been stored. At the end every acknowledged rating must be in the database exactly once, with its
-score. Exits 1 if any check fails. Every loop is bounded: a rater gives up after ``--timeout`` seconds.
-
-SQLite in the data folder by default; ``--database-url`` points the app at another database (its survey
-tables are dropped first).
+Prints ratings per second over the run, the 50th/95th/99th percentile and maximum round trip, the CPU time of the app
+processes per rating (user + system over the whole run: page loads, starts and downloads included) and of the
+client, and whether every acknowledged rating is stored exactly once with its score (and every download was a whole
+PNG). With ``--kill-after N`` app 0 is killed with SIGKILL once N ratings are acknowledged, the database is checked
+while it is down, and it is restarted; its raters retry until it answers, then resume where they were (at the photo
+they were rating, or the next one if their last score had been stored). Exits 1 if any check fails; every loop is
+bounded by ``--timeout`` seconds.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
+import asyncio
 import os
 import random
-import re
-import secrets
-import sqlite3
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,223 +38,124 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx  # noqa: E402
-from gradio_client import Client  # noqa: E402
-from PIL import Image  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
 from benchmarks.live_app import LiveApp  # noqa: E402
 from benchmarks.survey_load import fresh_store  # noqa: E402
-from survey.db import (  # noqa: E402
-    DATABASE_FILE,
-    DATABASE_URL_ENV,
-    MAX_SCORE,
-    MIN_SCORE,
-    Rater,
-    Rating,
-    Stimulus,
-    Store,
-)
-from survey.studies import create_study  # noqa: E402
+from survey.db import DATABASE_URL_ENV, MAX_SCORE, MIN_SCORE, Rater, Rating, Stimulus, Store  # noqa: E402
+from survey.studies import create_study, rater_path  # noqa: E402
 
 #: The acknowledged ratings: (rater token, stimulus id) -> score.
 Acks = dict[tuple[str, str], int]
-#: How many times a rater retries one request that failed while the server was up.
-RETRIES = 3
-#: How long one API call may take before it counts as failed, in seconds.
-CALL_TIMEOUT_S = 60
-PROGRESS = re.compile(r'<progress value="(\d+)"')
+#: What a phone reports with each score.
+VIEWING = {"viewport_width": 390, "viewport_height": 844, "device_pixel_ratio": 3.0, "scale": 1.0, "display_ms": 3000}
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: How long one request may take before it counts as failed, in seconds.
+REQUEST_TIMEOUT_S = 60
 
 
 @dataclass
-class Shared:
-    """State shared by the rater threads and the main thread."""
+class Run:
+    """State shared by the rater tasks."""
 
-    study_id: str
-    url: str
-    downloads: Path
+    study: str
+    urls: list[str]
+    think_s: float
     deadline: float
-    size: int
-    client_kind: str = "gradio"
-    think_s: float = 0.0
     acks: Acks = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     resumes: list[str] = field(default_factory=list)  # "ok" or what went wrong
-    start_retries: list[str] = field(default_factory=list)  # why a new rater's first call had to be repeated
-    downloaded: int = 0
-    broken_downloads: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    started: threading.Barrier | None = None
-    killed: threading.Event = field(default_factory=threading.Event)
-    restarted: threading.Event = field(default_factory=threading.Event)
-
-    def client(self) -> GradioCaller | HttpCaller:
-        if self.client_kind == "http":
-            return HttpCaller(self.url, self.downloads)
-        return GradioCaller(Client(self.url, verbose=False, download_files=str(self.downloads)))
-
-    def fail(self, message: str) -> None:
-        with self.lock:
-            self.errors.append(message)
+    downloads: int = 0
+    broken_downloads: int = 0
+    #: Set while app 0 is down (killed, not yet restarted).
+    down: asyncio.Event = field(default_factory=asyncio.Event)
+    up: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-@dataclass
-class GradioCaller:
-    """Calls an endpoint with ``gradio_client`` (which downloads the files in the outputs)."""
-
-    client: Client
-
-    def call(self, api_name: str, *data: object) -> list[object]:
-        return list(self.client.submit(*data, api_name=api_name).result(timeout=CALL_TIMEOUT_S))
+async def post(client: httpx.AsyncClient, url: str, body: dict[str, object]) -> dict:
+    response = await client.post(url, json=body)
+    response.raise_for_status()
+    return response.json()
 
 
-@dataclass
-class HttpCaller:
-    """Calls an endpoint through Gradio's REST API with plain ``httpx``, downloading the files in the outputs.
-
-    ``POST /gradio_api/call/<api>`` queues the call and returns an event id; ``GET`` on it streams server-sent
-    events until ``complete`` (the outputs) or ``error``. Every call carries the client's session hash, as a
-    browser tab's calls do (without one, Gradio sets up a new session, a copy of the whole app's state, per call).
-    """
-
-    url: str
-    downloads: Path
-    session_hash: str = field(default_factory=lambda: secrets.token_hex(8))
-    http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=CALL_TIMEOUT_S))
-
-    def call(self, api_name: str, *data: object) -> list[object]:
-        endpoint = f"{self.url}gradio_api/call/{api_name.strip('/')}"
-        posted = self.http.post(endpoint, json={"data": list(data), "session_hash": self.session_hash})
-        posted.raise_for_status()
-        event = ""
-        with self.http.stream("GET", f"{endpoint}/{posted.json()['event_id']}") as stream:
-            for line in stream.iter_lines():
-                if line.startswith("event: "):
-                    event = line.removeprefix("event: ")
-                elif line.startswith("data: ") and event in ("complete", "error"):
-                    payload = json.loads(line.removeprefix("data: "))
-                    if event == "error":
-                        raise RuntimeError(f"{api_name}: {payload}")
-                    return [self.download(value) if isinstance(value, dict) and "url" in value else value
-                            for value in payload]  # fmt: skip
-        raise RuntimeError(f"{api_name}: the event stream ended without a result")
-
-    def download(self, file: dict[str, object]) -> str:
-        response = self.http.get(str(file["url"]))
+async def download(run: Run, client: httpx.AsyncClient, base: str, page: dict) -> None:
+    """Download the photos of ``page`` as a browser does, and count any that is not a whole PNG."""
+    for name in page["images"]:
+        response = await client.get(f"{base}/{name}.png")
         response.raise_for_status()
-        path = self.downloads / secrets.token_hex(8) / Path(str(file["path"])).name
-        path.parent.mkdir(parents=True)
-        path.write_bytes(response.content)
-        return str(path)
+        run.downloads += 1
+        whole = response.content.startswith(PNG_SIGNATURE) and response.content.endswith(b"IEND\xaeB`\x82")
+        run.broken_downloads += not whole
 
 
-def page_done(page: list[object]) -> int:
-    """How many stimuli the page says are rated (from its progress bar; 0 when it has none)."""
-    match = PROGRESS.search(str(page[5]))
-    return int(match.group(1)) if match else 0
-
-
-def rate_study(shared: Shared, seed: int) -> None:
-    """One rater: start, then rate until done; after a failed call (a server kill), reconnect and resume.
-
-    Bounded by the deadline and by :data:`RETRIES` failed calls."""
-    rng = random.Random(seed)
-    assert shared.started is not None
-    try:
-        client, token, stimulus, page = begin(shared, seed)
-    except Exception:
-        return  # reported by begin()
-    finally:
-        with contextlib.suppress(threading.BrokenBarrierError):
-            shared.started.wait(timeout=max(shared.deadline - time.monotonic(), 1))
-    done, failures = page_done(page), 0
-    while stimulus and time.monotonic() < shared.deadline:
+async def rater(run: Run, client: httpx.AsyncClient, number: int) -> None:
+    """One rater, from loading the page to the end of the study (or the deadline)."""
+    rng = random.Random(number)
+    app = number % len(run.urls)
+    base = run.urls[app] + rater_path(run.study).lstrip("/")
+    await asyncio.sleep(rng.uniform(0, run.think_s or 1.0))
+    (await client.get(base)).raise_for_status()
+    await post(client, f"{base}/open", {})
+    page = await post(client, f"{base}/start", {})
+    await download(run, client, base, page)
+    while page["view"] == "rate" and time.monotonic() < run.deadline:
+        if run.think_s:
+            await asyncio.sleep(rng.expovariate(1 / run.think_s))
         score = rng.randint(MIN_SCORE, MAX_SCORE)
-        if shared.think_s:
-            time.sleep(rng.expovariate(1 / shared.think_s))
         start = time.perf_counter()
         try:
-            _, next_stimulus, *page = client.call("/survey_rate", shared.study_id, token, stimulus, score)
-        except Exception as error:  # connection refused or reset, a timeout, an error from the app
-            failures += 1
-            if failures > RETRIES:
-                shared.fail(f"rater {seed}: {type(error).__name__}: {error}")
+            answered = await post(client, f"{base}/answer", {"token": page["token"], "item": page["item"],
+                                                             "answer": score, **VIEWING})  # fmt: skip
+            run.acks[page["token"], page["item"]] = score
+            await download(run, client, base, answered)
+        except httpx.HTTPError as error:
+            if app != 0 or not (run.down.is_set() or run.up.is_set()):
+                run.errors.append(f"rater {number}: {type(error).__name__}: {error}")
                 return
-            try:
-                client, stimulus, done = resume(shared, token, stimulus, done, error)
-            except Exception as resume_error:
-                shared.fail(f"rater {seed} could not resume: {type(resume_error).__name__}: {resume_error}")
-                return
+            page = await resume(run, client, base, page)
             continue
-        elapsed = time.perf_counter() - start
-        with shared.lock:
-            shared.acks[token, stimulus] = score
-            shared.latencies.append(elapsed)
-        done += 1
-        stimulus = next_stimulus
-        if stimulus:
-            check_download(shared, page[4])
-    if stimulus:
-        shared.fail(f"rater {seed}: gave up at the deadline with {done} ratings done")
+        run.latencies.append(time.perf_counter() - start)
+        page = answered
+    if page["view"] != "done":
+        run.errors.append(f"rater {number}: stopped at the deadline with {page['done']} ratings")
 
 
-def check_download(shared: Shared, path: str) -> None:
-    """Count a downloaded stimulus, and record it unless it decodes completely to the study's size."""
-    try:
-        with Image.open(path) as image:
-            image.load()
-            intact = image.size == (shared.size, shared.size)
-    except (OSError, SyntaxError):
-        intact = False
-    with shared.lock:
-        shared.downloaded += 1
-        if not intact:
-            shared.broken_downloads.append(f"broken or wrong-size stimulus download: {path}")
-
-
-def begin(shared: Shared, seed: int) -> tuple[GradioCaller | HttpCaller, str, str, list[object]]:
-    """Connect and call ``/survey_start`` as a new rater: (client, token, first stimulus, page). Retried
-    :data:`RETRIES` times on a failure (each counted in ``shared.start_retries``), then raised."""
-    for attempt in range(RETRIES + 1):
+async def resume(run: Run, client: httpx.AsyncClient, base: str, page: dict) -> dict:
+    """After a failed rating on the killed app: wait until it is back, reload, and record whether the rater is where
+    they were (the same photo, or the next one if their score had been stored before the kill)."""
+    while time.monotonic() < run.deadline:
+        await run.up.wait()
         try:
-            client = shared.client()
-            token, stimulus, *page = client.call("/survey_start", shared.study_id, "", "")
-            return client, token, stimulus, page
-        except Exception as error:
-            if attempt == RETRIES:
-                shared.fail(f"rater {seed} could not start: {type(error).__name__}: {error}")
-                raise
-            with shared.lock:
-                shared.start_retries.append(f"{type(error).__name__}: {error}")
-            time.sleep(0.5)
-    raise AssertionError("unreachable")
-
-
-def resume(
-    shared: Shared, token: str, stimulus: str, done: int, error: Exception
-) -> tuple[GradioCaller | HttpCaller, str, int]:
-    """After a failed rating: wait for the server (restarted, if it was killed), reconnect and resume.
-
-    Records whether the resumed page is where the rater was: ``done`` ratings and the same stimulus, or one
-    more (the failed rating was stored before the kill) and a new stimulus. Returns the new client, the
-    stimulus to rate and how many are done.
-    """
-    if not (shared.killed.is_set() or shared.restarted.is_set()):
-        shared.fail(f"a rating failed while the server was up ({type(error).__name__}: {error})")
-    if shared.killed.is_set():
-        shared.restarted.wait(timeout=max(shared.deadline - time.monotonic(), 1))
+            resumed = await post(client, f"{base}/open", {"token": page["token"]})
+            await download(run, client, base, resumed)
+            break
+        except httpx.HTTPError:
+            await asyncio.sleep(0.5)
     else:
-        time.sleep(0.5)
-    client = shared.client()
-    _, resumed, *page = client.call("/survey_start", shared.study_id, token, "")
-    now_done = page_done(page)
-    if (now_done, resumed == stimulus) in ((done, True), (done + 1, False)):
-        verdict = "ok"
-    else:
-        verdict = f"resumed at {now_done} done, {'same' if resumed == stimulus else 'other'} stimulus; was {done}"
-    with shared.lock:
-        shared.resumes.append(verdict)
-    return client, resumed, now_done
+        raise TimeoutError("the killed app did not come back before the deadline")
+    where = (resumed["done"], resumed["item"] == page["item"])
+    run.resumes.append("ok" if where in ((page["done"], True), (page["done"] + 1, False)) else f"{where} {page}")
+    return resumed
+
+
+async def kill_and_restart(run: Run, app: LiveApp, store: Store, after: int) -> str:
+    """Once ``after`` ratings are acknowledged: SIGKILL ``app``, check the database while it is down, restart it."""
+    while len(run.acks) < after and time.monotonic() < run.deadline:
+        await asyncio.sleep(0.02)
+    run.down.set()
+    app.kill()
+    acked = dict(run.acks)
+    lost = missing_or_wrong(acked, stored_ratings(store))
+    down = time.perf_counter()
+    await asyncio.to_thread(app.start)
+    run.down.clear()
+    run.up.set()
+    run.errors.extend(f"lost at the kill: {problem}" for problem in lost)
+    return (
+        f"kill -9 after {len(acked)} acknowledged ratings: {len(acked) - len(lost)} of them in the database; "
+        f"restarted in {time.perf_counter() - down:.1f} s"
+    )
 
 
 def stored_ratings(store: Store) -> list[tuple[str, str, int]]:
@@ -286,115 +176,86 @@ def missing_or_wrong(acks: Acks, stored: list[tuple[str, str, int]]) -> list[str
     return problems
 
 
-def integrity_check(database: Path) -> str:
-    """SQLite's ``PRAGMA integrity_check`` of the database file ("ok" when sound), read-only."""
-    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as connection:
-        return ", ".join(row[0] for row in connection.execute("PRAGMA integrity_check"))
-
-
 def percentile_ms(latencies: list[float], q: int) -> float:
     return statistics.quantiles(latencies, n=100, method="inclusive")[q - 1] * 1000
 
 
+async def load(run: Run, raters: int, kill: tuple[LiveApp, Store, int] | None) -> str:
+    """All raters at once (and the kill, if asked); what the kill found."""
+    limits = httpx.Limits(max_connections=raters, max_keepalive_connections=raters)
+    async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S, limits=limits) as client:
+        tasks = [asyncio.create_task(rater(run, client, number)) for number in range(raters)]
+        killer = asyncio.create_task(kill_and_restart(run, *kill)) if kill else None
+        for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                run.errors.append(f"a rater failed: {type(outcome).__name__}: {outcome}")
+        return await killer if killer else ""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--raters", type=int, default=50, help="concurrent raters (one thread and client each)")
-    parser.add_argument("--images", type=int, default=10, help="source images; 4 stimuli each")
-    parser.add_argument("--size", type=int, default=64, help="side of the square images in pixels")
-    parser.add_argument("--client", choices=["gradio", "http"], default="gradio", help="gradio_client or httpx")
-    parser.add_argument("--think", type=float, default=0.0, help="mean pause before each score, in seconds")
-    parser.add_argument("--kill-after", type=int, default=0, help="kill -9 the server after this many ratings")
+    parser.add_argument("--raters", type=int, default=200, help="raters at once (asyncio tasks)")
+    parser.add_argument("--think", type=float, default=3.0, help="mean pause before each score, in seconds (0: none)")
+    parser.add_argument("--images", type=int, default=10, help="source images; 3 stimuli each")
+    parser.add_argument("--size", type=int, default=256, help="side of the square images in pixels")
+    parser.add_argument("--apps", type=int, default=1, help="app processes on the one database")
     parser.add_argument("--database-url", help="SQLAlchemy URL (default: SQLite in the temporary data folder)")
-    parser.add_argument("--timeout", type=float, default=600, help="give up after this many seconds")
+    parser.add_argument("--kill-after", type=int, default=0, help="kill -9 app 0 after this many ratings")
+    parser.add_argument("--timeout", type=float, default=280, help="give up after this many seconds")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         folder, store = fresh_store(Path(tmp), args.images, args.size, args.database_url)
-        data_dir = Path(tmp) / "data"
         if args.database_url:
-            os.environ[DATABASE_URL_ENV] = args.database_url  # for the app subprocess
-        study = create_study(store, "load", folder, ["bicubic", "edsr"], reference=True, anchors=True)
+            os.environ[DATABASE_URL_ENV] = args.database_url  # for the app processes
+        study = create_study(store, "load", folder, ["bicubic"], reference=True, anchors=True)
         n_stimuli = len(study.conditions) * study.images
-        app = LiveApp(data_dir)
-        app.start()
-        deadline = time.monotonic() + args.timeout
-        downloads = Path(tmp) / "downloads"
-        shared = Shared(study.public_id, app.url, downloads, deadline, args.size, args.client, args.think)
-        shared.started = threading.Barrier(args.raters + 1)
-        threads = [threading.Thread(target=rate_study, args=(shared, seed), daemon=True) for seed in range(args.raters)]
-        kill_report = ""
+        apps = [LiveApp(Path(tmp) / "data", log=Path(tmp) / f"app{i}.log") for i in range(args.apps)]
         try:
-            for thread in threads:
-                thread.start()
-            with contextlib.suppress(threading.BrokenBarrierError):  # a rater could not start: reported below
-                shared.started.wait(timeout=args.timeout)
-            start, server_cpu, client_cpu = time.perf_counter(), app.cpu_seconds(), time.process_time()
-            if args.kill_after:
-                kill_report = kill_and_restart(shared, app, store, data_dir / DATABASE_FILE, args.kill_after)
-            for thread in threads:
-                thread.join(timeout=max(shared.deadline - time.monotonic(), 0.1))
+            for app in apps:
+                app.start()
+            run = Run(study.public_id, [app.url for app in apps], args.think, time.monotonic() + args.timeout)
+            server_cpu, client_cpu = sum(app.cpu_seconds() for app in apps), time.process_time()
+            start = time.perf_counter()
+            kill = (apps[0], store, args.kill_after) if args.kill_after else None
+            kill_report = asyncio.run(load(run, args.raters, kill))
             elapsed = time.perf_counter() - start
-            peak_rss = app.peak_rss_mib()
-            server_cpu = app.cpu_seconds() - server_cpu  # meaningless after a restart: not printed then
+            server_cpu = sum(app.cpu_seconds() for app in apps) - server_cpu  # meaningless after a kill: not shown
             client_cpu = time.process_time() - client_cpu
+            peak_rss = max(app.peak_rss_mib() for app in apps)
         finally:
-            app.stop()
-        problems = missing_or_wrong(shared.acks, stored_ratings(store))
-        integrity = integrity_check(data_dir / DATABASE_FILE) if store.engine.dialect.name == "sqlite" else "n/a"
-        n_stored = len(stored_ratings(store))
+            for app in apps:
+                app.stop()
+        stored = stored_ratings(store)
+        problems = missing_or_wrong(run.acks, stored)
         store.engine.dispose()
 
-    latencies = shared.latencies
-    print(f"{store.engine.dialect.name}: {args.raters} raters × {n_stimuli} stimuli of {args.size}² px, over HTTP "
-          f"({args.client} client, think time {args.think:g} s)")  # fmt: skip
-    print(f"{len(shared.acks)} ratings acknowledged, {n_stored} stored, in {elapsed:.1f} s: "
-          f"{len(shared.acks) / elapsed:.1f} ratings/s; server peak RSS {peak_rss:.0f} MiB")  # fmt: skip
-    if not args.kill_after:
-        print(f"CPU: server {server_cpu * 1000 / max(n_stored, 1):.0f} ms per rating, these client threads "
-              f"{client_cpu * 1000 / max(n_stored, 1):.0f} ms per rating, on {os.cpu_count()} cores shared with "
-              f"other work (load average {os.getloadavg()[0]:.1f})")  # fmt: skip
+    latencies = run.latencies
+    print(f"{store.engine.dialect.name}, {args.apps} app process(es): {args.raters} raters × {n_stimuli} photos of "
+          f"{args.size}² px, think time {args.think:g} s (exponential), on {os.cpu_count()} cores")  # fmt: skip
+    print(f"{len(run.acks)} ratings acknowledged, {len(stored)} stored, in {elapsed:.1f} s: "
+          f"{len(run.acks) / elapsed:.1f} ratings/s; app peak RSS {peak_rss:.0f} MiB")  # fmt: skip
     if len(latencies) >= 2:
-        print("rate + next stimulus: " + ", ".join(f"p{q} {percentile_ms(latencies, q):.0f} ms" for q in (50, 95, 99))
+        print("rating round trip (score + next photo): "
+              + ", ".join(f"p{q} {percentile_ms(latencies, q):.0f} ms" for q in (50, 95, 99))
               + f", max {max(latencies) * 1000:.0f} ms")  # fmt: skip
-    if shared.start_retries:
-        print(f"{len(shared.start_retries)} failed starts retried, e.g. {shared.start_retries[0]}")
+    if not args.kill_after:
+        print(f"CPU per rating: app processes {server_cpu * 1000 / max(len(stored), 1):.1f} ms (everything they did), "
+              f"client {client_cpu * 1000 / max(len(stored), 1):.1f} ms")  # fmt: skip
     if kill_report:
-        bad_resumes = [verdict for verdict in shared.resumes if verdict != "ok"]
+        bad = [verdict for verdict in run.resumes if verdict != "ok"]
         print(kill_report)
-        print(f"after the restart: {len(shared.resumes) - len(bad_resumes)} of {len(shared.resumes)} interrupted "
-              f"raters resumed where they were" + (f"; {bad_resumes[:5]}" if bad_resumes else ""))  # fmt: skip
-        problems += bad_resumes
-    print(f"every acknowledged rating stored exactly once with its score: {not problems}; integrity_check: {integrity}")
-    print(f"stimulus downloads: {shared.downloaded}, complete PNGs of {args.size}² px: "
-          f"{shared.downloaded - len(shared.broken_downloads)}")  # fmt: skip
-    problems += shared.errors + shared.broken_downloads
+        resumed = len(run.resumes) - len(bad)
+        print(f"after the restart: {resumed} of {len(run.resumes)} interrupted raters resumed where they were"
+              + (f"; {bad[:3]}" if bad else ""))  # fmt: skip
+        problems += bad
+    print(f"every acknowledged rating stored exactly once with its score: {not problems}; downloads: "
+          f"{run.downloads}, whole PNGs: {run.downloads - run.broken_downloads}")  # fmt: skip
+    problems += run.errors
     for problem in problems[:20]:
         print("  problem:", problem)
-    if problems or integrity not in ("ok", "n/a") or n_stored != args.raters * n_stimuli:
+    if problems or run.broken_downloads or len(stored) != args.raters * n_stimuli:
         sys.exit(1)
-
-
-def kill_and_restart(shared: Shared, app: LiveApp, store: Store, database: Path, after: int) -> str:
-    """Once ``after`` ratings are acknowledged: ``kill -9`` the app, check the database while it is down, restart
-    it. Returns what was found."""
-    while len(shared.acks) < after and time.monotonic() < shared.deadline:
-        time.sleep(0.02)
-    shared.killed.set()
-    app.kill()
-    with shared.lock:
-        acked = dict(shared.acks)
-    lost = missing_or_wrong(acked, stored_ratings(store))
-    integrity = integrity_check(database) if store.engine.dialect.name == "sqlite" else "n/a"
-    store.engine.dispose()
-    down = time.perf_counter()
-    app.start()
-    shared.restarted.set()
-    shared.killed.clear()
-    shared.errors.extend(f"lost at the kill: {problem}" for problem in lost)
-    return (
-        f"kill -9 after {len(acked)} acknowledged ratings: {len(acked) - len(lost)} of them in the database, "
-        f"integrity_check {integrity}; restarted in {time.perf_counter() - down:.1f} s"
-    )
 
 
 if __name__ == "__main__":

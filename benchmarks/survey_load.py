@@ -1,13 +1,13 @@
-"""Server-side cost of rating: concurrent raters each rating a whole study, through the Survey tab's handler.
+"""Server-side cost of rating: concurrent raters each rating a whole study, through the rater page's handler.
 
     python benchmarks/survey_load.py [--raters 16] [--images 10] [--size 256] [--database-url URL]
 
 Creates a throw-away study (bicubic, hidden reference, nearest-neighbour anchor; ``--size``² px images) in a
 temporary data directory, starts ``--raters`` raters, then runs one thread per rater calling
-``survey.ui.rate.survey_rate`` as a click does: store the score, find the next stimulus, read its PNG. Prints
-clicks per second over all threads and the median and 95th-percentile time of one click. Gradio's own
-overhead (queue, PNG encoding for the browser) is not included. SQLite by default; ``--database-url`` for
-another database (its survey tables are dropped first).
+``survey.ui.rate.rater_answer`` as a click does (store the score, find the next stimulus) and reading the next PNG, as
+its download does. Prints clicks per second over all threads, the median and 95th-percentile time of one click, and
+the CPU time per click. HTTP is not included (``survey_http_load.py`` measures it). SQLite by default;
+``--database-url`` for another database (its survey tables are dropped first).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from survey.db import Base, Store, make_engine, open_store  # noqa: E402
 from survey.studies import create_study, start_rater  # noqa: E402
-from survey.ui.rate import survey_rate  # noqa: E402
+from survey.ui.rate import rater_answer  # noqa: E402
 
 
 def fresh_store(tmp: Path, images: int, size: int, database_url: str | None) -> tuple[Path, Store]:
@@ -60,22 +60,24 @@ def main() -> None:
         def rate(token: str, stimulus: str) -> None:
             while stimulus:
                 start = time.perf_counter()
-                stimulus = survey_rate(store, study.public_id, token, stimulus, 3).stimulus
+                stimulus = rater_answer(store, study.public_id, token, stimulus, 3).item
+                if stimulus:
+                    store.png_path(study.public_id, stimulus).read_bytes()
                 times.append(time.perf_counter() - start)
 
         threads = [threading.Thread(target=rate, args=(s.token, s.stimulus)) for s in states]
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
         store.engine.dispose()
 
     p95 = statistics.quantiles(times, n=20)[-1]
     print(f"{store.engine.dialect.name}: {args.raters} raters × {args.images * 3} stimuli of {args.size}² px")
     print(f"{len(times) / elapsed:.0f} clicks/s; per click median {statistics.median(times) * 1e3:.1f} ms, 95th "
-          f"percentile {p95 * 1e3:.1f} ms")  # fmt: skip
+          f"percentile {p95 * 1e3:.1f} ms, CPU {cpu * 1e3 / len(times):.1f} ms")  # fmt: skip
 
 
 if __name__ == "__main__":

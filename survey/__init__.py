@@ -4,5 +4,5 @@
 ``stats`` turns ratings into MOS, confidence intervals (Student t and a rater × image cluster bootstrap), DMOS,
 Wilcoxon tests and rater screening; ``pairwise`` turns choices into Bradley–Terry scores, win rates and sign tests;
 ``export`` reads a study into pandas and writes CSV files; ``charts`` and ``report`` draw the results (SVG) and write
-the HTML report; ``ui`` holds the Survey and Results tabs of the Gradio app.
+the HTML report; ``ui`` holds the rater page (served beside the Gradio app, outside its queue) and the Results tab.
 """
