@@ -1,5 +1,5 @@
-"""Shared comparisons: stored under an opaque id in the data folder, reopened read-only, listed and deleted; in a
-real browser, a comparison shared through the Share button opens from its link after the app restarts."""
+"""Shared comparisons: stored under an opaque id in the data folder, reopened read-only, listed and deleted. In a
+real browser (a shared link after an app restart): tests/test_viewer_browser.py."""
 
 from __future__ import annotations
 
@@ -7,20 +7,15 @@ import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-import io
-import re
-import socket
 from pathlib import Path
 from urllib.parse import unquote
 
 import gradio as gr
 import numpy as np
 import pytest
-from PIL import Image
 
 from sr_app.images import load_rgb
 from sr_app.methods import REGISTRY
-from sr_app.resize import magnify
 from sr_app.ui.compare import (
     EXAMPLES_DIR,
     GROUND_TRUTH,
@@ -35,9 +30,6 @@ from sr_app.ui.compare import (
     views,
 )
 from sr_app.ui.share import ID_PATTERN, ShareError, delete_shared, list_shared, load_shared, main, shared_dir
-from sr_app.upscalers import SCALE
-
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 @pytest.fixture(scope="module")
@@ -102,71 +94,3 @@ def test_list_and_delete_from_the_command_line(
     assert "no shared comparison" in capsys.readouterr().err
     delete_shared(tmp_path, second)
     assert list_shared(tmp_path) == []
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.mark.browser
-def test_browser_a_shared_link_opens_the_comparison_after_a_restart(tmp_path: Path) -> None:
-    """Share from the page, restart the app on the same data folder, open the link: the same images, read-only."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
-    playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
-    from app import build_app  # the whole app, as users get it
-
-    upload = tmp_path / "leaf.png"
-    Image.fromarray(load_rgb(EXAMPLES_DIR / "chelsea.png")[40:64, 100:132]).save(upload)
-    data_dir, port = tmp_path / "data", free_port()
-
-    def launch():  # no weights: bicubic is the one method picked
-        demo = build_app(weights_dir=tmp_path / "no-weights", device="cpu", data_dir=data_dir)
-        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-        return demo
-
-    demo = launch()
-    try:
-        with playwright.sync_playwright() as driver:
-            browser = driver.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            page.set_default_timeout(60_000)
-            try:
-                page.goto(demo.local_url)
-                page.locator("input[type=file]").first.set_input_files(str(upload))
-                page.get_by_role("button", name="Upscale ×4").click()
-                page.get_by_role("button", name="Share").click()
-                link = page.get_by_label("Link to this comparison")
-                prefix = f"{demo.local_url.rstrip('/')}/?compare="
-                playwright.expect(link).to_have_value(re.compile("^" + re.escape(prefix) + ID_PATTERN.pattern + "$"))
-                url = link.input_value()
-                share_id = url.removeprefix(prefix)
-
-                demo.close()
-                demo = launch()
-                page.goto(url)
-                playwright.expect(page.get_by_text("Shared comparison")).to_be_visible()
-                playwright.expect(page.get_by_role("button", name="Upscale ×4")).to_be_hidden()
-                page.wait_for_function(
-                    "() => { const i = [...document.querySelectorAll('.srv-main img')];"
-                    " return i.length === 2 && i.every(x => x.complete && x.naturalWidth); }"
-                )
-                page.locator(".srv-main").scroll_into_view_if_needed()
-                page.get_by_role("button", name="1:1").click()
-                shot = np.asarray(Image.open(io.BytesIO(page.screenshot())).convert("RGB"))
-                box = page.locator(".srv-main img.srv-shown").bounding_box()
-                top, left = round(box["y"]), round(box["x"])
-                bicubic = load_rgb(load_shared(data_dir, share_id).views[1].path)
-                np.testing.assert_array_equal(shot[top : top + 96, left : left + 128], bicubic)
-                assert bicubic.shape == (24 * SCALE, 32 * SCALE, 3)
-                np.testing.assert_array_equal(
-                    load_rgb(load_shared(data_dir, share_id).views[0].path),
-                    magnify(load_rgb(upload), SCALE),
-                )
-            finally:
-                page.screenshot(path="/tmp/compare_shared.png", full_page=True)
-                browser.close()
-    finally:
-        demo.close()

@@ -453,7 +453,10 @@ def build_compare_tab(
         with gr.Row():
             share = gr.Button("Share", visible=data_dir is not None, scale=0, min_width=120)
             link = gr.Textbox(
-                label="Link to this comparison (read-only; kept until deleted)", visible=False, buttons=["copy"]
+                label="Link to this comparison (read-only; kept until deleted)",
+                visible=False,
+                buttons=["copy"],
+                elem_id="share-link",
             )
     state = gr.State(time_to_live=3600)
     # Inputs and outputs of the API-only endpoints /compare_crops and /compare_pair; never shown.

@@ -42,9 +42,10 @@ function render() {
   const scale = cssScale();
   for (const view of r.querySelectorAll(".srv-view")) {
     const box = view.getBoundingClientRect();
-    // The image's top-left corner on screen, in whole device pixels, relative to the view.
-    const left = Math.round((box.left + box.width / 2 - camera.cx * scale) * dpr) / dpr - box.left;
-    const top = Math.round((box.top + box.height / 2 - camera.cy * scale) * dpr) / dpr - box.top;
+    // The image's top-left corner on screen, on a whole device pixel, relative to where the view's content is
+    // painted: Chromium paints it at the view's position rounded to whole CSS pixels.
+    const left = Math.round((box.left + box.width / 2 - camera.cx * scale) * dpr) / dpr - Math.round(box.left);
+    const top = Math.round((box.top + box.height / 2 - camera.cy * scale) * dpr) / dpr - Math.round(box.top);
     for (const img of view.querySelectorAll("img")) {
       img.style.transform = `translate(${left}px, ${top}px) scale(${scale})`;
     }
