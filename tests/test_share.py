@@ -29,7 +29,7 @@ from sr_app.ui.compare import (
     share_comparison,
     views,
 )
-from sr_app.ui.share import ID_PATTERN, ShareError, delete_shared, list_shared, load_shared, main, shared_dir
+from sr_app.ui.share import ID_PATTERN, META_FILE, ShareError, delete_shared, list_shared, load_shared, main, shared_dir
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,11 @@ def test_a_shared_comparison_is_stored_in_the_data_folder_and_reopens_read_only(
 
 
 def test_a_bad_or_missing_id_says_so_and_changes_nothing_else(comparison: Comparison, tmp_path: Path) -> None:
-    share_comparison(comparison, data_dir=tmp_path)
+    share_id = share_comparison(comparison, data_dir=tmp_path)[0].value
+    meta = shared_dir(tmp_path) / share_id / META_FILE
+    meta.write_text(meta.read_text().replace('"file": "cup_input.png"', '"file": "../cup_input.png"'))
+    with pytest.raises(ShareError, match="outside the comparison's folder"):
+        load_shared(tmp_path, share_id)
     for share_id in ("A" * 22, "../" + "A" * 19, "x"):
         with pytest.raises(ShareError, match="no shared comparison"):
             load_shared(tmp_path, share_id)

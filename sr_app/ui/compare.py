@@ -345,9 +345,12 @@ def share_comparison(comparison: Comparison | None, *, data_dir: Path) -> tuple[
     browser) and hides the Share button until the next run."""
     if comparison is None:
         raise user_error(NO_COMPARISON)
-    share_id = save_shared(
-        data_dir, views(comparison), results_table(comparison), comparison.stem, comparison.mode, comparison.size
-    )
+    try:
+        share_id = save_shared(
+            data_dir, views(comparison), results_table(comparison), comparison.stem, comparison.mode, comparison.size
+        )
+    except OSError as error:
+        raise user_error(f"Could not store the comparison in {data_dir}: {error}") from error
     return gr.Textbox(value=share_id, visible=True), gr.Button(visible=False)
 
 

@@ -95,6 +95,8 @@ def load_shared(data_dir: Path, share_id: str) -> Shared:
     try:
         meta = json.loads((folder / META_FILE).read_text())
         views = [View(view["label"], folder / view["file"]) for view in meta["views"]]
+        if any(view.path.parent != folder for view in views):
+            raise ValueError("a view's file lies outside the comparison's folder")
         table = pd.DataFrame(meta["table"]["data"], columns=meta["table"]["columns"])
         return Shared(
             share_id, datetime.fromisoformat(meta["created"]), meta["stem"], meta["mode"], tuple(meta["size"]), views,
