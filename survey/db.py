@@ -41,6 +41,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 from sqlalchemy.schema import CreateColumn
 
+from sr_app.data_dir import data_dir_from_env
+
 #: Absolute Category Rating scale (ITU-T P.910): score -> label. The one source of truth for the score range.
 ACR_LABELS: dict[int, str] = {5: "Excellent", 4: "Good", 3: "Fair", 2: "Poor", 1: "Bad"}
 MIN_SCORE, MAX_SCORE = min(ACR_LABELS), max(ACR_LABELS)
@@ -73,9 +75,7 @@ PRESENTATIONS = (FLIP, SIDE_BY_SIDE)
 LEFT, RIGHT, TIE = "left", "right", "tie"
 CHOICES = (LEFT, RIGHT, TIE)
 
-DATA_DIR_ENV = "SR_LAB_DATA"
 DATABASE_URL_ENV = "DATABASE_URL"
-DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "sr-lab"
 DATABASE_FILE = "sr-lab.db"
 STIMULI_DIR = "stimuli"
 #: How long a SQLite writer waits for another one before giving up, in milliseconds.
@@ -330,11 +330,6 @@ def stored_secret(path: Path) -> tuple[str, bool]:
     with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
         file.write(secret + "\n")
     return secret, True
-
-
-def data_dir_from_env(data_dir: str | Path | None = None) -> Path:
-    """``data_dir`` if given, else ``$SR_LAB_DATA``, else ``~/.local/share/sr-lab``."""
-    return Path(data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR).expanduser()
 
 
 def make_engine(url: str) -> Engine:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from sr_app.data_dir import data_dir_from_env
 from sr_app.ui.viewer import View
 
 #: The page address parameter that opens a shared comparison: ``/?compare=<id>``.
@@ -126,7 +127,6 @@ def share_link(base_url: str, share_id: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     # The default data folder is the survey's (one definition, in survey.db); this entry point, like app.py,
     # stands above both packages.
-    from survey.db import data_dir_from_env
 
     parser = argparse.ArgumentParser(prog="python -m sr_app.ui.share", description="Manage shared comparisons.")
     parser.add_argument("--data-dir", type=Path, help="the app's data folder (default $SR_LAB_DATA)")
