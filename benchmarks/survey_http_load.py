@@ -12,13 +12,14 @@ closed loop: the next score the moment the photo arrives), post the score with t
 next photo. The timed step, the rating round trip, is that post plus that download. Raters arrive at random moments
 over the first think time (or the first second, in a closed loop).
 
-Prints ratings per second over the run, the 50th/95th/99th percentile and maximum round trip, the CPU time of the app
-processes per rating (user + system over the whole run: page loads, starts and downloads included) and of the
-client, and whether every acknowledged rating is stored exactly once with its score (and every download was a whole
-PNG). With ``--kill-after N`` app 0 is killed with SIGKILL once N ratings are acknowledged, the database is checked
-while it is down, and it is restarted; its raters retry until it answers, then resume where they were (at the photo
-they were rating, or the next one if their last score had been stored). Exits 1 if any check fails; every loop is
-bounded by ``--timeout`` seconds.
+Prints ratings per second over the run and while every rater was rating (from the last start to the first end: with
+a think time a rater's whole study takes a varying time, and the last ones rate alone), the 50th/95th/99th percentile
+and maximum round trip, the CPU time of the app processes per rating (user + system over the whole run: page loads,
+starts and downloads included) and of the client, and whether every acknowledged rating is stored exactly once with
+its score (and every download was a whole PNG). With ``--kill-after N`` app 0 is killed with SIGKILL once N ratings
+are acknowledged, the database is checked while it is down, and it is restarted; its raters retry until it answers,
+then resume where they were (at the photo they were rating, or the next one if their last score had been stored).
+Exits 1 if any check fails; every loop is bounded by ``--timeout`` seconds.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import argparse
 import asyncio
 import os
 import random
+import ssl
 import statistics
 import sys
 import tempfile
@@ -63,6 +65,10 @@ class Run:
     think_s: float
     deadline: float
     acks: Acks = field(default_factory=dict)
+    #: When each rating was acknowledged, and when each rater started and finished (time.monotonic()).
+    ack_times: list[float] = field(default_factory=list)
+    started: list[float] = field(default_factory=list)
+    finished: list[float] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     resumes: list[str] = field(default_factory=list)  # "ok" or what went wrong
@@ -73,17 +79,25 @@ class Run:
     up: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-async def post(client: httpx.AsyncClient, url: str, body: dict[str, object]) -> dict:
-    response = await client.post(url, json=body)
+async def request(client: httpx.AsyncClient, method: str, url: str, **kwargs: object) -> httpx.Response:
+    """``method url``, sent again once if the server had just closed the idle connection it went on (uvicorn closes
+    them after 5 s, and a think time can be longer), as browsers do; every request here may be repeated safely."""
+    try:
+        response = await client.request(method, url, **kwargs)
+    except (httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError):
+        response = await client.request(method, url, **kwargs)
     response.raise_for_status()
-    return response.json()
+    return response
+
+
+async def post(client: httpx.AsyncClient, url: str, body: dict[str, object]) -> dict:
+    return (await request(client, "POST", url, json=body)).json()
 
 
 async def download(run: Run, client: httpx.AsyncClient, base: str, page: dict) -> None:
     """Download the photos of ``page`` as a browser does, and count any that is not a whole PNG."""
     for name in page["images"]:
-        response = await client.get(f"{base}/{name}.png")
-        response.raise_for_status()
+        response = await request(client, "GET", f"{base}/{name}.png")
         run.downloads += 1
         whole = response.content.startswith(PNG_SIGNATURE) and response.content.endswith(b"IEND\xaeB`\x82")
         run.broken_downloads += not whole
@@ -95,10 +109,11 @@ async def rater(run: Run, client: httpx.AsyncClient, number: int) -> None:
     app = number % len(run.urls)
     base = run.urls[app] + rater_path(run.study).lstrip("/")
     await asyncio.sleep(rng.uniform(0, run.think_s or 1.0))
-    (await client.get(base)).raise_for_status()
+    await request(client, "GET", base)
     await post(client, f"{base}/open", {})
     page = await post(client, f"{base}/start", {})
     await download(run, client, base, page)
+    run.started.append(time.monotonic())
     while page["view"] == "rate" and time.monotonic() < run.deadline:
         if run.think_s:
             await asyncio.sleep(rng.expovariate(1 / run.think_s))
@@ -108,6 +123,7 @@ async def rater(run: Run, client: httpx.AsyncClient, number: int) -> None:
             answered = await post(client, f"{base}/answer", {"token": page["token"], "item": page["item"],
                                                              "answer": score, **VIEWING})  # fmt: skip
             run.acks[page["token"], page["item"]] = score
+            run.ack_times.append(time.monotonic())
             await download(run, client, base, answered)
         except httpx.HTTPError as error:
             if app != 0 or not (run.down.is_set() or run.up.is_set()):
@@ -117,6 +133,7 @@ async def rater(run: Run, client: httpx.AsyncClient, number: int) -> None:
             continue
         run.latencies.append(time.perf_counter() - start)
         page = answered
+    run.finished.append(time.monotonic())
     if page["view"] != "done":
         run.errors.append(f"rater {number}: stopped at the deadline with {page['done']} ratings")
 
@@ -176,20 +193,32 @@ def missing_or_wrong(acks: Acks, stored: list[tuple[str, str, int]]) -> list[str
     return problems
 
 
+def steady_rate(run: Run) -> tuple[float, float]:
+    """(ratings per second, seconds) while every rater was rating: from the last start to the first finish."""
+    begin, end = max(run.started, default=0), min(run.finished, default=0)
+    return sum(begin <= t <= end for t in run.ack_times) / (end - begin) if end > begin else 0.0, end - begin
+
+
 def percentile_ms(latencies: list[float], q: int) -> float:
     return statistics.quantiles(latencies, n=100, method="inclusive")[q - 1] * 1000
 
 
+async def browser(run: Run, number: int, tls: ssl.SSLContext) -> None:
+    """Rater ``number`` with a client of their own, as a browser tab (a shared pool of hundreds of connections costs
+    httpx far more CPU per request); ``tls`` is shared (making one costs 25 ms of CPU)."""
+    async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S, verify=tls) as client:
+        await rater(run, client, number)
+
+
 async def load(run: Run, raters: int, kill: tuple[LiveApp, Store, int] | None) -> str:
     """All raters at once (and the kill, if asked); what the kill found."""
-    limits = httpx.Limits(max_connections=raters, max_keepalive_connections=raters)
-    async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S, limits=limits) as client:
-        tasks = [asyncio.create_task(rater(run, client, number)) for number in range(raters)]
-        killer = asyncio.create_task(kill_and_restart(run, *kill)) if kill else None
-        for outcome in await asyncio.gather(*tasks, return_exceptions=True):
-            if isinstance(outcome, BaseException):
-                run.errors.append(f"a rater failed: {type(outcome).__name__}: {outcome}")
-        return await killer if killer else ""
+    tls = ssl.create_default_context()
+    tasks = [asyncio.create_task(browser(run, number, tls)) for number in range(raters)]
+    killer = asyncio.create_task(kill_and_restart(run, *kill)) if kill else None
+    for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+        if isinstance(outcome, BaseException):
+            run.errors.append(f"a rater failed: {type(outcome).__name__}: {outcome}")
+    return await killer if killer else ""
 
 
 def main() -> None:
@@ -233,8 +262,10 @@ def main() -> None:
     latencies = run.latencies
     print(f"{store.engine.dialect.name}, {args.apps} app process(es): {args.raters} raters × {n_stimuli} photos of "
           f"{args.size}² px, think time {args.think:g} s (exponential), on {os.cpu_count()} cores")  # fmt: skip
+    rate, window = steady_rate(run)
     print(f"{len(run.acks)} ratings acknowledged, {len(stored)} stored, in {elapsed:.1f} s: "
-          f"{len(run.acks) / elapsed:.1f} ratings/s; app peak RSS {peak_rss:.0f} MiB")  # fmt: skip
+          f"{len(run.acks) / elapsed:.1f} ratings/s over the run, {rate:.1f} ratings/s while all raters were rating "
+          f"({window:.0f} s); app peak RSS {peak_rss:.0f} MiB")  # fmt: skip
     if len(latencies) >= 2:
         print("rating round trip (score + next photo): "
               + ", ".join(f"p{q} {percentile_ms(latencies, q):.0f} ms" for q in (50, 95, 99))
