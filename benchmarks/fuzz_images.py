@@ -154,7 +154,7 @@ def check(client: Client, case: Case, good: Path) -> str:
     """Send ``case`` then the good image; return what the app answered, or raise ``AssertionError`` saying how
     it failed (wrong or unclear message, wrong output size, the good image failing after it)."""
     try:
-        outputs = client.predict(handle_file(str(case.path)), UPSCALE, api_name="/upscale")
+        files, _ = client.predict(handle_file(str(case.path)), UPSCALE, api_name="/upscale")
     except Exception as error:  # gradio_client raises AppError for gr.Error, ValueError for its own checks
         message = str(error)
         if case.expect is None:
@@ -167,11 +167,12 @@ def check(client: Client, case: Case, good: Path) -> str:
             raise AssertionError(f"{case.name}: accepted, expected an error /{case.expect}/")
         assert case.shape is not None
         height, width = case.shape
-        upscaled = load_rgb(outputs[1]).shape[:2]  # the bicubic panel
+        upscaled = load_rgb(files[1]).shape[:2]  # the bicubic result (files[0] is the input, magnified)
         if upscaled != (height * SCALE, width * SCALE):
             raise AssertionError(f"{case.name}: output {upscaled}, expected {height * SCALE}×{width * SCALE}")
         answer = f"upscaled to {upscaled[1]}×{upscaled[0]}"
-    good_shape = load_rgb(client.predict(handle_file(str(good)), UPSCALE, api_name="/upscale")[1]).shape[:2]
+    good_files, _ = client.predict(handle_file(str(good)), UPSCALE, api_name="/upscale")
+    good_shape = load_rgb(good_files[1]).shape[:2]
     if good_shape != (20 * SCALE, 16 * SCALE):
         raise AssertionError(f"{case.name}: the good image after it came back {good_shape}")
     return answer

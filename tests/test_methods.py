@@ -272,14 +272,14 @@ def test_app_api_upscales_with_a_user_model(
         image = photo[200:229, 230:253]  # 29×23
         Image.fromarray(image).save(tmp_path / "in.png")
         client = Client(demo.local_url, verbose=False)
-        outputs = client.predict(
-            handle_file(str(tmp_path / "in.png")), UPSCALE, 64, 4, ["bicubic", "mine"], api_name="/upscale"
+        files, table = client.predict(
+            handle_file(str(tmp_path / "in.png")), UPSCALE, ["bicubic", "mine"], False, api_name="/upscale"
         )
-        panels = dict(zip([*REGISTRY, "mine"], outputs[1 : 2 + len(REGISTRY)], strict=True))
     finally:
         demo.close()
-    assert Path(panels["mine"]).suffix == ".png" and panels["edsr"] is None
-    np.testing.assert_array_equal(load_rgb(panels["mine"]), mine.load(Settings(device="cpu"))(image))
+    assert [Path(file).name for file in files] == ["in_input.png", "in_bicubic.png", "in_mine.png"]
+    assert [row[0] for row in table["data"]] == ["Bicubic", "mine"]
+    np.testing.assert_array_equal(load_rgb(files[2]), mine.load(Settings(device="cpu"))(image))
 
 
 def test_survey_with_a_user_model_from_creation_to_export(model_files: dict[str, Path], tmp_path: Path) -> None:
