@@ -30,7 +30,7 @@ from PIL import Image  # noqa: E402
 from skimage import data as skdata  # noqa: E402
 
 from app import build_app  # noqa: E402
-from sr_app.methods import REGISTRY, Settings  # noqa: E402
+from sr_app.methods import Settings  # noqa: E402
 from sr_app.ui.compare import UPSCALE, load_methods, title  # noqa: E402
 from sr_app.weights import WEIGHTS_DIR  # noqa: E402
 
@@ -48,7 +48,7 @@ def timed(fn: Callable[[], object], repeats: int) -> list[tuple[float, object]]:
 
 def reported_seconds(outputs: tuple) -> float:
     """The sum of the method times in the app's results table (the ``/upscale`` output after the panels)."""
-    table = outputs[1 + len(REGISTRY)]
+    _, table = outputs
     column = table["headers"].index("Time (ms)")
     return sum(row[column] for row in table["data"]) / 1000
 
