@@ -86,7 +86,8 @@ def _existing(path: str | Path) -> Path:
     path = Path(path)
     if not path.is_file():
         raise WeightsError(
-            f"Weights file not found: {path}. Train it with `python -m train.edsr` (EDSR) or `python -m train.gan` "
-            "(EDSR-SRGAN), see the README, or restore the shipped files with `git checkout -- sr_app/weights`."
+            f"Weights file not found: {path}. Train it with `python -m train.sr --arch …` (EDSR, SRResNet, "
+            "Swift-SRGAN) or `python -m train.gan --generator …` (EDSR-SRGAN, SRGAN), see the README, or restore the "
+            "shipped files with `git checkout -- sr_app/weights`."
         )
     return path

@@ -30,7 +30,7 @@ def test_tiled_result_equals_whole_image_within_one_grey_level(photo: np.ndarray
 
 
 def test_missing_weights_name_the_file_and_the_fix(tmp_path: Path) -> None:
-    with pytest.raises(WeightsError, match=r"edsr_x4\.safetensors.*python -m train\.edsr"):
+    with pytest.raises(WeightsError, match=r"edsr_x4\.safetensors.*python -m train\.sr --arch"):
         load_upscaler("edsr", Settings(weights_dir=tmp_path))
 
 

@@ -23,7 +23,7 @@ def test_weights_round_trip_with_config_and_metadata(tmp_path: Path) -> None:
 
 
 def test_missing_file_says_how_to_get_it(tmp_path: Path) -> None:
-    with pytest.raises(WeightsError, match=r"Weights file not found: .*python -m train.edsr"):
+    with pytest.raises(WeightsError, match=r"Weights file not found: .*python -m train\.sr --arch"):
         load_weights(tmp_path / "nope.safetensors")
 
 
