@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from conftest import TINY_CONFIG
-from sr_app.models import EDSR, EDSRConfig
+from sr_app.models import EDSR, EDSRConfig, SRResNetConfig, build_network
 from sr_app.weights import load_weights, save_weights
 from train.interpolate import interpolate_networks, main
 
@@ -62,3 +62,12 @@ def test_a_bad_alpha_or_mismatched_networks_stop_with_a_message_and_write_nothin
     with pytest.raises(SystemExit, match=message):
         main([str(gan_file), "--psnr", str(psnr_file), "--alpha", alpha, "--out", str(out)])
     assert not out.exists()
+
+
+def test_networks_with_batch_norm_blend_their_statistics() -> None:
+    psnr, gan = (build_network(SRResNetConfig(n_blocks=1, n_feats=8)).train() for _ in range(2))
+    gan(torch.rand(2, 3, 8, 8))  # moves the GAN network's running statistics
+    blended = interpolate_networks(psnr, gan, 0.25)
+    mean = "body.0.body.1.running_mean"
+    expected = 0.75 * psnr.state_dict()[mean] + 0.25 * gan.state_dict()[mean]
+    torch.testing.assert_close(blended.state_dict()[mean], expected)

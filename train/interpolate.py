@@ -36,7 +36,10 @@ def interpolate_networks(psnr: nn.Module, gan: nn.Module, alpha: float) -> nn.Mo
     if psnr.config != gan.config:
         raise ValueError(f"cannot blend networks of different shapes: {psnr.config} and {gan.config}")
     gan_state = gan.state_dict()
-    blended = {name: torch.lerp(value, gan_state[name], alpha) for name, value in psnr.state_dict().items()}
+    blended = {  # integer buffers (batch norm's update counts) are kept from the PSNR network
+        name: torch.lerp(value, gan_state[name], alpha) if value.is_floating_point() else value
+        for name, value in psnr.state_dict().items()
+    }
     result = build_network(psnr.config)
     result.load_state_dict(blended)
     return result.eval()
