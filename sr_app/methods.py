@@ -199,6 +199,11 @@ def parse_methods(text: str) -> list[Method]:
     return methods
 
 
+def as_method(spec: str | Method) -> Method:
+    """``spec`` itself, or the method a ``name``/``label=path`` spec names."""
+    return resolve(spec) if isinstance(spec, str) else spec
+
+
 def load_upscaler(spec: str | Method, settings: Settings = Settings()) -> Upscaler:
     """The upscaler of a method (or of a ``name``/``label=path`` spec)."""
-    return (resolve(spec) if isinstance(spec, str) else spec).load(settings)
+    return as_method(spec).load(settings)

@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 
 from sr_app.images import ImageError, load_rgb, rgb_to_tensor
-from sr_app.methods import Method, MethodError, Settings, parse_methods, resolve
+from sr_app.methods import Method, MethodError, Settings, as_method, parse_methods
 from sr_app.metrics import psnr_y, shave_border, ssim_y
 from sr_app.outputs import read_outputs
 from sr_app.upscalers import PRECISIONS, SCALE
@@ -138,10 +138,6 @@ def summary_table(scores: pd.DataFrame) -> pd.DataFrame:
     """Mean of every metric per dataset × method, methods in the order given."""
     table = scores.groupby(["dataset", "method"], sort=False)[metric_names("vgg54" in scores)].mean()
     return table.round({"psnr": 2, "ssim": 4, "vgg54": 4})
-
-
-def as_method(method: str | Method) -> Method:
-    return resolve(method) if isinstance(method, str) else method
 
 
 def method_list(text: str) -> list[Method]:
