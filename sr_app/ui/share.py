@@ -125,9 +125,6 @@ def share_link(base_url: str, share_id: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # The default data folder is the survey's (one definition, in survey.db); this entry point, like app.py,
-    # stands above both packages.
-
     parser = argparse.ArgumentParser(prog="python -m sr_app.ui.share", description="Manage shared comparisons.")
     parser.add_argument("--data-dir", type=Path, help="the app's data folder (default $SR_LAB_DATA)")
     commands = parser.add_subparsers(dest="command", required=True)
