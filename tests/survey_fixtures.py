@@ -12,10 +12,11 @@ import pandas as pd
 from PIL import Image
 
 from survey.db import MAX_SCORE, MIN_SCORE, Base, Store, make_engine, open_store
+from survey.ui.rate import OPAQUE_ID
 
 TEST_DATABASE_ENV = "SR_LAB_TEST_DATABASE_URL"
-#: A random id as the survey hands them out (``secrets.token_urlsafe(16)``: 22 URL-safe characters), standing alone.
-RANDOM_ID = re.compile(r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{22}(?![A-Za-z0-9_-])")
+#: A random id as the survey hands them out (``survey.ui.rate.OPAQUE_ID``), standing alone.
+RANDOM_ID = re.compile(rf"(?<![A-Za-z0-9_-]){OPAQUE_ID.pattern}(?![A-Za-z0-9_-])")
 
 #: True quality of each condition on the 1–5 scale, in the spirit of SRGAN's Set14 study.
 TRUE_QUALITY = {"nearest": 1.3, "bicubic": 1.8, "edsr": 3.0, "edsr_srgan": 3.7, "reference": 4.3}
