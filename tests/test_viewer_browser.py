@@ -39,6 +39,10 @@ RECTS_JS = """() => [...document.querySelectorAll('.srv-main img.srv-shown, .srv
   const r = i.getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; })"""
 LOADED_JS = """() => { const images = [...document.querySelectorAll('.srv img')];
   return images.length > 0 && images.every(image => image.complete && image.naturalWidth > 0); }"""
+#: Nothing on the page is animating. Gradio fades a component in (``transition: all .15s`` from opacity 0.2) and its
+#: progress overlay out when an event ends, and the results may appear during that fade: a screenshot taken then
+#: shows the viewer dimmed or overlaid (about one run in five failed so before this wait).
+SETTLED_JS = "() => document.getAnimations().every(animation => animation.playState !== 'running')"
 
 
 def test_viewer_markup_labels_every_view_and_keys_the_first_nine(tmp_path: Path) -> None:
@@ -112,6 +116,7 @@ def run(page, upload: Path, button: str = RUN_LABELS[UPSCALE]) -> None:
     page.get_by_role("button", name=button).click()
     page.get_by_text("Time and scores").wait_for()
     page.wait_for_function(LOADED_JS)
+    page.wait_for_function(SETTLED_JS)
     # The whole viewer on screen, scrolled by whole CSS pixels (a fractional scroll would resample the page).
     page.evaluate("() => scrollTo(0, Math.floor(document.querySelector('.srv').getBoundingClientRect().top + scrollY))")
 
@@ -138,6 +143,8 @@ def assert_one_to_one(page, dpr: float) -> None:
     The browser paints the view's content at the view's position rounded to whole CSS pixels, so the image can lie
     up to a CSS pixel from where layout puts it; it is looked for within that distance."""
     page.get_by_role("button", name="1:1").click()
+    page.wait_for_function("() => document.querySelector('.srv-zoom').textContent === '1:1'")
+    page.wait_for_function(SETTLED_JS)
     index = int(page.locator(".srv").get_attribute("data-main"))
     png = served_png(page, index)
     left, top, width, height = rects(page)[0]
@@ -260,6 +267,7 @@ def test_a_shared_link_opens_the_comparison_read_only_after_a_restart(browser, t
         expect(page.get_by_role("button", name=RUN_LABELS[UPSCALE])).to_be_hidden()
         expect(page.get_by_role("button", name="Share")).to_be_hidden()
         page.wait_for_function(LOADED_JS)
+        page.wait_for_function(SETTLED_JS)
         stored = shared_dir(data_dir) / url.removeprefix(prefix)
         assert all(Path(path).parent == stored for path in sources(page))  # not Gradio's cache, not a temp folder
         assert page.locator(".srv-strip .srv-label").all_inner_texts()[0] == "1 Input"
