@@ -32,9 +32,11 @@ from sr_app.images import ImageError
 from sr_app.methods import REGISTRY
 from sr_app.weights import WEIGHTS_DIR, WeightsError
 from survey.db import ACR, CLOSED, FLIP, OPEN, PC, PRESENTATIONS, PROTOCOLS, Store, open_store
+from survey.errors import SurveyError
 from survey.export import CSV_FILES, PC_CSV_FILES, REPORT_FILE, export_study
 from survey.report import counted
-from survey.studies import Crop, StudySummary, SurveyError, create_study, list_studies, rater_path, set_status
+from survey.stimuli import Crop
+from survey.studies import StudySummary, create_study, list_studies, rater_path, set_status
 
 DEFAULT_BASE_URL = "http://127.0.0.1:7860"
 #: File in the data directory where ``python app.py`` records the address it serves on when it starts.

@@ -41,12 +41,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
 from survey.db import LEFT, PC, RIGHT, Choice, Condition, Rater, Rating, SourceImage, Stimulus, Store, Trial
+from survey.errors import SurveyError
 from survey.pairwise import analyse_pairs, rater_agreement
+from survey.raters import Viewing
 from survey.report import PairReport, StudyReport, html_report
 from survey.stats import analyse, gold_check, screen_raters
-from survey.studies import SurveyError, Viewing, get_study, summarize
+from survey.studies import get_study, summarize
 
-#: How the browser showed the photo, with every answer (:class:`survey.studies.Viewing`).
+#: How the browser showed the photo, with every answer (:class:`survey.raters.Viewing`).
 VIEWING_COLUMNS = [field.name for field in dataclasses.fields(Viewing)]
 RATINGS_COLUMNS = ["rater", "image", "method", "score", "response_ms", "rated_at", *VIEWING_COLUMNS]
 RATERS_COLUMNS = [
@@ -203,7 +205,7 @@ def export_study(store: Store, name: str, out_dir: str | Path, exclude_flagged: 
     :data:`REPORT_FILE` into ``out_dir`` (created if needed); return their paths.
 
     The answers and raters files always hold every rater; the MOS, DMOS and Wilcoxon files and the report are
-    computed without the flagged raters when ``exclude_flagged`` is set; :class:`~survey.studies.SurveyError` when
+    computed without the flagged raters when ``exclude_flagged`` is set; :class:`~survey.errors.SurveyError` when
     that leaves nothing though there are ratings (every rater is flagged).
     """
     report = study_report(store, name)

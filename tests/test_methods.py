@@ -46,7 +46,8 @@ from sr_app.upscalers import SCALE, ModelUpscaler
 from sr_app.weights import WeightsError
 from survey.db import Stimulus
 from survey.export import export_study
-from survey.studies import create_study, list_studies, start_rater, submit_rating
+from survey.raters import start_rater, submit_rating
+from survey.studies import create_study, list_studies
 from tests.survey_fixtures import image_folder, tmp_store
 from train import evaluate
 

@@ -19,7 +19,9 @@ from sr_app.resize import make_lr
 from survey.__main__ import main as survey_main
 from survey.db import REFERENCE, Stimulus, Store
 from survey.export import export_study
-from survey.studies import PADDING_CHUNK, create_study, list_studies, start_rater, submit_rating
+from survey.raters import start_rater, submit_rating
+from survey.stimuli import PADDING_CHUNK
+from survey.studies import create_study, list_studies
 from tests.survey_fixtures import image_folder, png_chunks, tmp_store
 from train.evaluate import main as evaluate_main
 

@@ -14,7 +14,9 @@ from gradio_client.exceptions import AppError
 from sr_app.images import load_rgb
 from sr_app.methods import REGISTRY
 from survey.db import NEAREST, REFERENCE, Store
-from survey.studies import PADDING_CHUNK, StudySummary, SurveyError, create_study
+from survey.errors import SurveyError
+from survey.stimuli import PADDING_CHUNK
+from survey.studies import StudySummary, create_study
 from survey.ui.rate import BlocksWithRaterPage, RaterPage, rater_answer, rater_open, rater_start
 from survey.ui.results import WRONG_PASSWORD, build_results_tab, results_export, results_show, results_studies
 from tests.survey_fixtures import blank_random_ids, image_folder, png_chunks, tmp_store

@@ -16,15 +16,9 @@ from sr_app.resize import make_lr
 from survey.__main__ import main
 from survey.db import DATABASE_FILE, NEAREST, REFERENCE, Rating, SourceImage, Stimulus, Store, open_store
 from survey.export import RATERS_COLUMNS, RATINGS_COLUMNS, export_study
-from survey.studies import (
-    Crop,
-    StudySummary,
-    Viewing,
-    create_study,
-    list_studies,
-    start_rater,
-    submit_rating,
-)
+from survey.raters import Viewing, start_rater, submit_rating
+from survey.stimuli import Crop
+from survey.studies import StudySummary, create_study, list_studies
 from tests.survey_fixtures import image_folder, tmp_store
 
 #: How an attentive rater scores each condition, gold items included.

@@ -13,9 +13,10 @@ from survey.__main__ import main
 from survey.charts import mos_chart
 from survey.db import Stimulus, Store, stored_secret
 from survey.export import CSV_FILES, RATERS_COLUMNS, RATINGS_COLUMNS, REPORT_FILE, export_study, load_ratings
+from survey.raters import start_rater, submit_rating
 from survey.report import BY_METHOD
 from survey.stats import BOOT_COLUMNS, MOS_COLUMNS, WILCOXON_COLUMNS, mos
-from survey.studies import StudySummary, create_study, start_rater, submit_rating
+from survey.studies import StudySummary, create_study
 from survey.ui.results import ADMIN_PASSWORD_ENV, ADMIN_PASSWORD_FILE, admin_password, results_show
 from tests.survey_fixtures import image_folder, tmp_store
 

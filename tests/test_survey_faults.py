@@ -22,7 +22,9 @@ from sqlalchemy import event, select
 
 from survey import db
 from survey.db import DATABASE_FILE, Rating, Store, open_store
-from survey.studies import STORAGE_ERROR, Progress, StorageError, StudySummary, create_study, start_rater, submit_rating
+from survey.errors import STORAGE_ERROR, StorageError
+from survey.raters import Progress, start_rater, submit_rating
+from survey.studies import StudySummary, create_study
 from survey.ui.rate import app_kwargs, rater_start
 from tests.survey_fixtures import image_folder
 

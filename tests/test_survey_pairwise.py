@@ -35,19 +35,12 @@ from survey.db import (
     Store,
     open_store,
 )  # fmt: skip
+from survey.errors import SurveyError
 from survey.pairwise import SCORE_COLUMNS, WINS_COLUMNS, analyse_pairs, bradley_terry, win_counts, win_rate
+from survey.raters import progress, start_rater, submit_choice, submit_rating
+from survey.schedule import pair_schedule
 from survey.stats import BOOT_COLUMNS, analyse, cluster_bootstrap, mos
-from survey.studies import (
-    StudySummary,
-    SurveyError,
-    create_study,
-    list_studies,
-    pair_schedule,
-    progress,
-    start_rater,
-    submit_choice,
-    submit_rating,
-)
+from survey.studies import StudySummary, create_study, list_studies
 from survey.ui.rate import rater_answer, rater_open, rater_start
 from tests.survey_fixtures import blank_random_ids, image_folder, simulate_ratings, tmp_store
 from tests.test_survey_rater_page import FORBIDDEN, OPAQUE

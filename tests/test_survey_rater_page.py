@@ -17,7 +17,8 @@ from sr_app.images import load_rgb
 from sr_app.methods import REGISTRY
 from survey.db import NEAREST, PC, REFERENCE, SIDE_BY_SIDE, Rater, SourceImage, Stimulus, Store, Study
 from survey.export import export_study
-from survey.studies import CHUNK_OVERHEAD, PADDING_CHUNK, StudySummary, create_study, pad_png, png_bytes
+from survey.stimuli import CHUNK_OVERHEAD, PADDING_CHUNK, pad_png, png_bytes
+from survey.studies import StudySummary, create_study
 from survey.ui.rate import PAGE_HTML, app_kwargs
 from tests.survey_fixtures import blank_random_ids, image_folder, png_chunks, tmp_store
 

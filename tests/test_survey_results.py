@@ -14,10 +14,12 @@ import pytest
 
 from survey.__main__ import main
 from survey.db import DATABASE_URL_ENV, MAX_SCORE, MIN_SCORE, REFERENCE, Store
+from survey.errors import SurveyError
 from survey.export import export_study
+from survey.raters import start_rater, submit_rating
 from survey.report import DMOS
 from survey.stats import DMOS_BOUNDS, dmos, mos
-from survey.studies import StudySummary, SurveyError, create_study, start_rater, submit_rating
+from survey.studies import StudySummary, create_study
 from survey.ui.results import build_results_tab, results_show
 from tests.survey_fixtures import image_folder, tmp_store
 

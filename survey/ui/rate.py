@@ -47,12 +47,10 @@ from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from survey.db import ACR, ACR_LABELS, FLIP, PC, Store
-from survey.studies import (
+from survey.errors import StorageError, SurveyError
+from survey.raters import (
     NOT_REPORTED,
-    RATE_PATH,
     Progress,
-    StorageError,
-    SurveyError,
     Viewing,
     progress,
     rater_token,
@@ -61,6 +59,7 @@ from survey.studies import (
     submit_choice,
     submit_rating,
 )
+from survey.studies import RATE_PATH
 
 #: The query parameter of the rater links of earlier versions, ``/?study=<id>``; they are redirected to the page.
 STUDY_PARAM = "study"
@@ -215,7 +214,7 @@ class Start(Arrival):
 
 
 class Answer(BaseModel):
-    """The body of ``answer``: what was answered and how the photo was shown (:class:`~survey.studies.Viewing`)."""
+    """The body of ``answer``: what was answered and how the photo was shown (:class:`~survey.raters.Viewing`)."""
 
     token: str = Field(max_length=100)
     item: str = Field(max_length=100)

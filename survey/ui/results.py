@@ -22,9 +22,10 @@ import pandas as pd
 
 from sr_app.ui.compare import user_error
 from survey.db import PC, Store, stored_secret
+from survey.errors import SurveyError
 from survey.export import every_rater_flagged, export_study, study_report
 from survey.report import counted, sections
-from survey.studies import SurveyError, list_studies, rater_path, summarize
+from survey.studies import list_studies, rater_path, summarize
 
 ADMIN_PASSWORD_ENV = "SR_LAB_ADMIN_PASSWORD"
 #: File in the data directory keeping a generated admin password (readable by its owner only).

@@ -1,0 +1,404 @@
+"""A rater's session: their stored random order, where they stand, and their answers (a score or a choice).
+
+A study follows one of two protocols (:data:`~survey.db.PROTOCOLS`): absolute category rating (ACR: one stimulus
+at a time, a score from 1 to 5) or pair comparison (PC, 2AFC: two versions of one image, the rater picks the better
+one, or "no difference" where the study allows it). The rater side is three calls: :func:`start_rater` (a new
+anonymous rater and their stored random order, :mod:`survey.schedule`: every stimulus for ACR, every pair of
+conditions on every image for PC), :func:`progress` (where a rater is; resuming is just calling it again) and
+:func:`submit_rating` (ACR) or :func:`submit_choice` (PC). A rater link from a crowd platform carries the rater's id
+there (``external_id``): the same id resumes the same rater, and a study's completion code is shown to raters who
+finished. ACR studies may hold gold items (:data:`~survey.db.GOLD_RANGES`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import random
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, Insert, Row, ScalarSelect, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, aliased
+
+from survey.db import (
+    ACR,
+    ACR_LABELS,
+    EXTERNAL_ID_MAX_CHARS,
+    FLIP,
+    LEFT,
+    MAX_SCORE,
+    MIN_SCORE,
+    OPEN,
+    PC,
+    RIGHT,
+    TIE,
+    Assignment,
+    Choice,
+    Rater,
+    Rating,
+    SourceImage,
+    Stimulus,
+    Store,
+    Study,
+    Trial,
+    new_token,
+    utc_now,
+)
+from survey.errors import SurveyError, storage_errors
+from survey.schedule import pair_schedule, playlist
+
+SELF_REPORT_MAX_CHARS = 500
+#: What a browser may report about how it showed a photo (:class:`Viewing`): the accepted range of each value.
+VIEWING_RANGES: dict[str, tuple[float, float]] = {
+    "viewport_width": (1, 100_000), "viewport_height": (1, 100_000), "device_pixel_ratio": (0.01, 100),
+    "scale": (0.001, 1000), "display_ms": (0, 86_400_000),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a rater stands: ``done`` of ``total`` stimuli rated (ACR) or pairs compared (PC).
+
+    ``stimulus`` is the opaque id of what to answer next, ``None`` once everything is answered: a stimulus (ACR)
+    or a trial (PC), whose two stimuli ``pair`` holds as (version A, version B). ``allow_tie`` and ``presentation``
+    say how a PC study asks; ``completion_code`` is the study's, once the rater has finished. Nothing here tells
+    which condition a stimulus shows.
+    """
+
+    study: str
+    token: str
+    done: int
+    total: int
+    stimulus: str | None
+    study_open: bool
+    pair: tuple[str, str] | None = None
+    allow_tie: bool = False
+    presentation: str = FLIP
+    completion_code: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.stimulus is None
+
+
+@dataclass(frozen=True)
+class StudyIntro:
+    """What a rater sees before rating: instructions and the opaque ids of the two calibration examples' PNGs."""
+
+    instructions: str
+    best_example: str
+    worst_example: str
+    study_open: bool
+    protocol: str = ACR
+    allow_tie: bool = False
+    presentation: str = FLIP
+
+
+@dataclass(frozen=True)
+class Viewing:
+    """How the rater's browser showed the photo when they answered (:class:`survey.db.ViewingColumns`); ``None``
+    where it did not say. Each value must lie in its :data:`VIEWING_RANGES`."""
+
+    viewport_width: int | None = None
+    viewport_height: int | None = None
+    device_pixel_ratio: float | None = None
+    scale: float | None = None
+    display_ms: int | None = None
+
+    def __post_init__(self) -> None:
+        for name, (low, high) in VIEWING_RANGES.items():
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not low <= value <= high):
+                raise SurveyError(f"{name} must be a number from {low:g} to {high:g}; got {value!r}.")
+
+
+#: An answer without any report of how the photo was shown (from an API client, or an earlier version's page).
+NOT_REPORTED = Viewing()
+
+
+def _study_by_public_id(session: Session, study_id: str) -> Study:
+    study = session.scalar(select(Study).where(Study.public_id == study_id))
+    if study is None:
+        raise SurveyError("This survey link is not valid. Please check the address you were given.")
+    return study
+
+
+#: The columns of a rater and their study that answering needs (:func:`_rater`).
+RATER_COLUMNS = (
+    Rater.id, Rater.token, Rater.finished_at, Study.status, Study.protocol, Study.allow_tie, Study.presentation,
+    Study.completion_code,
+)  # fmt: skip
+#: Versions A and B of a trial.
+_LEFT, _RIGHT = aliased(Stimulus), aliased(Stimulus)
+
+
+def _rater(connection: Connection, study_id: str, token: str) -> Row:
+    """Rater ``token`` of study ``study_id`` as :data:`RATER_COLUMNS`; :class:`SurveyError` if there is none."""
+    query = select(*RATER_COLUMNS).join(Study, Rater.study_id == Study.id)
+    rater = connection.execute(query.where(Rater.token == token, Study.public_id == study_id)).first()
+    if rater is None:
+        raise SurveyError("Unknown participant for this survey; please start again from the survey link.")
+    return rater
+
+
+def _count(table: type[Assignment | Rating | Trial | Choice], rater_id: int) -> ScalarSelect[int]:
+    """How many of the rater's assignments (stimuli to rate), ratings, trials (pairs) or choices are stored."""
+    return select(func.count()).select_from(table).where(table.rater_id == rater_id).scalar_subquery()
+
+
+def study_intro(store: Store, study_id: str) -> StudyIntro:
+    """Instructions and calibration examples of the study whose rater link holds ``study_id``."""
+    with store.session() as session:
+        study = _study_by_public_id(session, study_id)
+        return StudyIntro(
+            instructions=study.instructions,
+            best_example=study.calibration_high,
+            worst_example=study.calibration_low,
+            study_open=study.status == OPEN,
+            protocol=study.protocol,
+            allow_tie=study.allow_tie,
+            presentation=study.presentation,
+        )
+
+
+def validate_external_id(external_id: str) -> str:
+    """A crowd platform's rater id, trimmed; :class:`SurveyError` if longer than 128 characters."""
+    external_id = external_id.strip()
+    if len(external_id) > EXTERNAL_ID_MAX_CHARS:
+        raise SurveyError(f"A rater id has at most {EXTERNAL_ID_MAX_CHARS} characters; please check your link.")
+    return external_id
+
+
+def rater_token(store: Store, study_id: str, external_id: str) -> str | None:
+    """The token of the rater of study ``study_id`` whom a crowd platform calls ``external_id``, if they started."""
+    query = select(Rater.token).join(Study).where(Study.public_id == study_id)
+    with storage_errors(), store.engine.connect() as connection:
+        return connection.scalar(query.where(Rater.external_id == validate_external_id(external_id)))
+
+
+def start_rater(
+    store: Store, study_id: str, self_report: str = "", rng: random.Random | None = None, external_id: str = ""
+) -> Progress:
+    """Register a new rater with a stored random order of all stimuli (ACR) or of all pairs to compare (PC,
+    :func:`pair_schedule`); return their progress.
+
+    ``self_report`` is optional free text (trimmed to 500 characters). ``external_id`` is the rater's id on a crowd
+    platform (from the rater link; at most 128 characters): a rater who started with the same id resumes instead.
+    Raises :class:`SurveyError` when the link is invalid or the study is closed, :class:`StorageError` when the
+    database fails.
+    """
+    rng = rng or random.Random()
+    external_id = validate_external_id(external_id)
+    if external_id and (token := rater_token(store, study_id, external_id)):
+        return progress(store, study_id, token)
+    try:
+        with storage_errors(), store.session() as session, session.begin():
+            study = _study_by_public_id(session, study_id)
+            if study.status != OPEN:
+                raise SurveyError("This survey is closed. Thank you for your interest.")
+            stimuli = session.execute(
+                select(Stimulus.id, Stimulus.image_id)
+                .join(SourceImage)
+                .where(SourceImage.study_id == study.id)
+                .order_by(Stimulus.image_id, Stimulus.condition_id)
+            ).all()
+            rater_number = session.scalar(select(func.count()).select_from(Rater).where(Rater.study_id == study.id))
+            rater = Rater(
+                study=study, token=new_token(), self_report=self_report.strip()[:SELF_REPORT_MAX_CHARS] or None,
+                external_id=external_id or None,
+            )  # fmt: skip
+            if study.protocol == PC:
+                trials = pair_schedule([tuple(row) for row in stimuli], rater_number or 0, rng)
+                rater.trials = [Trial(position=p, left_id=a, right_id=b) for p, (a, b) in enumerate(trials)]
+            else:
+                stimuli.sort()
+                order = playlist([image_id for _, image_id in stimuli], rng)
+                rater.assignments = [Assignment(position=p, stimulus_id=stimuli[i][0]) for p, i in enumerate(order)]
+            session.add(rater)
+    except IntegrityError:
+        # The same external id started at the same moment elsewhere (a second tab); the unique constraint kept one.
+        if not external_id or not (token := rater_token(store, study_id, external_id)):
+            raise
+        return progress(store, study_id, token)
+    return progress(store, study_id, rater.token)
+
+
+def progress(store: Store, study_id: str, token: str) -> Progress:
+    """Where rater ``token`` stands in study ``study_id``; marks the next stimulus as shown now.
+
+    Calling it again (a page reload) gives the same next stimulus. Raises :class:`SurveyError` for an unknown
+    study or rater, :class:`StorageError` when the database fails.
+    """
+    with storage_errors(), store.engine.begin() as connection:
+        return _advance(connection, _rater(connection, study_id, token), study_id)
+
+
+def _advance(connection: Connection, rater: Row, study_id: str) -> Progress:
+    """The progress of ``rater`` (:func:`_rater`); marks their next stimulus or pair as shown now, or them as finished
+    when none is left."""
+    if rater.protocol == PC:
+        chosen = select(Choice.id).where(Choice.rater_id == rater.id, Choice.position == Trial.position)
+        pending = (
+            select(Trial.position, Trial.public_id, _LEFT.public_id, _RIGHT.public_id)
+            .join(_LEFT, Trial.left_id == _LEFT.id)
+            .join(_RIGHT, Trial.right_id == _RIGHT.id)
+            .where(Trial.rater_id == rater.id, ~chosen.exists())
+            .order_by(Trial.position)
+        )
+        items, answers = Trial, Choice
+    else:
+        rated = select(Rating.id).where(Rating.rater_id == rater.id, Rating.stimulus_id == Assignment.stimulus_id)
+        pending = (
+            select(Assignment.position, Stimulus.public_id)
+            .join(Stimulus, Assignment.stimulus_id == Stimulus.id)
+            .where(Assignment.rater_id == rater.id, ~rated.exists())
+            .order_by(Assignment.position)
+        )
+        items, answers = Assignment, Rating
+    next_up = connection.execute(pending.limit(1)).first()
+    total, done = connection.execute(select(_count(items, rater.id), _count(answers, rater.id))).one()
+    if next_up is not None:
+        mark = update(items).where(items.rater_id == rater.id, items.position == next_up[0])
+        connection.execute(mark.values(shown_at=utc_now()))
+    elif rater.finished_at is None:
+        connection.execute(update(Rater).where(Rater.id == rater.id).values(finished_at=utc_now()))
+    return Progress(
+        study=study_id, token=rater.token, done=done, total=total, stimulus=next_up and next_up[1],
+        study_open=rater.status == OPEN, pair=tuple(next_up[2:]) if next_up and rater.protocol == PC else None,
+        allow_tie=rater.allow_tie, presentation=rater.presentation,
+        completion_code=None if next_up else rater.completion_code,
+    )  # fmt: skip
+
+
+def validate_score(score: object) -> int:
+    """``score`` as an int on the ACR scale; :class:`SurveyError` unless it is a whole number from 1 to 5.
+
+    Whole floats and numeric strings (``4.0``, ``"4"``) are accepted, as API clients send them.
+    """
+    value = math.nan
+    if isinstance(score, int | float | str) and not isinstance(score, bool):
+        with contextlib.suppress(ValueError):
+            value = float(score)
+    if not (value.is_integer() and MIN_SCORE <= value <= MAX_SCORE):
+        scale = ", ".join(f"{s} {label}" for s, label in sorted(ACR_LABELS.items()))
+        raise SurveyError(f"A score must be a whole number on the scale {scale}; got {score!r}.")
+    return int(value)
+
+
+def validate_choice(choice: object, allow_tie: bool) -> str:
+    """``choice`` as one of :data:`~survey.db.CHOICES` (without :data:`~survey.db.TIE` unless ``allow_tie``);
+    :class:`SurveyError` otherwise."""
+    allowed = [LEFT, RIGHT, *([TIE] if allow_tie else [])]
+    if choice not in allowed:
+        raise SurveyError(f"A choice must be one of {', '.join(allowed)}; got {choice!r}.")
+    return str(choice)
+
+
+def submit_rating(
+    store: Store, study_id: str, token: str, stimulus_id: str, score: object, viewing: Viewing = NOT_REPORTED
+) -> Progress:
+    """Store rater ``token``'s score (1–5) for stimulus ``stimulus_id`` of an ACR study, with how their browser showed
+    it (``viewing``), and return their new progress.
+
+    The response time is measured on the server from when :func:`progress` last sent the stimulus. A second
+    score for the same stimulus (a double click, a retry) is ignored: the first one given is kept. Raises
+    :class:`SurveyError`, storing nothing, for a score off the scale, a stimulus not shown to this rater, an
+    unknown rater or a closed study, and :class:`StorageError` when the database fails (locked by another writer
+    beyond the busy timeout, disk full); the ratings already stored are kept.
+    """
+    value = validate_score(score)
+    with storage_errors():
+        return _submit(store, study_id, token, ACR, stimulus_id, value, viewing)
+
+
+def submit_choice(
+    store: Store, study_id: str, token: str, trial_id: str, choice: object, viewing: Viewing = NOT_REPORTED
+) -> Progress:
+    """Store rater ``token``'s choice for trial ``trial_id`` of a PC study and return their new progress.
+
+    ``choice`` is :data:`~survey.db.LEFT` (version A is better), :data:`~survey.db.RIGHT` (version B is) or, where the
+    study allows ties, :data:`~survey.db.TIE`. Exactly one choice per trial is kept, the first one given; viewing,
+    response times and errors as for :func:`submit_rating`.
+    """
+    with storage_errors():
+        return _submit(store, study_id, token, PC, trial_id, choice, viewing)
+
+
+def _submit(
+    store: Store, study_id: str, token: str, protocol: str, item_id: str, value: object, viewing: Viewing
+) -> Progress:
+    """Store a rater's answer ``value`` (a score or a choice, by ``protocol``) to ``item_id`` (a stimulus or a trial),
+    unless they answered it already, and advance them; one transaction."""
+    try:
+        with store.engine.begin() as connection:
+            rater = _rater(connection, study_id, token)
+            if rater.status != OPEN:
+                raise SurveyError("This survey is closed; no more ratings are being collected. Thank you!")
+            if rater.protocol != protocol:
+                asks = "a choice between two versions" if rater.protocol == PC else "a score from 1 to 5"
+                raise SurveyError(f"This survey asks for {asks}.")
+            if protocol == PC:
+                answer = _new_choice(connection, rater.id, item_id, validate_choice(value, rater.allow_tie))
+            else:
+                answer = _new_rating(connection, rater.id, item_id, int(value))  # validated by submit_rating
+            if answer is not None:
+                connection.execute(answer.values(**dataclasses.asdict(viewing)))
+            return _advance(connection, rater, study_id)
+    except IntegrityError:
+        # A concurrent identical submission committed first; the unique constraint kept exactly one.
+        with store.engine.connect() as connection:
+            if not _answered(connection, token, item_id):
+                raise
+    return progress(store, study_id, token)
+
+
+def _elapsed_ms(shown_at: datetime) -> int:
+    return max(round((utc_now() - shown_at).total_seconds() * 1000), 0)
+
+
+def _new_rating(connection: Connection, rater_id: int, stimulus_id: str, score: int) -> Insert | None:
+    """The insert of the rating, ``None`` if the rater already rated that stimulus."""
+    assignment = connection.execute(
+        select(Assignment.stimulus_id, Assignment.shown_at, Rating.id)
+        .join(Stimulus, Assignment.stimulus_id == Stimulus.id)
+        .outerjoin(Rating, (Rating.rater_id == Assignment.rater_id) & (Rating.stimulus_id == Assignment.stimulus_id))
+        .where(Assignment.rater_id == rater_id, Stimulus.public_id == stimulus_id)
+    ).first()
+    if assignment is None or assignment.shown_at is None:
+        raise SurveyError("That image is not one you were shown; please rate the image on your screen.")
+    if assignment.id is not None:
+        return None
+    return insert(Rating).values(
+        rater_id=rater_id, stimulus_id=assignment.stimulus_id, score=score, response_ms=_elapsed_ms(assignment.shown_at)
+    )
+
+
+def _new_choice(connection: Connection, rater_id: int, trial_id: str, choice: str) -> Insert | None:
+    """The insert of the choice, ``None`` if the rater already answered that trial."""
+    trial = connection.execute(
+        select(Trial.position, Trial.shown_at, Choice.id)
+        .outerjoin(Choice, (Choice.rater_id == Trial.rater_id) & (Choice.position == Trial.position))
+        .where(Trial.rater_id == rater_id, Trial.public_id == trial_id)
+    ).first()
+    if trial is None or trial.shown_at is None:
+        raise SurveyError("That pair is not one you were shown; please choose between the versions on your screen.")
+    if trial.id is not None:
+        return None
+    return insert(Choice).values(
+        rater_id=rater_id, position=trial.position, choice=choice, response_ms=_elapsed_ms(trial.shown_at)
+    )
+
+
+def _answered(connection: Connection, token: str, item_id: str) -> bool:
+    """Whether rater ``token`` has an answer stored for stimulus or trial ``item_id``."""
+    rating = select(Rating.id).join(Stimulus).join(Rater).where(Rater.token == token, Stimulus.public_id == item_id)
+    choice = (
+        select(Choice.id)
+        .join(Trial, (Choice.rater_id == Trial.rater_id) & (Choice.position == Trial.position))
+        .join(Rater, Choice.rater_id == Rater.id)
+        .where(Rater.token == token, Trial.public_id == item_id)
+    )
+    return connection.scalar(rating) is not None or connection.scalar(choice) is not None

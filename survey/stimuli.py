@@ -1,0 +1,188 @@
+"""Making a study's stimuli: the versions of its images, one per condition, as PNGs that only their pixels tell apart.
+
+Every image of a study is ground truth: it is cropped to a multiple of 4 (and, with a :class:`Crop`, to one
+fixed-size region) and downscaled ×4 with the project's MATLAB bicubic (:func:`sr_app.resize.make_lr`), and each
+condition's ×4 result is stored once as a metadata-free PNG named by a random token. A condition is a computed method
+(:func:`study_methods`), a method folder of precomputed outputs (:mod:`sr_app.outputs`), the original (the hidden
+reference) or nearest-neighbour ×4 (the low anchor); :class:`Conditions` makes every condition's version of an image.
+All versions of one image have the size of its cropped original, and their files the same length in bytes
+(:func:`save_versions`). Raters also see two calibration examples (:func:`calibration_examples`), and ACR studies may
+hold gold items, versions of an image outside the study (:func:`gold_truth`).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import secrets
+import struct
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from skimage import data as skdata
+
+from sr_app.images import load_rgb
+from sr_app.methods import Method, MethodError, parse_methods
+from sr_app.resize import magnify, make_lr
+from sr_app.upscalers import SCALE, Upscaler
+from survey.db import NEAREST, REFERENCE
+from survey.errors import SurveyError
+
+#: The image whose versions are the gold items when none is given: scikit-image's coffee cup (not the calibration cat).
+DEFAULT_GOLD_IMAGE = "coffee"
+#: Name of a study's gold image: a file stem cannot contain "/", so it never clashes with one of the study's images.
+GOLD_PREFIX = "gold/"
+#: A private ancillary PNG chunk type (lower-case 1st letter: ancillary, 2nd: private; upper-case 3rd: reserved)
+#: that holds only padding; decoders skip it.
+PADDING_CHUNK = b"paDd"
+#: Length of an empty PNG chunk (length, type, CRC): a padding chunk adds at least this many bytes.
+CHUNK_OVERHEAD = 12
+#: The output files of a study's precomputed conditions, by condition and image stem (:mod:`sr_app.outputs`).
+Precomputed = dict[str, dict[str, Path]]
+
+
+@dataclass(frozen=True)
+class Crop:
+    """A fixed-size region cut from the centre of every image of a study, ``width`` × ``height`` pixels (multiples
+    of 4), so that a study can be designed to fit a screen one image pixel to one screen pixel."""
+
+    width: int
+    height: int
+
+    def __post_init__(self) -> None:
+        if self.width <= 0 or self.height <= 0 or self.width % SCALE or self.height % SCALE:
+            raise SurveyError(f"A crop must be positive multiples of {SCALE} wide and high; got {self}.")
+
+    def __str__(self) -> str:
+        return f"{self.width}x{self.height}"
+
+    @classmethod
+    def parse(cls, text: str) -> Crop:
+        """``"WxH"`` (e.g. ``"360x480"``) as a crop."""
+        match = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text)
+        if match is None:
+            raise SurveyError(f"A crop is written WIDTHxHEIGHT in pixels, e.g. 360x480; got {text!r}.")
+        return cls(int(match[1]), int(match[2]))
+
+    def cut(self, rgb: np.ndarray, name: str) -> np.ndarray:
+        """The centre region of uint8 HWC ``rgb`` (first cut to a multiple of 4, as :func:`sr_app.resize.make_lr`
+        does); its offsets are multiples of 4, so that the same cut of a ×4 output matches the cut of its input.
+        ``name`` (the image's) goes into the error when the image is smaller than the crop."""
+        height, width = (rgb.shape[0] // SCALE) * SCALE, (rgb.shape[1] // SCALE) * SCALE
+        if height < self.height or width < self.width:
+            raise SurveyError(f"{name} is {width}×{height} (cut to a multiple of 4), smaller than the crop {self}.")
+        top = (height - self.height) // 2 // SCALE * SCALE
+        left = (width - self.width) // 2 // SCALE * SCALE
+        return rgb[top : top + self.height, left : left + self.width]
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """uint8 HWC RGB as a PNG that carries no metadata (no text, time, gamma or EXIF chunks)."""
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def pad_png(png: bytes, length: int) -> bytes:
+    """``png`` grown to exactly ``length`` bytes (at least :data:`CHUNK_OVERHEAD` more than it is) by a
+    :data:`PADDING_CHUNK` just before its closing IEND chunk. The padding is random bytes, so that a proxy compressing
+    the file cannot shrink one version more than another."""
+    fill = length - len(png) - CHUNK_OVERHEAD
+    if fill < 0:
+        raise ValueError(f"a PNG of {len(png)} bytes cannot be padded to {length}")
+    data = PADDING_CHUNK + secrets.token_bytes(fill)
+    chunk = struct.pack(">I", fill) + data + struct.pack(">I", zlib.crc32(data))
+    return png[:-CHUNK_OVERHEAD] + chunk + png[-CHUNK_OVERHEAD:]  # IEND is the last chunk, 12 bytes long
+
+
+def save_versions(versions: dict[Path, np.ndarray]) -> None:
+    """Write the versions of one image (uint8 HWC RGB by file) as metadata-free PNGs of one length in bytes: each is
+    padded (:func:`pad_png`) to :data:`CHUNK_OVERHEAD` bytes more than the longest, so all carry a padding chunk."""
+    encoded = {path: png_bytes(rgb) for path, rgb in versions.items()}
+    length = max(len(png) for png in encoded.values()) + CHUNK_OVERHEAD
+    for path, png in encoded.items():
+        path.write_bytes(pad_png(png, length))
+
+
+def study_methods(methods: Sequence[str]) -> list[Method]:
+    """The methods a study's ``--methods`` names (registry names or ``label=path`` user models), each once; none
+    for an empty list."""
+    if not methods:
+        return []
+    try:
+        resolved = parse_methods(",".join(methods))
+    except MethodError as error:
+        raise SurveyError(f"{error}.") from error
+    clashes = [method.name for method in resolved if method.name in (REFERENCE, NEAREST)]
+    if clashes:
+        raise SurveyError(f"{', '.join(clashes)} is the name of a built-in condition; pick another label.")
+    return resolved
+
+
+def ground_truth(path: Path, crop: Crop | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(LR, HR cropped to a multiple of 4, and to ``crop`` if given) of a study image, both uint8 HWC RGB; it must be
+    at least 4×4 pixels."""
+    hr = load_rgb(path)
+    if min(hr.shape[:2]) < SCALE:
+        raise SurveyError(f"{path.name} is {hr.shape[1]}×{hr.shape[0]}; images must be at least 4×4 pixels.")
+    return make_lr(crop.cut(hr, path.name) if crop else hr, SCALE)
+
+
+def fixed_versions(lr: np.ndarray, hr: np.ndarray) -> dict[str, np.ndarray]:
+    """The versions of the built-in conditions of an image with ground truth (``lr``, ``hr``): the original
+    (:data:`~survey.db.REFERENCE`) and nearest-neighbour ×4 (:data:`~survey.db.NEAREST`)."""
+    return {REFERENCE: hr, NEAREST: magnify(lr, SCALE)}
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """A study's conditions in order, and what makes each one's version of an image."""
+
+    #: Condition names: the computed methods, then the output folders, then the reference and the anchor if asked.
+    names: list[str]
+    #: The computed methods' upscalers, by condition.
+    upscalers: dict[str, Upscaler]
+    #: The output files of the precomputed conditions.
+    precomputed: Precomputed
+
+    def versions(self, path: Path, crop: Crop | None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """(HR, every condition's version by name) of study image ``path``, cut to ``crop`` if given; precomputed
+        outputs are cut at the same place."""
+        lr, hr = ground_truth(path, crop)
+        fixed = fixed_versions(lr, hr)
+        rgbs = {}
+        for condition in self.names:
+            if condition in self.upscalers:
+                rgbs[condition] = self.upscalers[condition](lr)
+            elif condition in self.precomputed:
+                rgb = load_rgb(self.precomputed[condition][path.stem])
+                rgbs[condition] = crop.cut(rgb, self.precomputed[condition][path.stem].name) if crop else rgb
+            else:
+                rgbs[condition] = fixed[condition]
+        return hr, rgbs
+
+
+def calibration_examples(calibration: str | Path | None, crop: Crop | None) -> tuple[np.ndarray, np.ndarray]:
+    """The examples of the top and bottom of the scale shown to raters: the original and nearest-neighbour ×4 of
+    ``calibration`` (default scikit-image's cat photo), cut to ``crop`` if given."""
+    calibration_rgb = load_rgb(calibration) if calibration else skdata.chelsea()
+    if crop:
+        calibration_rgb = crop.cut(calibration_rgb, Path(calibration).name if calibration else "The calibration")
+    calibration_lr, calibration_hr = make_lr(calibration_rgb, SCALE)
+    return calibration_hr, magnify(calibration_lr, SCALE)
+
+
+def gold_truth(
+    gold_image: str | Path | None, first_image: Path, crop: Crop | None
+) -> tuple[str, tuple[np.ndarray, np.ndarray]]:
+    """(Name, (LR, HR)) of a study's gold image: ``gold_image``, default scikit-image's coffee cup, cut to the size of
+    the study's first image (cut to ``crop`` if given) where it is larger; the name starts with :data:`GOLD_PREFIX`."""
+    gold_name = Path(gold_image).stem if gold_image else DEFAULT_GOLD_IMAGE
+    gold_rgb = load_rgb(gold_image) if gold_image else getattr(skdata, DEFAULT_GOLD_IMAGE)()
+    height, width = ground_truth(first_image, crop)[1].shape[:2]
+    size = Crop(min(width, gold_rgb.shape[1] // SCALE * SCALE), min(height, gold_rgb.shape[0] // SCALE * SCALE))
+    return GOLD_PREFIX + gold_name, make_lr(size.cut(gold_rgb, gold_name), SCALE)
