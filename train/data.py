@@ -11,7 +11,6 @@ region its LR was made from.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from torch.utils.data import Dataset
 
 from sr_app.images import list_images, load_rgb, rgb_to_tensor
 from sr_app.resize import make_lr
+from sr_app.scoring import BenchmarkImage
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +68,6 @@ class PatchDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
                 lr, hr = lr[:, ::-1], hr[:, ::-1]
             lr, hr = np.rot90(lr, rotations), np.rot90(hr, rotations)
         return rgb_to_tensor(lr), rgb_to_tensor(hr)
-
-
-@dataclass(frozen=True)
-class BenchmarkImage:
-    name: str
-    lr: np.ndarray  # uint8 HWC RGB
-    hr: np.ndarray  # uint8 HWC RGB, exactly scale × the LR size
 
 
 def load_benchmark(folder: str | Path, scale: int = 4) -> list[BenchmarkImage]:

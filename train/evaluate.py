@@ -17,27 +17,28 @@ distance a GAN fine-tuning lowers.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
 
 from sr_app.images import ImageError, load_rgb, rgb_to_tensor
 from sr_app.methods import Method, MethodError, Settings, as_method, parse_methods
-from sr_app.metrics import psnr_y, shave_border, ssim_y
+from sr_app.metrics import shave_border
 from sr_app.outputs import read_outputs
+from sr_app.scoring import METRICS, BenchmarkImage, score_images, score_outputs
 from sr_app.upscalers import PRECISIONS, SCALE
 from sr_app.weights import WEIGHTS_DIR, WeightsError
-from train.data import BenchmarkImage, load_benchmark
+from train.data import load_benchmark
 from train.losses import VGG54, VGGWeightsError, content_loss
 
 
 def metric_names(vgg54: bool = False) -> list[str]:
     """The score columns: PSNR and SSIM, and the VGG54 distance when asked for."""
-    return ["psnr", "ssim", *(["vgg54"] if vgg54 else [])]
+    return [*METRICS, *(["vgg54"] if vgg54 else [])]
 
 
 #: How networks run when scored: float32, so that the figures do not depend on the hardware.
@@ -52,41 +53,6 @@ def vgg54_distance(vgg: VGG54, sr: np.ndarray, hr: np.ndarray, shave: int = SCAL
     """SRGAN's VGG54 content loss between two uint8 HWC RGB images, ``shave`` pixels cut from every border."""
     sr_tensor, hr_tensor = (rgb_to_tensor(shave_border(image, shave))[None] for image in (sr, hr))
     return content_loss(vgg, sr_tensor, hr_tensor).item()
-
-
-def score_outputs(outputs: Iterable[tuple[BenchmarkImage, np.ndarray]], vgg: VGG54 | None = None) -> pd.DataFrame:
-    """PSNR/SSIM of each (image, uint8 HWC RGB SR output of its LR) against the image's HR: a frame with columns
-    ``image, psnr, ssim`` (and ``vgg54`` when ``vgg`` is given)."""
-    rows = []
-    for image, sr in outputs:
-        row = {"image": image.name, "psnr": psnr_y(sr, image.hr, SCALE), "ssim": ssim_y(sr, image.hr, SCALE)}
-        if vgg is not None:
-            row["vgg54"] = vgg54_distance(vgg, sr, image.hr)
-        rows.append(row)
-    return pd.DataFrame(rows, columns=["image", *metric_names(vgg is not None)])
-
-
-def score_images(
-    upscale: Callable[[np.ndarray], np.ndarray],
-    images: Sequence[BenchmarkImage],
-    save_dir: Path | None = None,
-    vgg: VGG54 | None = None,
-) -> pd.DataFrame:
-    """:func:`score_outputs` of ``upscale`` on each image's LR; each output is saved as ``save_dir/<image>.png``
-    when ``save_dir`` is given."""
-    return score_outputs(_upscaled(upscale, images, save_dir), vgg)
-
-
-def _upscaled(
-    upscale: Callable[[np.ndarray], np.ndarray], images: Sequence[BenchmarkImage], save_dir: Path | None
-) -> Iterator[tuple[BenchmarkImage, np.ndarray]]:
-    """(image, SR output of its LR), one at a time, each saved first when ``save_dir`` is given."""
-    for image in images:
-        sr = upscale(image.lr)
-        if save_dir is not None:
-            save_dir.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(sr).save(save_dir / f"{image.name}.png")
-        yield image, sr
 
 
 def evaluate(
@@ -107,17 +73,17 @@ def evaluate(
         read_datasets_outputs(outputs_dir, datasets, [m.name for m in methods]) if outputs_dir is not None else {}
     )
     upscalers = {method.name: method.load(settings) for method in methods}
-    vgg = VGG54() if vgg54 else None
+    metrics = METRICS | ({"vgg54": partial(vgg54_distance, VGG54())} if vgg54 else {})
     frames = []
     for name, upscaler in upscalers.items():
         for dataset, images in datasets.items():
             out = save_dir / dataset / name if save_dir is not None else None
-            scores = score_images(upscaler, images, out, vgg)
+            scores = score_images(upscaler, images, out, metrics)
             frames.append(scores.assign(dataset=dataset, method=name))
     for name, files_by_dataset in precomputed.items():
         for dataset, files in files_by_dataset.items():
             outputs = ((image, load_rgb(files[image.name])) for image in datasets[dataset])
-            frames.append(score_outputs(outputs, vgg).assign(dataset=dataset, method=name))
+            frames.append(score_outputs(outputs, metrics).assign(dataset=dataset, method=name))
     return pd.concat(frames, ignore_index=True)[["dataset", "image", "method", *metric_names(vgg54)]]
 
 

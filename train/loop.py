@@ -31,10 +31,10 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from tqdm import tqdm
 
 from sr_app.models import NetworkConfig, build_network
+from sr_app.scoring import BenchmarkImage, score_images
 from sr_app.upscalers import ModelUpscaler, default_device
 from sr_app.weights import load_weights, save_weights
-from train.data import BenchmarkImage, PatchDataset, load_benchmark
-from train.evaluate import score_images
+from train.data import PatchDataset, load_benchmark
 
 log = logging.getLogger(__name__)
 CHECKPOINT_NAME = "checkpoint.pt"
