@@ -93,9 +93,7 @@ def cluster_bootstrap(
     sums, counts = np.zeros(shape), np.zeros(shape)
     np.add.at(sums, (rater, image, method), ratings["score"].to_numpy(dtype=float))
     np.add.at(counts, (rater, image, method), 1.0)
-    rng = np.random.default_rng(seed)
-    raters = rng.multinomial(shape[0], np.full(shape[0], 1 / shape[0]), size=n_resamples)
-    images = rng.multinomial(shape[1], np.full(shape[1], 1 / shape[1]), size=n_resamples)
+    raters, images = cluster_draws(shape[0], shape[1], n_resamples, seed)
     with np.errstate(invalid="ignore", divide="ignore"):
         means = np.einsum("br,rim,bi->bm", raters, sums, images, optimize=True) / np.einsum(
             "br,rim,bi->bm", raters, counts, images, optimize=True
@@ -103,6 +101,17 @@ def cluster_bootstrap(
     tail = 50 * (1 - CONFIDENCE)
     low, high = np.nanpercentile(means, [tail, 100 - tail], axis=0)
     return pd.DataFrame({"method": methods, BOOT_COLUMNS[0]: low, BOOT_COLUMNS[1]: high})
+
+
+def cluster_draws(n_raters: int, n_images: int, n_resamples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The draws of a two-way cluster bootstrap over raters and images: how often each rater and, independently,
+    each image is drawn (with replacement) in each resample, as integer arrays of shape (``n_resamples``,
+    ``n_raters``) and (``n_resamples``, ``n_images``), each row summing to ``n_raters`` or ``n_images``. Seeded: the
+    same sizes and seed give the same draws."""
+    rng = np.random.default_rng(seed)
+    raters = rng.multinomial(n_raters, np.full(n_raters, 1 / n_raters), size=n_resamples)
+    images = rng.multinomial(n_images, np.full(n_images, 1 / n_images), size=n_resamples)
+    return raters, images
 
 
 def dmos(ratings: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFrame:
