@@ -7,17 +7,21 @@ one entry here.
 
 Wherever a method list is accepted, ``label=path/to/model.pth`` (or ``.safetensors``) adds a user's model, loaded
 through spandrel (ESRGAN, Real-ESRGAN Compact, SwinIR, HAT, RCAN, Swift-SRGAN … ; see :func:`load_model_file`).
+TorchScript files run code stored in them as they load, so they are loaded only from a method marked ``trusted``
+(``python app.py --trust-model``).
 """
 
 from __future__ import annotations
 
 import re
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import spandrel
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from sr_app.realesrgan import realesrgan_upscaler
@@ -60,6 +64,7 @@ class Method:
         starts_from: for a GAN-trained network, the method whose network ``python -m train.gan`` fine-tunes.
         bf16_safe: the network scores within 0.05 dB PSNR of float32 on Set5 and Set14 under bfloat16 autocast
             (checked by ``tests/test_precision.py``); otherwise it always runs in float32.
+        trusted: the user vouched for the model file, so a TorchScript file (which runs code as it loads) is loaded.
     """
 
     name: str
@@ -69,6 +74,7 @@ class Method:
     default: bool = False
     starts_from: str | None = None
     bf16_safe: bool = True
+    trusted: bool = False
 
     def load(self, settings: Settings = Settings()) -> Upscaler:
         return self.build(self, settings)
@@ -107,7 +113,7 @@ class SpandrelNetwork(nn.Module):
 
 def user_model_upscaler(method: Method, settings: Settings) -> Upscaler:
     """A user's model file through spandrel, padded and tiled as its architecture requires."""
-    descriptor = load_model_file(method.weights)
+    descriptor = load_model_file(method.weights, trusted=method.trusted)
     return ModelUpscaler(
         method.name,
         SpandrelNetwork(descriptor),
@@ -139,15 +145,47 @@ REGISTRY: dict[str, Method] = {
 DEFAULT_METHODS = tuple(name for name, method in REGISTRY.items() if method.default)
 
 
-def load_model_file(path: str | Path) -> spandrel.ImageModelDescriptor:
-    """A user's ×4 super-resolution model file (``.pth``, ``.pt``, ``.ckpt`` or ``.safetensors``), identified by
-    spandrel; :class:`WeightsError` naming the file and the reason when it is missing, unreadable, unknown to
-    spandrel, not super-resolution, not ×4 or not RGB."""
+#: Why a TorchScript file is refused, and how to load it anyway.
+TORCHSCRIPT_REFUSED = (
+    "{path} is a TorchScript file: loading it runs code stored in the file. Load it only if you trust where it came "
+    "from, with --trust-model (python app.py --trust-model --model ...), or save its state_dict() as .safetensors"
+)
+
+
+def is_torchscript(path: Path) -> bool:
+    """Whether ``path`` is a TorchScript archive (``torch.jit.save``): a zip file with ``constants.pkl`` beside its
+    pickle, which ``torch.save`` archives lack (the test ``torch.load`` uses to hand a file to ``torch.jit.load``)."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.split("/", 1)[-1] == "constants.pkl" for name in archive.namelist())
+
+
+def read_state_dict(path: Path, trusted: bool = False) -> spandrel.StateDict:
+    """The tensors of a model file: safetensors as they are; a pickle (``.pth``, ``.pt``, ``.ckpt``) through
+    ``torch.load(weights_only=True)``, which rebuilds tensors and plain containers and runs no code from the file; a
+    TorchScript archive through ``torch.jit.load`` only when ``trusted`` (:class:`WeightsError` otherwise)."""
+    if path.suffix.lower() == ".safetensors":
+        return load_file(path, device="cpu")
+    if is_torchscript(path):
+        if not trusted:
+            raise WeightsError(TORCHSCRIPT_REFUSED.format(path=path))
+        return torch.jit.load(path, map_location="cpu").state_dict()
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_model_file(path: str | Path, trusted: bool = False) -> spandrel.ImageModelDescriptor:
+    """A user's ×4 super-resolution model file (``.pth``, ``.pt``, ``.ckpt`` or ``.safetensors``; TorchScript only
+    when ``trusted``, see :func:`read_state_dict`), identified by spandrel; :class:`WeightsError` naming the file and
+    the reason when it is missing, unreadable, refused, unknown to spandrel, not super-resolution, not ×4 or not RGB."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"Model file not found: {path}")
     try:
-        descriptor = spandrel.ModelLoader(device="cpu").load_from_file(path)
+        state = spandrel.canonicalize_state_dict(read_state_dict(path, trusted))
+        descriptor = spandrel.ModelLoader(device="cpu").load_from_state_dict(state)
+    except WeightsError:
+        raise
     except spandrel.UnsupportedModelError as error:
         raise WeightsError(
             f"{path}: spandrel does not recognise this model's architecture (it knows ESRGAN, Real-ESRGAN Compact, "
@@ -168,8 +206,9 @@ def load_model_file(path: str | Path) -> spandrel.ImageModelDescriptor:
     return descriptor.eval()
 
 
-def resolve(spec: str) -> Method:
-    """The method a command line or API names: a registered name, or ``label=path`` for a user's model."""
+def resolve(spec: str, trusted: bool = False) -> Method:
+    """The method a command line or API names: a registered name, or ``label=path`` for a user's model (a TorchScript
+    file is loaded only when ``trusted``)."""
     spec = spec.strip()
     if "=" not in spec:
         if spec not in REGISTRY:
@@ -184,7 +223,7 @@ def resolve(spec: str) -> Method:
         raise MethodError(f"The label {label!r} is a built-in method's name; pick another label for {path}")
     if not path:
         raise MethodError(f"{spec!r} names no model file; write label=path/to/model.pth")
-    return Method(label, label, user_model_upscaler, path)
+    return Method(label, label, user_model_upscaler, path, trusted=trusted)
 
 
 def parse_methods(text: str) -> list[Method]:

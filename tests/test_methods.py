@@ -2,8 +2,8 @@
 
 The model files are made here from spandrel's architecture classes with random weights, so nothing is downloaded:
 tiny ESRGAN, SwinIR (window attention), SAFMN (inputs a multiple of 8) and MMRealSR (its forward returns a tuple)
-×4 models, an ESRGAN ×2, a DnCNN denoiser, and the ×4 ESRGAN also as a nested ``{"model": state_dict}`` checkpoint
-and as safetensors.
+×4 models, an ESRGAN ×2, a DnCNN denoiser, and the ×4 ESRGAN also as a nested ``{"model": state_dict}`` checkpoint,
+as a BasicSR-style ``{"params_ema": parameters}`` checkpoint, as safetensors and as TorchScript.
 """
 
 from __future__ import annotations
@@ -38,7 +38,15 @@ from torch import nn
 import app
 from sr_app import methods as methods_module
 from sr_app.images import load_rgb, rgb_to_tensor, tensor_to_rgb
-from sr_app.methods import REGISTRY, MethodError, Settings, load_model_file, parse_methods, resolve
+from sr_app.methods import (
+    REGISTRY,
+    TORCHSCRIPT_REFUSED,
+    MethodError,
+    Settings,
+    load_model_file,
+    parse_methods,
+    resolve,
+)
 from sr_app.metrics import psnr_y, ssim_y
 from sr_app.resize import magnify, make_lr
 from sr_app.ui.compare import UPSCALE, load_methods
@@ -126,6 +134,10 @@ def model_files(tmp_path_factory: pytest.TempPathFactory, photo: np.ndarray) -> 
     for name, state in states.items():
         torch.save(state, folder / name)
     torch.save({"model": states["esrgan.pth"]}, folder / "nested.pth")
+    # nn.Parameter objects, as BasicSR saves them: torch.load(weights_only=True) rebuilds them, spandrel's own
+    # restricted unpickler refuses them.
+    torch.save({"params_ema": {key: nn.Parameter(value) for key, value in states["esrgan.pth"].items()}},
+               folder / "params_ema.pth")  # fmt: skip
     save_file({key: tensor.contiguous() for key, tensor in states["esrgan.pth"].items()}, folder / "esrgan.safetensors")
     (folder / "notes.pth").write_text("not a model")
     return {path.name: path for path in folder.iterdir()}
@@ -162,6 +174,28 @@ def test_user_model_upscales_odd_sizes_like_spandrel(
     assert output.std() > 20  # an image, not a flat colour
 
 
+def test_pickles_load_as_weights_only_and_torchscript_only_when_trusted(
+    model_files: dict[str, Path], photo: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = ESRGAN(num_filters=16, num_blocks=1, scale=4)
+    model.load_state_dict(torch.load(model_files["esrgan.pth"], weights_only=True))
+    script = tmp_path / "esrgan.pth"  # TorchScript under a state dict's suffix: found by its content
+    torch.jit.save(torch.jit.trace(model.eval(), torch.rand(1, 3, 8, 8)), script)
+    jit_loads = []
+    load = torch.jit.load
+    monkeypatch.setattr(torch.jit, "load", lambda *args, **kwargs: jit_loads.append(args) or load(*args, **kwargs))
+    settings = Settings(device="cpu", precision="fp32")
+    with pytest.raises(WeightsError) as error:
+        resolve(f"mine={script}").load(settings)
+    assert str(error.value) == TORCHSCRIPT_REFUSED.format(path=script) and "--trust-model" in str(error.value)
+    assert jit_loads == []  # refused before anything in the file ran
+    rgb = photo[200:213, 230:247]
+    expected = resolve(f"mine={model_files['esrgan.pth']}").load(settings)(rgb)
+    np.testing.assert_array_equal(resolve(f"mine={script}", trusted=True).load(settings)(rgb), expected)
+    assert len(jit_loads) == 1
+    np.testing.assert_array_equal(resolve(f"mine={model_files['params_ema.pth']}").load(settings)(rgb), expected)
+
+
 @pytest.mark.parametrize("name", SR_MODELS)
 def test_models_that_need_padding_get_it(model_files: dict[str, Path], name: str) -> None:
     """The models above cover no padding, a minimum size (SwinIR's 16) and a multiple (SAFMN's 8)."""
@@ -192,8 +226,8 @@ def test_bf16_and_tiling_only_where_the_descriptor_allows_them(
     assert swinir.bf16 and swinir.tile is None  # spandrel discourages tiling SwinIR
     assert not resolve(f"mine={model_files['esrgan.pth']}").load(Settings(device="cpu", precision="fp32")).bf16
 
-    def without_bf16(path: str | Path) -> spandrel.ImageModelDescriptor:
-        descriptor = load_model_file(path)
+    def without_bf16(path: str | Path, trusted: bool = False) -> spandrel.ImageModelDescriptor:
+        descriptor = load_model_file(path, trusted)
         descriptor.supports_bfloat16 = False  # as spandrel says of AuraSR
         return descriptor
 
