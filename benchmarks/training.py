@@ -35,9 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.inference import fastest, synchronize  # noqa: E402
 from sr_app.models import CONFIGS, build_network  # noqa: E402
 from sr_app.upscalers import default_device, use_bf16  # noqa: E402
-from train.data import PatchDataset  # noqa: E402
-from train.loop import Trainer, make_loader  # noqa: E402
-from train.sr import build_parser  # noqa: E402
+from train.config import TrainConfig  # noqa: E402
+from train.data import PatchDataset, make_loader  # noqa: E402
+from train.loop import Trainer, on_device  # noqa: E402
 
 
 def bare_step(model: nn.Module, bf16: bool) -> Callable[[torch.Tensor, torch.Tensor], None]:
@@ -55,10 +55,9 @@ def bare_step(model: nn.Module, bf16: bool) -> Callable[[torch.Tensor, torch.Ten
     return step
 
 
-def make_trainer(arch: str, model: nn.Module, bf16: bool, device: torch.device) -> Trainer:
+def make_trainer(model: nn.Module, bf16: bool, device: torch.device) -> Trainer:
     """A :class:`Trainer` with ``python -m train.sr``'s defaults (L1, Adam at 1e-4)."""
-    args = build_parser().parse_args(["--data", ".", "--out", ".", "--arch", arch] + (["--bf16"] if bf16 else []))
-    return Trainer(model, args, device)
+    return Trainer(model, TrainConfig(network=model.config, data=(), out=Path("."), bf16=bf16), device)
 
 
 def loader_stalls(
@@ -72,12 +71,9 @@ def loader_stalls(
     times: dict[str, list[float]] = {"wait": [], "real": [], "fixed": []}
     for _ in range(steps):
         start = time.perf_counter()
-        lr, hr = next(batches)
+        batch = next(batches)
         waited = time.perf_counter()
-        trainer.train_step(
-            lr.to(trainer.device, memory_format=torch.channels_last, non_blocking=True),
-            hr.to(trainer.device, memory_format=torch.channels_last, non_blocking=True),
-        )
+        trainer.train_step(*on_device(batch, trainer.device))
         sync()
         stepped = time.perf_counter()
         trainer.train_step(*fixed)
@@ -100,7 +96,7 @@ def compare(args: argparse.Namespace, patch: int, precision: str, device: torch.
     bf16 = precision == "bf16"
     network = build_network(config).to(device, memory_format=torch.channels_last).train()
     bare = bare_step(copy.deepcopy(network), bf16)
-    trainer = make_trainer(args.arch, network, bf16, device)
+    trainer = make_trainer(network, bf16, device)
     lr, hr = (
         torch.rand(args.batch_size, 3, side, side, device=device).contiguous(memory_format=torch.channels_last)
         for side in (patch, patch * config.scale)

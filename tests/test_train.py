@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -9,8 +10,10 @@ import torch
 
 from conftest import REPO, TINY_CONFIG
 from sr_app.methods import REGISTRY
-from sr_app.models import CONFIGS, EDSR
+from sr_app.models import CONFIGS, EDSR, EDSRConfig
 from sr_app.weights import load_weights, save_weights
+from train.checkpoint import Checkpoint, Progress
+from train.config import TrainConfig
 from train.loop import Trainer, TrainingDiverged, run
 from train.sr import build_parser, main
 
@@ -54,9 +57,9 @@ def test_resume_continues_from_the_saved_iteration(hr_folder: Path, tmp_path: Pa
     out = tmp_path / "run"
     main(train_args(hr_folder, out, "--iterations", "10"))
     main(train_args(hr_folder, out, "--iterations", "15", "--resume"))
-    checkpoint = torch.load(out / "checkpoint.pt", weights_only=False)
-    assert checkpoint["iteration"] == 15
-    adam_step = next(iter(checkpoint["trainer"]["opt_g"]["state"].values()))["step"]
+    checkpoint = Checkpoint.load(out / "checkpoint.pt", Progress())
+    assert checkpoint.progress.iteration == 15
+    adam_step = next(iter(checkpoint.trainer["opt_g"]["state"].values()))["step"]
     assert int(adam_step) == 15  # optimizer state was restored, not restarted
     assert list(pd.read_csv(out / "log.csv").iteration) == [5, 10, 15]
 
@@ -86,9 +89,11 @@ def test_nan_loss_stops_with_a_message(hr_folder: Path, tmp_path: Path) -> None:
         def train_step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
             return {"pixel": float("nan")}
 
-    args = build_parser().parse_args(train_args(hr_folder, tmp_path / "run", "--iterations", "3"))
+    config = TrainConfig(
+        network=TINY_CONFIG, data=(hr_folder,), out=tmp_path / "run", lr_patch=16, batch_size=4, workers=0
+    )
     with pytest.raises(TrainingDiverged, match="Loss 'pixel' became nan at iteration 1.*lower --lr"):
-        run(Diverging, args, TINY_CONFIG, "edsr_x4.safetensors")
+        run(Diverging, config)
 
 
 def test_folder_without_images_is_a_clear_error(tmp_path: Path) -> None:
@@ -125,7 +130,7 @@ def test_two_process_ddp_run(hr_folder: Path, tmp_path: Path) -> None:
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert torch.load(out / "checkpoint.pt", weights_only=False)["iteration"] == 6
+    assert Checkpoint.load(out / "checkpoint.pt", Progress()).progress.iteration == 6
     assert list(pd.read_csv(out / "log.csv").iteration) == [5, 6]
     load_weights(out / "edsr_x4.safetensors", expected=TINY_CONFIG)
 
@@ -166,3 +171,55 @@ def test_every_architecture_trains_and_exports_its_registry_file(
     model, metadata = load_weights(out / REGISTRY[arch].weights)
     assert model.config == CONFIGS[arch](n_blocks=TINY_CONFIG.n_blocks, n_feats=TINY_CONFIG.n_feats)
     assert (metadata["arch"], metadata["loss"], metadata["iterations"]) == (arch, loss, "30")
+
+
+def test_the_command_line_builds_the_config_with_the_recipe_defaults() -> None:
+    args = build_parser().parse_args(["--data", "hr", "--out", "run", "--val-data", "Set5", "--bf16"])
+    config = TrainConfig.from_args(args, network=EDSRConfig())
+    assert config == TrainConfig(
+        network=EDSRConfig(), data=(Path("hr"),), out=Path("run"), val_data=(Path("Set5"),), bf16=True
+    )
+    assert config.export_file == Path("run") / REGISTRY["edsr"].weights
+
+
+def test_a_run_records_its_config_at_every_start_and_in_the_checkpoint(hr_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    main(train_args(hr_folder, out, "--iterations", "5"))
+    main(train_args(hr_folder, out, "--iterations", "10", "--resume"))
+    starts = [json.loads(line) for line in (out / "config.jsonl").read_text().splitlines()]
+    assert [(start["iteration"], start["config"]["iterations"]) for start in starts] == [(0, 5), (5, 10)]
+    config = starts[-1]["config"]
+    assert config["data"] == [str(hr_folder)] and config["resume"] is True
+    assert config["network"] == {"arch": "edsr", **TINY_CONFIG.to_dict()}
+    assert Checkpoint.load(out / "checkpoint.pt", Progress()).train_config == config
+
+
+def test_a_checkpoint_written_before_the_config_record_resumes(hr_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    main(train_args(hr_folder, out, "--iterations", "5"))
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    del state["train_config"]  # the layout of the runs started before it existed
+    torch.save(state, out / "checkpoint.pt")
+    assert Checkpoint.load(out / "checkpoint.pt", Progress()).train_config == {}
+    main(train_args(hr_folder, out, "--iterations", "10", "--resume"))
+    assert Checkpoint.load(out / "checkpoint.pt", Progress()).progress.iteration == 10
+
+
+class Planted:
+    """Unpickling this creates the file ``marker``: what a hostile checkpoint could do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[Path]]:
+        return Path.touch, (self.marker,)
+
+
+def test_resume_refuses_a_checkpoint_that_would_unpickle_objects(hr_folder: Path, tmp_path: Path) -> None:
+    out, marker = tmp_path / "run", tmp_path / "unpickled"
+    main(train_args(hr_folder, out, "--iterations", "5"))
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    torch.save(state | {"extra": Planted(marker)}, out / "checkpoint.pt")
+    with pytest.raises(SystemExit, match="checkpoint.pt holds more than tensors and plain values"):
+        main(train_args(hr_folder, out, "--iterations", "10", "--resume"))
+    assert not marker.exists()

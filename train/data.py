@@ -2,7 +2,8 @@
 
 Training: folders of HR images -> random aligned (LR, HR) patch pairs, LR made with the MATLAB bicubic.
 Each image is decoded and downscaled once and cached in RAM; patches are random crops of the cached
-pairs with random flips and 90° rotations.
+pairs with random flips and 90° rotations. :func:`make_loader` batches them, the global batch split across the
+processes of a distributed run, and :func:`endless` draws batches epoch after epoch.
 
 Benchmarks: a folder with ``HR/`` and optionally ``LR_x4/`` -> (name, LR, HR) triples, HR cropped to the
 region its LR was made from.
@@ -11,17 +12,21 @@ region its LR was made from.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
 
 from sr_app.images import list_images, load_rgb, rgb_to_tensor
 from sr_app.resize import make_lr
 from sr_app.scoring import BenchmarkImage
 
 log = logging.getLogger(__name__)
+#: A training batch: LR and HR patches, float [0, 1] NCHW.
+Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 class PatchDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
@@ -68,6 +73,32 @@ class PatchDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
                 lr, hr = lr[:, ::-1], hr[:, ::-1]
             lr, hr = np.rot90(lr, rotations), np.rot90(hr, rotations)
         return rgb_to_tensor(lr), rgb_to_tensor(hr)
+
+
+def make_loader(
+    dataset: PatchDataset, batch_size: int, workers: int, device: torch.device, seed: int = 0
+) -> DataLoader:
+    """Random training batches from ``dataset``: ``batch_size`` (global) split across the processes of a distributed
+    run, ``workers`` loader processes kept alive between epochs."""
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    return DataLoader(
+        dataset,
+        batch_size=batch_size // world,
+        sampler=DistributedSampler(dataset, seed=seed) if world > 1 else RandomSampler(dataset),
+        num_workers=workers,
+        drop_last=True,
+        persistent_workers=workers > 0,
+        pin_memory=device.type == "cuda",
+    )
+
+
+def endless(loader: DataLoader) -> Iterator[Batch]:
+    epoch = 0
+    while True:
+        if isinstance(loader.sampler, DistributedSampler):
+            loader.sampler.set_epoch(epoch)
+        yield from loader
+        epoch += 1
 
 
 def load_benchmark(folder: str | Path, scale: int = 4) -> list[BenchmarkImage]:

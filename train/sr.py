@@ -16,14 +16,14 @@ import argparse
 import logging
 from collections.abc import Sequence
 
-from sr_app.methods import REGISTRY
 from sr_app.models import CONFIGS, EDSRConfig, NetworkConfig
-from train.loop import Trainer, add_loop_arguments, run
+from train.config import TrainConfig, add_arguments
+from train.loop import Trainer, run
 
 
-def build_parser(prog: str = "python -m train.sr") -> argparse.ArgumentParser:
+def build_parser(prog: str = TrainConfig.command) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
-    add_loop_arguments(parser, lr_patch=48, iterations=300_000, lr_step=200_000, lr_gamma=0.5)
+    add_arguments(parser, recipe=TrainConfig)
     parser.add_argument("--arch", choices=list(CONFIGS), default="edsr", help="network architecture")
     parser.add_argument("--blocks", type=int, default=16, help="residual blocks (full EDSR: 32)")
     parser.add_argument("--feats", type=int, default=64, help="channels (full EDSR: 256)")
@@ -38,11 +38,12 @@ def network_config(args: argparse.Namespace) -> NetworkConfig:
     return CONFIGS[args.arch](scale=4, n_blocks=args.blocks, n_feats=args.feats)
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "python -m train.sr") -> None:
+def main(argv: Sequence[str] | None = None, prog: str = TrainConfig.command) -> None:
     args = build_parser(prog).parse_args(argv)
+    config = TrainConfig.from_args(args, network=network_config(args), command=prog)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
-        run(Trainer, args, network_config(args), REGISTRY[args.arch].weights)
+        run(Trainer, config)
     except (OSError, ValueError, RuntimeError) as error:
         raise SystemExit(f"error: {error}") from error
 
