@@ -34,19 +34,23 @@ from sr_app.ui.compare import (
     INPUT,
     MODES,
     ORIGINAL,
+    OUTPUT_DIR,
     RUN_LABELS,
     UPSCALE,
     Comparison,
     LoadedMethod,
+    Saved,
     compare,
     compare_crops,
     compare_pair,
     crop_box,
+    discard,
     load_methods,
     magnify,
     panel_label,
     results_table,
     run_label,
+    save,
     upscale,
 )
 from sr_app.upscalers import SCALE, ModelUpscaler
@@ -118,18 +122,38 @@ def test_upscale_handler_gives_one_named_png_per_image(
     methods: list[LoadedMethod], image: np.ndarray, tmp_path: Path
 ) -> None:
     path = write_png(image, tmp_path / "my photo.png")
-    files, table, comparison = upscale(str(path), UPSCALE, methods=methods)
+    files, table, saved = upscale(str(path), UPSCALE, methods=methods)
     assert [Path(file).name for file in files] == ["my_photo_input.png", "my_photo_bicubic.png", "my_photo_edsr.png"]
     # The input's download is the input itself, magnified ×4 by nearest neighbour: no crop box drawn on it.
     np.testing.assert_array_equal(load_rgb(files[0]), magnify(image, SCALE))
     for method, file in zip(available(methods), files[1:], strict=True):
         np.testing.assert_array_equal(load_rgb(file), method.upscaler(image))
     assert list(table["Method"]) == ["Bicubic", "EDSR"] and list(table) == ["Method", "Device", "Time (ms)"]
-    assert isinstance(comparison, Comparison) and comparison.names == [INPUT, "bicubic", "edsr"]
-    labels = [comparison.label(name) for name in comparison.names]
+    assert isinstance(saved, Saved) and saved.names == [INPUT, "bicubic", "edsr"]
+    labels = [view.label for view in saved.views()]
     assert labels[0] == "Input" and re.fullmatch(r"Bicubic · cpu · \d+ ms", labels[1])
     assert re.fullmatch(r"EDSR · cpu · \d+ ms", labels[2])
     assert [panel_label(method) for method in methods] == ["Bicubic", "EDSR", "EDSR-SRGAN · unavailable"]
+
+
+def test_a_session_keeps_files_not_images_and_its_next_comparison_removes_the_last(
+    methods: list[LoadedMethod], image: np.ndarray, tmp_path: Path
+) -> None:
+    path = write_png(image, tmp_path / "photo.png")
+    first = upscale(str(path), UPSCALE, methods=methods)[2]
+    # The handle a session keeps: paths, labels and a small table; the pixels are in the PNG files only.
+    assert not any(isinstance(value, np.ndarray) for value in vars(first).values())
+    assert first.folder.parent == OUTPUT_DIR and set(first.folder.iterdir()) == set(first.files.values())
+    (tmp_path / "bad.png").write_bytes(b"not a picture")
+    with pytest.raises(gr.Error, match="not an image"):  # a failed run leaves the session's comparison as it was
+        upscale(str(tmp_path / "bad.png"), UPSCALE, previous=first, methods=methods)
+    assert first.folder.is_dir()
+    second = upscale(str(path), UPSCALE, previous=first, methods=methods)[2]
+    assert not first.folder.exists() and second.folder.is_dir()
+    with pytest.raises(gr.Error, match="removed after an hour"):
+        compare_crops(40, 40, 16, 2, first)
+    discard(second)  # what the session's state does when Gradio deletes it
+    assert not second.folder.exists()
 
 
 def test_ground_truth_mode_labels_views_with_scores_and_shows_the_original(
@@ -203,8 +227,9 @@ def test_compare_crops_cuts_the_same_region_of_every_image() -> None:
     lr = rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)
     outputs = {name: rng.integers(0, 256, (40, 48, 3), dtype=np.uint8) for name in ("bicubic", "edsr")}
     hr = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
-    comparison = Comparison(lr, hr, outputs, {"bicubic": 0.0, "edsr": 0.0})
-    overview, crops = compare_crops(30, 18, 8, 3, comparison)
+    seconds, scores = {"bicubic": 0.0, "edsr": 0.0}, {"bicubic": (30.0, 0.9), "edsr": (31.0, 0.9)}
+    saved = save(Comparison(lr, hr, outputs, seconds, scores=scores))
+    overview, crops = compare_crops(30, 18, 8, 3, saved)
     top, left = 12, 24  # centre (30, 18), side 8: rows 14..22 -> 12..20 snapped; columns 26..34 -> 24..32
     assert [caption for _, caption in crops] == ["Input", "Bicubic", "EDSR", "Original"]
     expected = [
@@ -221,16 +246,26 @@ def test_compare_crops_cuts_the_same_region_of_every_image() -> None:
     assert overview.shape == hr.shape
     assert tuple(overview[top - 1, left + 3]) == (255, 0, 80) and tuple(overview[top + 8, left + 3]) == (255, 0, 80)
     np.testing.assert_array_equal(overview[top : top + 8, left : left + 8], hr[top : top + 8, left : left + 8])
+    # In upscale mode the overview is the input itself.
+    overview = compare_crops(30, 18, 8, 3, save(Comparison(lr, None, outputs, seconds)))[0]
+    assert overview.shape == lr.shape
+    np.testing.assert_array_equal(overview[:2], lr[:2])  # above the box
+    for crop_size, zoom in [(1024, 1), (2, 1), (64, 0), (64, 17), (256, 16)]:
+        with pytest.raises(gr.Error, match=f"crop_size must be 4 to 512 .* got crop_size {crop_size} and zoom {zoom}"):
+            compare_crops(30, 18, crop_size, zoom, saved)
 
 
 def test_before_after_pair(methods: list[LoadedMethod], image: np.ndarray) -> None:
     comparison = compare(image, UPSCALE, methods)
-    before, after = compare_pair(INPUT, "edsr", comparison)
+    saved = save(comparison)
+    before, after = compare_pair(INPUT, "edsr", saved)
     np.testing.assert_array_equal(load_rgb(before), magnify(image, SCALE))
     np.testing.assert_array_equal(load_rgb(after), comparison.outputs["edsr"])
-    assert compare_pair(INPUT, "edsr", comparison) == (before, after)  # encoded once, then reused
+    assert compare_pair(INPUT, "edsr", saved) == (before, after)  # the session's files, not encoded again
     with pytest.raises(gr.Error, match="Original.*only in Ground truth mode"):
-        compare_pair("bicubic", ORIGINAL, comparison)
+        compare_pair("bicubic", ORIGINAL, saved)
+    with pytest.raises(gr.Error, match="No image called 'srgan'; choose from input, bicubic, edsr"):
+        compare_pair("bicubic", "srgan", saved)
     with pytest.raises(gr.Error, match="Upscale an image first"):
         compare_pair("bicubic", "edsr", None)
 

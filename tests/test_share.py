@@ -22,14 +22,26 @@ from sr_app.ui.compare import (
     OUTPUT_DIR,
     Comparison,
     LoadedMethod,
+    Saved,
     compare,
     load_methods,
     open_shared,
     results_table,
+    save,
     share_comparison,
-    views,
 )
-from sr_app.ui.share import ID_PATTERN, META_FILE, ShareError, delete_shared, list_shared, load_shared, main, shared_dir
+from sr_app.ui.share import (
+    ID_PATTERN,
+    META_FILE,
+    Quota,
+    ShareError,
+    delete_shared,
+    list_shared,
+    load_shared,
+    main,
+    shared_dir,
+    stored_bytes,
+)
 
 
 @pytest.fixture(scope="module")
@@ -43,15 +55,21 @@ def comparison(bicubic: list[LoadedMethod]) -> Comparison:
     return compare(load_rgb(EXAMPLES_DIR / "coffee.png")[100:140, 60:92], GROUND_TRUTH, bicubic, stem="cup")
 
 
+@pytest.fixture(scope="module")
+def saved(comparison: Comparison) -> Saved:
+    """The comparison as a session holds it: PNG files in its folder."""
+    return save(comparison)
+
+
 def test_a_shared_comparison_is_stored_in_the_data_folder_and_reopens_read_only(
-    comparison: Comparison, tmp_path: Path
+    comparison: Comparison, saved: Saved, tmp_path: Path
 ) -> None:
-    link, button = share_comparison(comparison, data_dir=tmp_path)
+    link, button = share_comparison(saved, data_dir=tmp_path)
     share_id = link.value
     assert ID_PATTERN.fullmatch(share_id) and link.visible and not button.visible
     shared = load_shared(tmp_path, share_id)
     assert (shared.stem, shared.mode, shared.size) == ("cup", GROUND_TRUTH, (40, 32))
-    assert [view.label for view in shared.views] == [view.label for view in views(comparison)]
+    assert [view.label for view in shared.views] == [view.label for view in saved.views()]
     assert [view.label for view in shared.views][::2] == ["Input", "Original"]
     for view, name in zip(shared.views, comparison.names, strict=True):
         assert view.path.parent == shared_dir(tmp_path) / share_id  # a copy in the data folder, not a served temp
@@ -65,8 +83,8 @@ def test_a_shared_comparison_is_stored_in_the_data_folder_and_reopens_read_only(
     assert files == [str(view.path) for view in shared.views] and table.equals(shared.table)
 
 
-def test_a_bad_or_missing_id_says_so_and_changes_nothing_else(comparison: Comparison, tmp_path: Path) -> None:
-    share_id = share_comparison(comparison, data_dir=tmp_path)[0].value
+def test_a_bad_or_missing_id_says_so_and_changes_nothing_else(saved: Saved, tmp_path: Path) -> None:
+    share_id = share_comparison(saved, data_dir=tmp_path)[0].value
     meta = shared_dir(tmp_path) / share_id / META_FILE
     meta.write_text(meta.read_text().replace('"file": "cup_input.png"', '"file": "../cup_input.png"'))
     with pytest.raises(ShareError, match="outside the comparison's folder"):
@@ -80,17 +98,37 @@ def test_a_bad_or_missing_id_says_so_and_changes_nothing_else(comparison: Compar
     assert open_shared("", tmp_path) == (gr.skip(),) * 7
 
 
+def test_sharing_again_stores_nothing_new_and_a_full_store_refuses_and_keeps_what_it_holds(
+    bicubic: list[LoadedMethod], saved: Saved, tmp_path: Path
+) -> None:
+    first = share_comparison(saved, data_dir=tmp_path)[0].value
+    before = {path: path.stat().st_mtime_ns for path in shared_dir(tmp_path).rglob("*")}
+    assert share_comparison(saved, data_dir=tmp_path)[0].value == first  # the same content, the same id
+    assert {path: path.stat().st_mtime_ns for path in shared_dir(tmp_path).rglob("*")} == before
+    other = save(compare(load_rgb(EXAMPLES_DIR / "rocket.png")[:40, :32], GROUND_TRUTH, bicubic, stem="rocket"))
+    used = stored_bytes(shared_dir(tmp_path)) / 1e6
+    for quota, message in [(Quota(count=1), r"full \(1 of 1 comparisons"), (Quota(megabytes=used), rf"of {used:g} MB")]:
+        with pytest.raises(gr.Error, match=message + ".*python -m sr_app.ui.share"):
+            share_comparison(other, data_dir=tmp_path, quota=quota)
+        assert {path: path.stat().st_mtime_ns for path in shared_dir(tmp_path).rglob("*")} == before
+    assert share_comparison(saved, data_dir=tmp_path, quota=Quota(count=1))[0].value == first  # stored already
+    second = share_comparison(other, data_dir=tmp_path, quota=Quota(count=2))[0].value
+    assert sorted(shared.id for shared in list_shared(tmp_path)) == sorted([first, second])
+
+
 def test_list_and_delete_from_the_command_line(
-    comparison: Comparison, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    bicubic: list[LoadedMethod], saved: Saved, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["--data-dir", str(tmp_path), "list"]) == 0
     assert "No shared comparisons" in capsys.readouterr().out
-    first = share_comparison(comparison, data_dir=tmp_path)[0].value
-    second = share_comparison(comparison, data_dir=tmp_path)[0].value
+    first = share_comparison(saved, data_dir=tmp_path)[0].value
+    other = save(compare(load_rgb(EXAMPLES_DIR / "rocket.png")[:40, :32], GROUND_TRUTH, bicubic, stem="rocket"))
+    second = share_comparison(other, data_dir=tmp_path)[0].value
     assert {shared.id for shared in list_shared(tmp_path)} == {first, second}
     assert main(["--data-dir", str(tmp_path), "list", "--base-url", "http://lab:8000/"]) == 0
     out = capsys.readouterr().out
     assert f"http://lab:8000/?compare={first}" in out and "cup (Ground truth, 32×40, 3 images" in out
+    assert f"2 comparisons, {stored_bytes(shared_dir(tmp_path)) / 1e6:.1f} MB in total" in out
     assert main(["--data-dir", str(tmp_path), "delete", first]) == 0
     assert [shared.id for shared in list_shared(tmp_path)] == [second]
     assert not (shared_dir(tmp_path) / first).exists()

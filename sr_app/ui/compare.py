@@ -19,6 +19,12 @@ The pure functions (:func:`load_methods`, :func:`compare`, :func:`crop_box`, :fu
 their results into component values and user errors into ``gr.Error``, and :func:`build_compare_tab` lays the tab out
 and wires them. Every image leaves the server as lossless PNG; the viewer is :mod:`sr_app.ui.viewer`, shared
 comparisons are :mod:`sr_app.ui.share`.
+
+Memory stays bounded however many people use the tab: a comparison's full-size images are written once as PNG files
+into a folder of its own (:func:`save`) and a session keeps only a :class:`Saved` handle (paths, labels, table);
+crops are cut from the files when asked for. The folder is removed when the session's next comparison replaces it,
+when the session's state is deleted (an hour after the comparison, or after the page is closed), and otherwise (a
+restart) once it is ``KEEP_SECONDS`` old.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ from sr_app.images import DEFAULT_MAX_PIXELS, UPLOAD_SUFFIXES, ImageError, decod
 from sr_app.methods import REGISTRY, Method, Settings
 from sr_app.metrics import psnr_y, ssim_y
 from sr_app.resize import magnify, make_lr
-from sr_app.ui.share import SHARE_PARAM, ShareError, load_shared, save_shared, shared_dir
+from sr_app.ui.share import DEFAULT_QUOTA, SHARE_PARAM, Quota, ShareError, load_shared, save_shared, shared_dir
 from sr_app.ui.viewer import View, empty_html, viewer_component, viewer_html
 from sr_app.upscalers import SCALE, ModelUpscaler, Upscaler
 from sr_app.weights import WeightsError
@@ -60,13 +66,17 @@ EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
 #: it must still hold SSIM's 11 px Gaussian window (20 - 2 × 4 = 12 ≥ 11).
 MIN_GROUND_TRUTH_SIDE = 20
 DEFAULT_CROP, DEFAULT_ZOOM = 64, 4
+#: Limits of ``/compare_crops``: the crop's side in output pixels, the zoom, and the side of a magnified crop.
+MAX_CROP, MAX_ZOOM, MAX_MAGNIFIED = 512, 16, 2048
 BOX_COLOUR = (255, 0, 80)
 NO_COMPARISON = "Upscale an image first (upload one or pick an example, then press Upscale)."
+EXPIRED = "This comparison's images were removed after an hour; upscale the image again."
 EMPTY_VIEWER = "Upload an image or pick an example, pick methods and press the button: the results appear here."
 SELF_ENSEMBLE_LABEL = "Self-ensemble (networks ×8 slower)"
-#: Where full-size PNGs are written; the viewer and the downloads serve them from here as static files, so a folder
-#: is kept as long as a page may still show it (the comparison's own lifetime in the session).
+#: Where full-size PNGs are written, a folder per comparison; the viewer and the downloads serve them from here as
+#: static files, so a folder is kept as long as a page may still show it (the comparison's lifetime in the session).
 OUTPUT_DIR = Path(tempfile.gettempdir()) / "sr_lab_compare"
+#: How long a session keeps its comparison, and the age at which any folder left in ``OUTPUT_DIR`` is removed.
 KEEP_SECONDS = 3600
 #: Browser script turning a share id into the link to send: this page's address with ``?compare=<id>``.
 LINK_JS = f"(id) => new URL('?{SHARE_PARAM}=' + id, location.href).href"
@@ -112,7 +122,7 @@ def panel_label(method: LoadedMethod) -> str:
 
 @dataclass(frozen=True)
 class Comparison:
-    """One image through the picked methods.
+    """One image through the picked methods, in memory (see :class:`Saved` for what a session keeps of it).
 
     Attributes:
         lr: the methods' input, uint8 HWC RGB.
@@ -123,7 +133,6 @@ class Comparison:
         scores: method name -> (PSNR in dB, SSIM in [0, 1]) against ``hr``; empty in upscale mode.
         ensembled: the methods that ran as self-ensembles.
         stem: the upload's file name without suffix, to name downloads.
-        files: image name -> a PNG file of its full-size view, filled by :func:`png_file`.
     """
 
     lr: np.ndarray
@@ -134,7 +143,6 @@ class Comparison:
     scores: dict[str, tuple[float, float]] = field(default_factory=dict)
     ensembled: frozenset[str] = frozenset()
     stem: str = "image"
-    files: dict[str, str] = field(default_factory=dict)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -150,16 +158,6 @@ class Comparison:
         """Every image that can be viewed: the input, the outputs, and the original when there is one."""
         return [INPUT, *self.outputs, *([ORIGINAL] if self.hr is not None else [])]
 
-    @property
-    def overview(self) -> np.ndarray:
-        """The image the user gave: the original in ground-truth mode, else the input."""
-        return self.lr if self.hr is None else self.hr
-
-    @property
-    def overview_scale(self) -> int:
-        """Output pixels per overview pixel."""
-        return SCALE if self.hr is None else 1
-
     def title(self, name: str) -> str:
         """The display name of image ``name``; a method that ran as a self-ensemble gets a "+" (as EDSR+)."""
         return title(name) + ("+" if name in self.ensembled else "")
@@ -171,18 +169,96 @@ class Comparison:
         score = f"{self.scores[name][0]:.2f} dB · " if name in self.scores else ""
         return f"{self.title(name)} · {score}{self.devices.get(name, '?')} · {self.seconds[name] * 1000:.0f} ms"
 
-    def view(self, name: str, box: Box | None = None) -> np.ndarray:
-        """Image ``name`` at the output size (the input magnified by nearest neighbour), or its ``box`` region."""
-        top, left, height, width = box or (0, 0, *self.size)
+    def view(self, name: str) -> np.ndarray:
+        """Image ``name`` (one of :attr:`names`) at the output size; the input magnified by nearest neighbour."""
         if name == INPUT:
-            s = SCALE
-            return magnify(self.lr[top // s : (top + height) // s, left // s : (left + width) // s], s)
-        if name == ORIGINAL and self.hr is None:
+            return magnify(self.lr, SCALE)
+        return self.hr if name == ORIGINAL else self.outputs[name]
+
+
+@dataclass(frozen=True)
+class Saved:
+    """A comparison as a session keeps it: its images as PNG files in a folder of its own, and what is said of them.
+
+    Attributes:
+        folder: the comparison's folder in ``OUTPUT_DIR``.
+        files: image name -> its PNG file at the output size, ``<stem>_<name>.png``, in the order of the views
+            (the input magnified ×4 by nearest neighbour, the outputs, the original in ground-truth mode).
+        labels: image name -> its label in the viewer (:meth:`Comparison.label`).
+        titles: image name -> its caption on crops (:meth:`Comparison.title`).
+        table: the results table (:func:`results_table`).
+        stem: the upload's file name without suffix.
+        mode: one of ``MODES``.
+        size: (height, width) of every file, in pixels.
+    """
+
+    folder: Path
+    files: dict[str, Path]
+    labels: dict[str, str]
+    titles: dict[str, str]
+    table: pd.DataFrame
+    stem: str
+    mode: str
+    size: tuple[int, int]
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.files)
+
+    def file(self, name: str) -> Path:
+        """The PNG file of image ``name``; ``ValueError`` saying what to choose for any other name."""
+        if name == ORIGINAL and self.mode == UPSCALE:
             raise ValueError("“Original” exists only in Ground truth mode.")
-        if name not in self.names:
+        if name not in self.files:
             raise ValueError(f"No image called {name!r}; choose from {', '.join(self.names)}.")
-        image = self.hr if name == ORIGINAL else self.outputs[name]
-        return image[top : top + height, left : left + width]
+        return self.files[name]
+
+    def views(self) -> list[View]:
+        """The viewer's images, in order."""
+        return [View(self.labels[name], path) for name, path in self.files.items()]
+
+    def region(self, name: str, box: Box) -> np.ndarray:
+        """The ``box`` region of image ``name``, read from its file (uint8 HWC RGB)."""
+        top, left, height, width = box
+        with Image.open(self.files[name]) as image:
+            return np.asarray(image.crop((left, top, left + width, top + height)))
+
+    def overview(self) -> tuple[np.ndarray, int]:
+        """The image the user gave (the original in ground-truth mode, else the input) and how many output pixels
+        one of its pixels spans."""
+        scale = SCALE if self.mode == UPSCALE else 1
+        with Image.open(self.files[INPUT if self.mode == UPSCALE else ORIGINAL]) as image:
+            return np.asarray(image.reduce(scale) if scale > 1 else image), scale
+
+
+def save(comparison: Comparison) -> Saved:
+    """Write every image of ``comparison`` as a PNG (fast compression, see :func:`encode_png`) into a new folder of
+    ``OUTPUT_DIR``, named ``<stem>_<name>.png`` for downloads; folders older than ``KEEP_SECONDS`` are removed here."""
+    OUTPUT_DIR.mkdir(exist_ok=True)
+    for folder in OUTPUT_DIR.iterdir():
+        if time.time() - folder.stat().st_mtime > KEEP_SECONDS:
+            shutil.rmtree(folder, ignore_errors=True)
+    folder = Path(tempfile.mkdtemp(dir=OUTPUT_DIR))
+    files = {}
+    for name in comparison.names:
+        files[name] = folder / f"{comparison.stem}_{name}.png"
+        files[name].write_bytes(encode_png(comparison.view(name)))
+    return Saved(
+        folder,
+        files,
+        {name: comparison.label(name) for name in files},
+        {name: comparison.title(name) for name in files},
+        results_table(comparison),
+        comparison.stem,
+        comparison.mode,
+        comparison.size,
+    )
+
+
+def discard(saved: Saved | None) -> None:
+    """Remove a comparison's folder (once the session no longer holds it)."""
+    if saved is not None:
+        shutil.rmtree(saved.folder, ignore_errors=True)
 
 
 def compare(
@@ -270,29 +346,6 @@ def user_error(message: str) -> gr.Error:
     return gr.Error(message, print_exception=False)
 
 
-def png_file(comparison: Comparison, name: str) -> str:
-    """The path of a PNG file holding ``comparison.view(name)``, named ``<stem>_<name>.png`` for downloads.
-
-    Each image is encoded once per comparison (fast compression, see :func:`encode_png`) into a new folder of
-    ``OUTPUT_DIR``; folders older than ``KEEP_SECONDS`` are removed here.
-    """
-    path = comparison.files.get(name)
-    if path is None or not Path(path).is_file():
-        OUTPUT_DIR.mkdir(exist_ok=True)
-        for folder in OUTPUT_DIR.iterdir():
-            if time.time() - folder.stat().st_mtime > KEEP_SECONDS:
-                shutil.rmtree(folder, ignore_errors=True)
-        path = str(Path(tempfile.mkdtemp(dir=OUTPUT_DIR)) / f"{comparison.stem}_{name}.png")
-        Path(path).write_bytes(encode_png(comparison.view(name)))
-        comparison.files[name] = path
-    return path
-
-
-def views(comparison: Comparison) -> list[View]:
-    """The viewer's images: the input (magnified ×4 by nearest neighbour), every output and the original, as PNGs."""
-    return [View(comparison.label(name), Path(png_file(comparison, name))) for name in comparison.names]
-
-
 def run_label(mode: str) -> gr.Button:
     """The run button for ``mode``: it says what will happen."""
     return gr.Button(RUN_LABELS[mode])
@@ -303,16 +356,18 @@ def upscale(
     mode: str,
     picked: list[str] | None = None,
     self_ensemble: bool = False,
+    previous: Saved | None = None,
     progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio's way of asking for a progress bar
     *,
     methods: list[LoadedMethod],
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
-) -> tuple[list[str], pd.DataFrame, Comparison]:
+) -> tuple[list[str], pd.DataFrame, Saved]:
     """Decode an upload and run the ``picked`` methods on it (``None``: those picked at first), networks as
-    self-ensembles when ``self_ensemble``.
+    self-ensembles when ``self_ensemble``; the session's ``previous`` comparison is removed once this one is saved.
 
     Returns, in the order of the tab's outputs: the PNG files of the input (magnified ×4), every output and in
-    ground-truth mode the original, named ``<upload stem>_<name>.png``; the results table; the :class:`Comparison`.
+    ground-truth mode the original, named ``<upload stem>_<name>.png``; the results table; the :class:`Saved`
+    comparison.
     """
     if file is None:
         raise user_error("Upload an image or pick an example first.")
@@ -324,31 +379,35 @@ def upscale(
     stem = re.sub(r"[^\w-]+", "_", Path(file).stem)[:60] or "image"
     try:
         runs = [method for method in methods if method.name in picked]
-        comparison = compare(decode_image(file, max_pixels), mode, runs, stem, self_ensemble, progress)
+        saved = save(compare(decode_image(file, max_pixels), mode, runs, stem, self_ensemble, progress))
     except ImageError as error:
         raise user_error(str(error)) from error
     except (torch.OutOfMemoryError, MemoryError) as error:
         raise user_error("Out of memory while upscaling; try a smaller image.") from error
-    files = [view.path for view in views(comparison)]
-    return [str(path) for path in files], results_table(comparison), comparison
+    discard(previous)
+    return [str(path) for path in saved.files.values()], saved.table, saved
 
 
-def show_comparison(comparison: Comparison) -> tuple[str, gr.Column, gr.Button, gr.Textbox]:
+def show_comparison(saved: Saved) -> tuple[str, gr.Column, gr.Button, gr.Textbox]:
     """After a run: the viewer on the comparison (the first method in the main view), the results shown, the Share
     button offered again and the previous link cleared."""
-    viewer = viewer_html(views(comparison), comparison.size, main=1)
+    viewer = viewer_html(saved.views(), saved.size, main=1)
     return viewer, gr.Column(visible=True), gr.Button(visible=True), gr.Textbox(value="", visible=False)
 
 
-def share_comparison(comparison: Comparison | None, *, data_dir: Path) -> tuple[gr.Textbox, gr.Button]:
-    """Store the comparison under a new opaque id in ``data_dir``; returns the id (turned into the link in the
-    browser) and hides the Share button until the next run."""
-    if comparison is None:
+def share_comparison(
+    saved: Saved | None, *, data_dir: Path, quota: Quota = DEFAULT_QUOTA
+) -> tuple[gr.Textbox, gr.Button]:
+    """Store the session's comparison in ``data_dir`` (once, under the id of its content) within ``quota``; returns
+    the id (turned into the link in the browser) and hides the Share button until the next run."""
+    if saved is None:
         raise user_error(NO_COMPARISON)
     try:
-        share_id = save_shared(
-            data_dir, views(comparison), results_table(comparison), comparison.stem, comparison.mode, comparison.size
-        )
+        share_id = save_shared(data_dir, saved.views(), saved.table, saved.stem, saved.mode, saved.size, quota)
+    except ShareError as error:
+        raise user_error(str(error)) from error
+    except FileNotFoundError as error:
+        raise user_error(EXPIRED) from error
     except OSError as error:
         raise user_error(f"Could not store the comparison in {data_dir}: {error}") from error
     return gr.Textbox(value=share_id, visible=True), gr.Button(visible=False)
@@ -384,27 +443,37 @@ def open_shared(share_id: str, data_dir: Path | None) -> tuple:
 
 
 def compare_crops(
-    x: float, y: float, crop_size: float, zoom: float, comparison: Comparison | None
+    x: float, y: float, crop_size: float, zoom: float, saved: Saved | None
 ) -> tuple[np.ndarray, list[tuple[np.ndarray, str]]]:
     """For API users: the overview with the crop box drawn, and the same region of every image magnified ``zoom``
     times by nearest neighbour.
 
-    ``x``, ``y`` and ``crop_size`` are in output pixels; the crops are (image, caption) pairs in the order of
-    :attr:`Comparison.names`.
+    ``x``, ``y`` and ``crop_size`` (up to ``MAX_CROP``) are in output pixels, ``zoom`` is 1 to ``MAX_ZOOM``, and a
+    magnified crop may be at most ``MAX_MAGNIFIED`` pixels wide; the crops are (image, caption) pairs in the order
+    of the views.
     """
-    if comparison is None:
+    if saved is None:
         raise user_error(NO_COMPARISON)
-    box = crop_box(x, y, int(crop_size), comparison.size)
-    crops = [(magnify(comparison.view(name, box), int(zoom)), comparison.title(name)) for name in comparison.names]
-    return draw_box(comparison.overview, box, comparison.overview_scale), crops
+    if not (SCALE <= crop_size <= MAX_CROP and 1 <= zoom <= MAX_ZOOM and crop_size * zoom <= MAX_MAGNIFIED):
+        raise user_error(
+            f"crop_size must be {SCALE} to {MAX_CROP} output pixels and zoom 1 to {MAX_ZOOM}, with crop_size × zoom at "
+            f"most {MAX_MAGNIFIED} (the side of a magnified crop); got crop_size {crop_size:g} and zoom {zoom:g}."
+        )
+    box = crop_box(x, y, int(crop_size), saved.size)
+    try:
+        crops = [(magnify(saved.region(name, box), int(zoom)), saved.titles[name]) for name in saved.names]
+        overview, scale = saved.overview()
+    except FileNotFoundError as error:
+        raise user_error(EXPIRED) from error
+    return draw_box(overview, box, scale), crops
 
 
-def compare_pair(left: str, right: str, comparison: Comparison | None) -> tuple[str, str]:
+def compare_pair(left: str, right: str, saved: Saved | None) -> tuple[str, str]:
     """For API users: PNG files of two images at the output size (``input``, a method name, ``original``)."""
-    if comparison is None:
+    if saved is None:
         raise user_error(NO_COMPARISON)
     try:
-        return png_file(comparison, left), png_file(comparison, right)
+        return str(saved.file(left)), str(saved.file(right))
     except ValueError as error:
         raise user_error(str(error)) from error
 
@@ -413,11 +482,15 @@ def compare_pair(left: str, right: str, comparison: Comparison | None) -> tuple[
 
 
 def build_compare_tab(
-    methods: list[LoadedMethod], max_pixels: int | None = DEFAULT_MAX_PIXELS, data_dir: Path | None = None
+    methods: list[LoadedMethod],
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    data_dir: Path | None = None,
+    share_quota: Quota = DEFAULT_QUOTA,
 ) -> None:
     """Lay out the Compare tab inside the current ``gr.Blocks`` (or ``gr.Tab``) and wire its events.
 
-    Comparisons are shared into ``data_dir`` (``None``: no Share button) and reopened from ``/?compare=<id>``.
+    Comparisons are shared into ``data_dir`` (``None``: no Share button) within ``share_quota`` and reopened from
+    ``/?compare=<id>``.
     """
     gr.set_static_paths([OUTPUT_DIR, *([shared_dir(data_dir)] if data_dir is not None else [])])
     note = gr.Markdown(visible=False)
@@ -461,7 +534,7 @@ def build_compare_tab(
                 buttons=["copy"],
                 elem_id="share-link",
             )
-    state = gr.State(time_to_live=3600)
+    state = gr.State(time_to_live=KEEP_SECONDS, delete_callback=discard)
     # Inputs and outputs of the API-only endpoints /compare_crops and /compare_pair; never shown.
     x, y = gr.Number(label="x", visible=False), gr.Number(label="y", visible=False)
     crop_size = gr.Number(DEFAULT_CROP, label="crop_size", visible=False)
@@ -474,7 +547,7 @@ def build_compare_tab(
     mode.change(run_label, mode, run, api_visibility="private")
     ran = run.click(
         partial(upscale, methods=methods, max_pixels=max_pixels),
-        inputs=[upload, mode, picked, ensemble],
+        inputs=[upload, mode, picked, ensemble, state],
         outputs=[files, table, state],
         api_name="upscale",
         show_progress_on=viewer,
@@ -483,7 +556,8 @@ def build_compare_tab(
     # The error is the toast; the viewer keeps what it showed, without an error badge.
     ran.failure(lambda: gr.skip(), None, viewer, show_progress="hidden", api_visibility="private")
     if data_dir is not None:
-        shared = share.click(partial(share_comparison, data_dir=data_dir), state, [link, share], api_name="share")
+        sharing = partial(share_comparison, data_dir=data_dir, quota=share_quota)
+        shared = share.click(sharing, state, [link, share], api_name="share")
         shared.success(None, link, link, js=LINK_JS)
 
         def from_address(request: gr.Request) -> tuple:

@@ -2,9 +2,14 @@
 
 ``<data dir>/comparisons/<id>/`` holds the PNG files the viewer shows and ``comparison.json`` (labels, table, size,
 mode, time). The app serves the folder as static files and reopens a comparison read-only at ``/?compare=<id>``,
-also after a restart; Gradio's hourly cache clean-up never touches it. Manage them with::
+also after a restart; Gradio's hourly cache clean-up never touches it.
 
-    python -m sr_app.ui.share list [--data-dir DIR] [--base-url http://host:port]
+The id is derived from the content (a hash of the images, labels and table), so sharing one comparison again stores
+nothing new and gives the same link. The store has a :class:`Quota` (total bytes and number of comparisons); a
+comparison that would exceed it is refused with :class:`QuotaError`, and nothing stored is ever evicted. Manage them
+with::
+
+    python -m sr_app.ui.share list [--data-dir DIR] [--base-url http://host:port]   # with sizes and the total
     python -m sr_app.ui.share delete ID [ID ...] [--data-dir DIR]
 
 The data folder is the app's ``--data-dir`` (the survey's), else ``$SR_LAB_DATA``, else ``~/.local/share/sr-lab``.
@@ -13,11 +18,14 @@ The data folder is the app's ``--data-dir`` (the survey's), else ``$SR_LAB_DATA`
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import json
 import re
-import secrets
 import shutil
 import sys
+import tempfile
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,13 +40,31 @@ from sr_app.ui.viewer import View
 SHARE_PARAM = "compare"
 FOLDER = "comparisons"
 META_FILE = "comparison.json"
-#: An id: 128 random bits, URL-safe base64 (what :func:`secrets.token_urlsafe` gives for 16 bytes).
+#: An id: the first 128 bits of the SHA-256 of the stored content, URL-safe base64 without padding.
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{22}")
 DEFAULT_BASE_URL = "http://127.0.0.1:7860"
+#: One comparison is checked against the quota and written at a time (the app shares from several threads).
+STORE_LOCK = threading.Lock()
 
 
 class ShareError(ValueError):
     """A shared comparison cannot be found or read; the message says which and why."""
+
+
+class QuotaError(ShareError):
+    """The store is full: the comparison was not stored (and nothing stored was touched)."""
+
+
+@dataclass(frozen=True)
+class Quota:
+    """Limits of the share store: the total size of every stored file, in megabytes (10⁶ bytes), and the number of
+    comparisons."""
+
+    megabytes: float = 1000
+    count: int = 500
+
+
+DEFAULT_QUOTA = Quota()
 
 
 @dataclass(frozen=True)
@@ -60,32 +86,73 @@ def shared_dir(data_dir: Path) -> Path:
     return Path(data_dir) / FOLDER
 
 
-def save_shared(
-    data_dir: Path, views: Sequence[View], table: pd.DataFrame, stem: str, mode: str, size: tuple[int, int]
-) -> str:
-    """Copy ``views`` (and their labels, ``table`` and the rest) under a new id in ``data_dir``; returns the id.
-
-    The folder appears complete or not at all: it is written under a temporary name and then renamed."""
-    share_id = secrets.token_urlsafe(16)
-    folder = shared_dir(data_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    staging = folder / f".{share_id}.tmp"
-    staging.mkdir()
-    files = []
+def content_id(meta: dict, views: Sequence[View]) -> str:
+    """The id of a comparison: the first 128 bits of the SHA-256 of its ``meta`` (without the time) and its files."""
+    digest = hashlib.sha256(json.dumps(meta, sort_keys=True).encode())
     for view in views:
-        shutil.copyfile(view.path, staging / view.path.name)
-        files.append({"label": view.label, "file": view.path.name})
+        with view.path.open("rb") as file:
+            digest.update(hashlib.file_digest(file, "sha256").digest())
+    return base64.urlsafe_b64encode(digest.digest()[:16]).decode().rstrip("=")
+
+
+def stored_bytes(folder: Path) -> int:
+    """The size of every file under ``folder``, in bytes (0 if there is none)."""
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file()) if folder.is_dir() else 0
+
+
+def save_shared(
+    data_dir: Path,
+    views: Sequence[View],
+    table: pd.DataFrame,
+    stem: str,
+    mode: str,
+    size: tuple[int, int],
+    quota: Quota = DEFAULT_QUOTA,
+) -> str:
+    """Copy ``views`` (and their labels, ``table`` and the rest) into ``data_dir`` under the id of their content;
+    returns the id. A comparison stored before is not stored again.
+
+    The folder appears complete or not at all: it is written under a temporary name and then renamed.
+
+    Raises:
+        QuotaError: storing it would take the store over ``quota``; nothing is written.
+        OSError: a file cannot be read or written (nothing is left behind).
+    """
     meta = {
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "stem": stem,
         "mode": mode,
         "size": list(size),
-        "views": files,
+        "views": [{"label": view.label, "file": view.path.name} for view in views],
         "table": json.loads(table.to_json(orient="split", index=False)),
     }
-    (staging / META_FILE).write_text(json.dumps(meta, indent=1, ensure_ascii=False))
-    staging.rename(folder / share_id)
+    share_id = content_id(meta, views)
+    folder = shared_dir(data_dir)
+    with STORE_LOCK:
+        if (folder / share_id).is_dir():
+            return share_id
+        check_quota(data_dir, sum(view.path.stat().st_size for view in views), quota)
+        folder.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{share_id}.", dir=folder))
+        try:
+            for view in views:
+                shutil.copyfile(view.path, staging / view.path.name)
+            meta["created"] = datetime.now(UTC).isoformat(timespec="seconds")
+            (staging / META_FILE).write_text(json.dumps(meta, indent=1, ensure_ascii=False))
+            staging.rename(folder / share_id)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # gone already when the rename succeeded
     return share_id
+
+
+def check_quota(data_dir: Path, new_bytes: int, quota: Quota) -> None:
+    """:class:`QuotaError` when one more comparison of ``new_bytes`` would take the store over ``quota``."""
+    count, used = len(list_ids(data_dir)), stored_bytes(shared_dir(data_dir))
+    if count + 1 > quota.count or (used + new_bytes) / 1e6 > quota.megabytes:
+        raise QuotaError(
+            f"The store of shared comparisons is full ({count} of {quota.count} comparisons, {used / 1e6:.1f} of "
+            f"{quota.megabytes:g} MB; this one needs {new_bytes / 1e6:.1f} MB), so this comparison was not shared. "
+            "Ask whoever runs the app to delete old ones (python -m sr_app.ui.share list / delete)."
+        )
 
 
 def load_shared(data_dir: Path, share_id: str) -> Shared:
@@ -107,11 +174,16 @@ def load_shared(data_dir: Path, share_id: str) -> Shared:
         raise ShareError(f"{folder / META_FILE} cannot be read: {type(error).__name__}: {error}") from error
 
 
+def list_ids(data_dir: Path) -> list[str]:
+    """The id of every comparison stored in ``data_dir``."""
+    folder = shared_dir(data_dir)
+    return [path.name for path in folder.iterdir() if ID_PATTERN.fullmatch(path.name)] if folder.is_dir() else []
+
+
 def list_shared(data_dir: Path) -> list[Shared]:
     """Every readable comparison shared in ``data_dir``, oldest first."""
-    folder = shared_dir(data_dir)
-    ids = [path.name for path in folder.iterdir() if ID_PATTERN.fullmatch(path.name)] if folder.is_dir() else []
-    return sorted((load_shared(data_dir, share_id) for share_id in ids), key=lambda shared: shared.created)
+    shared = (load_shared(data_dir, share_id) for share_id in list_ids(data_dir))
+    return sorted(shared, key=lambda comparison: comparison.created)
 
 
 def delete_shared(data_dir: Path, share_id: str) -> None:
@@ -128,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sr_app.ui.share", description="Manage shared comparisons.")
     parser.add_argument("--data-dir", type=Path, help="the app's data folder (default $SR_LAB_DATA)")
     commands = parser.add_subparsers(dest="command", required=True)
-    listing = commands.add_parser("list", help="list shared comparisons with their links")
+    listing = commands.add_parser("list", help="list shared comparisons with their sizes and links, and the total")
     listing.add_argument("--base-url", default=DEFAULT_BASE_URL, help="address of the app, for the links")
     delete = commands.add_parser("delete", help="delete shared comparisons")
     delete.add_argument("ids", nargs="+", metavar="ID")
@@ -138,14 +210,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "list":
             everything = list_shared(data_dir)
             for shared in everything:
-                megabytes = sum(path.stat().st_size for path in (shared_dir(data_dir) / shared.id).iterdir()) / 1e6
+                megabytes = stored_bytes(shared_dir(data_dir) / shared.id) / 1e6
                 height, width = shared.size
                 print(
                     f"{shared.id}  {shared.created:%Y-%m-%d %H:%M} UTC  {shared.stem} ({shared.mode}, "
                     f"{width}×{height}, {len(shared.views)} images, {megabytes:.1f} MB)  "
                     f"{share_link(args.base_url, shared.id)}"
                 )
-            if not everything:
+            if everything:
+                print(f"{len(everything)} comparisons, {stored_bytes(shared_dir(data_dir)) / 1e6:.1f} MB in total")
+            else:
                 print(f"No shared comparisons in {data_dir}.")
         else:
             for share_id in args.ids:
