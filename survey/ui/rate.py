@@ -46,6 +46,7 @@ from pydantic import BaseModel, Field
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from sr_app.web import MIDDLEWARE
 from survey.db import ACR, ACR_LABELS, FLIP, PC, Store
 from survey.errors import StorageError, SurveyError
 from survey.raters import (
@@ -278,8 +279,8 @@ class OldLinkRedirect:
 
 def app_kwargs(store: Store) -> dict[str, Any]:
     """Arguments of the FastAPI app under Gradio (``launch(app_kwargs=...)``) that add the rater page's routes,
-    matched before Gradio's own, and :class:`OldLinkRedirect`."""
-    return {"routes": rater_router(store).routes, "middleware": [Middleware(OldLinkRedirect)]}
+    matched before Gradio's own, :class:`OldLinkRedirect` and the app's security headers and body limit."""
+    return {"routes": rater_router(store).routes, "middleware": [*MIDDLEWARE, Middleware(OldLinkRedirect)]}
 
 
 class BlocksWithRaterPage(gr.Blocks):
