@@ -1,13 +1,15 @@
 """`python app.py`: the SR Lab web app (Gradio).
 
     python app.py [--host 127.0.0.1] [--port 7860] [--share] [--max-pixels 4000000] [--device cuda] \
-        [--model label=path/to/model.pth ...]
+        [--concurrency 2] [--share-quota-mb 1000] [--share-max-count 500] \
+        [--model label=path/to/model.pth ...] [--trust-model]
 
 Loads every method of the registry once at start-up (a method whose weights are missing is shown as unavailable)
 and every ``--model`` (a user's model file, through spandrel; one that cannot be loaded stops the start with the
-reason), then serves the Compare and Results tabs, queued and run one at a time, and beside them, outside Gradio's
-queue, the survey's rater page ``/rate/<study id>`` (:mod:`survey.ui.rate`; old rater links ``/?study=<id>`` are
-redirected there).
+reason; TorchScript only with ``--trust-model``), then serves the Compare and Results tabs, queued and run
+``--concurrency`` jobs at a time, and beside them, outside Gradio's queue, the survey's rater page
+``/rate/<study id>`` (:mod:`survey.ui.rate`; old rater links ``/?study=<id>`` are redirected there). Every response
+carries the security headers of :mod:`sr_app.web`.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import gradio as gr
+import torch
 
 from sr_app.data_dir import data_dir_from_env
 from sr_app.images import DEFAULT_MAX_PIXELS
 from sr_app.methods import REGISTRY, Method, MethodError, Settings, resolve
 from sr_app.ui import compare
+from sr_app.ui.share import DEFAULT_QUOTA, Quota
 from sr_app.upscalers import PRECISIONS, Precision
 from sr_app.weights import WEIGHTS_DIR, WeightsError
 from survey.__main__ import remember_app_url
@@ -32,6 +36,8 @@ from survey.ui.results import admin_password, build_results_tab
 TITLE = "SR Lab"
 #: Largest upload Gradio accepts at all; the pixel limit (--max-pixels) is checked after, from the image header.
 MAX_FILE_SIZE = "100mb"
+#: Jobs (upscales, shares, crops …) run at once by default, for everybody together.
+DEFAULT_CONCURRENCY = 2
 
 
 def build_app(
@@ -41,10 +47,12 @@ def build_app(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     data_dir: Path | None = None,
     models: Sequence[Method] = (),
+    concurrency: int = DEFAULT_CONCURRENCY,
+    share_quota: Quota = DEFAULT_QUOTA,
 ) -> gr.Blocks:
     """The whole app, with the registry's networks loaded from ``weights_dir`` and the user's ``models`` onto
-    ``device`` (``None``: the best available) in ``precision``, and uploads limited to ``max_pixels`` (width ×
-    height).
+    ``device`` (``None``: the best available) in ``precision``, uploads limited to ``max_pixels`` (width ×
+    height), ``concurrency`` jobs run at once and shared comparisons kept within ``share_quota``.
 
     Raises :class:`WeightsError` when one of ``models`` cannot be loaded.
     """
@@ -62,10 +70,10 @@ def build_app(
         gr.Markdown(f"# {TITLE}: ×4 super-resolution side by side")
         with gr.Tabs():
             with gr.Tab("Compare", id="compare"):
-                compare.build_compare_tab(methods, max_pixels, store.data_dir)
+                compare.build_compare_tab(methods, max_pixels, store.data_dir, share_quota)
             with gr.Tab("Results", id="results"):
                 build_results_tab(store, password)
-    demo.queue(default_concurrency_limit=1)
+    demo.queue(default_concurrency_limit=concurrency)
     return demo
 
 
@@ -84,7 +92,26 @@ def main(argv: Sequence[str] | None = None) -> None:
         default="auto",
         help="auto (default): bfloat16 where the hardware is fast at it and the network allows it; fp32; bf16",
     )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=DEFAULT_CONCURRENCY,
+        help=f"jobs run at once, for all users together (default {DEFAULT_CONCURRENCY}); each gets the CPU's torch "
+        "threads divided by this",
+    )
     parser.add_argument("--data-dir", type=Path, help="survey database and stimuli (default: $SR_LAB_DATA)")
+    parser.add_argument(
+        "--share-quota-mb",
+        type=float,
+        default=DEFAULT_QUOTA.megabytes,
+        help=f"largest total size of shared comparisons, in MB (default {DEFAULT_QUOTA.megabytes:g})",
+    )
+    parser.add_argument(
+        "--share-max-count",
+        type=int,
+        default=DEFAULT_QUOTA.count,
+        help=f"most shared comparisons kept (default {DEFAULT_QUOTA.count})",
+    )
     parser.add_argument(
         "--model",
         action="append",
@@ -92,9 +119,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         metavar="LABEL=PATH",
         help="add your own ×4 model file (.pth, .safetensors; any architecture spandrel knows) to Compare; repeatable",
     )
+    parser.add_argument(
+        "--trust-model",
+        action="store_true",
+        help="also load --model files that are TorchScript, which run code stored in them as they load",
+    )
     args = parser.parse_args(argv)
+    if args.concurrency < 1:
+        parser.error("--concurrency must be at least 1")
     try:
-        models = [resolve(spec) for spec in args.model]
+        models = [resolve(spec, trusted=args.trust_model) for spec in args.model]
         built_in = [model.name for model in models if model.name in REGISTRY]
         if built_in:
             raise MethodError(f"--model takes label=path/to/model.pth; {', '.join(built_in)} is already in the app")
@@ -104,9 +138,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             max_pixels=args.max_pixels,
             data_dir=args.data_dir,
             models=models,
+            concurrency=args.concurrency,
+            share_quota=Quota(args.share_quota_mb, args.share_max_count),
         )
     except (MethodError, WeightsError) as error:
         parser.exit(2, f"error: {error}\n")
+    # Jobs running at once share the CPU's threads rather than each asking for all of them.
+    torch.set_num_threads(max(1, torch.get_num_threads() // args.concurrency))
     demo.launch(
         server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_FILE_SIZE,
         prevent_thread_lock=True,

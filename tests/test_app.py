@@ -416,12 +416,14 @@ def test_modes_are_the_api_choices(client: Client) -> None:
 def test_the_app_records_its_address_for_the_rater_links_survey_create_prints(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    data_dir, port = tmp_path / "data", free_port()
+    data_dir, port, threads = tmp_path / "data", free_port(), torch.get_num_threads()
     monkeypatch.setattr(gr.Blocks, "block_thread", lambda self: None)  # main() returns once the app serves
     try:
-        app.main(["--port", str(port), "--data-dir", str(data_dir), "--device", "cpu"])
+        app.main(["--port", str(port), "--data-dir", str(data_dir), "--device", "cpu", "--concurrency", "2"])
+        assert torch.get_num_threads() == max(1, threads // 2)  # two jobs at once share the cores
     finally:
         gr.close_all()
+        torch.set_num_threads(threads)
     images = image_folder(tmp_path / "hr", n_images=2)
     args = ["--data-dir", str(data_dir), "create", "--name", "s", "--images", str(images), "--methods", "bicubic"]
     assert survey_main(args) == 0
