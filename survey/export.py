@@ -13,8 +13,9 @@ CSV files written by :func:`export_study` for an ACR study (one header row, comm
 - ``dmos.csv``: ``method,dmos,std,n_ratings,n_raters,ci95_low,ci95_high`` (header only without a reference).
 - ``wilcoxon.csv``: ``method_a,method_b,n_pairs,mean_diff,statistic,p_value,p_holm``.
 - ``raters.csv``: ``rater,started_at,finished_at,self_report,external_id,n_ratings,median_response_ms,mean_score,
-  p_count,q_count,bt500_reject,r_mos,corr_reject,gold_fail,flagged,flag_reason`` (``external_id``: the rater's id
-  on the crowd platform that sent them; ``gold_fail``: scored a gold item outside its range; ``flag_reason``: why
+  p_count,q_count,bt500_reject,r_mos,corr_reject,gold_fail,too_fast,flagged,flag_reason`` (``external_id``: the
+  rater's id on the crowd platform that sent them; ``gold_fail``: scored a gold item outside its range;
+  ``too_fast``: median response time below the threshold, :func:`survey.stats.speed_check`; ``flag_reason``: why
   the rater is flagged, in words).
 
 For a pair comparison (PC) study:
@@ -25,7 +26,8 @@ For a pair comparison (PC) study:
 - ``pc_scores.csv``: ``method,score,ci95_low,ci95_high,n_comparisons`` (:func:`survey.pairwise.bradley_terry`).
 - ``pc_wins.csv``: ``method_a,method_b,wins_a,wins_b,ties,p_holm`` (:func:`survey.pairwise.win_counts`).
 - ``raters.csv``: ``rater,started_at,finished_at,self_report,external_id,n_choices,median_response_ms,ties,
-  agreement`` (:func:`survey.pairwise.rater_agreement`; no rater is flagged in PC studies).
+  agreement,too_fast,flagged,flag_reason`` (:func:`survey.pairwise.rater_agreement`; the too-fast rule is the only
+  one that flags raters here).
 
 Both also get ``report.html``: charts, tables and the study design in one self-contained page (:mod:`survey.report`).
 """
@@ -33,6 +35,7 @@ Both also get ``report.html``: charts, tables and the study design in one self-c
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -44,8 +47,8 @@ from survey.db import LEFT, PC, RIGHT, Choice, Condition, Rater, Rating, SourceI
 from survey.errors import SurveyError
 from survey.pairwise import analyse_pairs, rater_agreement
 from survey.raters import Viewing
-from survey.report import PairReport, StudyReport, html_report
-from survey.stats import analyse, gold_check, screen_raters
+from survey.report import AnalysisT, PairReport, StudyReport, html_report
+from survey.stats import MIN_MEDIAN_RESPONSE_MS, analyse, gold_check, screen_raters, speed_check
 from survey.studies import get_study, summarize
 
 #: How the browser showed the photo, with every answer (:class:`survey.raters.Viewing`).
@@ -53,11 +56,14 @@ VIEWING_COLUMNS = [field.name for field in dataclasses.fields(Viewing)]
 RATINGS_COLUMNS = ["rater", "image", "method", "score", "response_ms", "rated_at", *VIEWING_COLUMNS]
 RATERS_COLUMNS = [
     "rater", "started_at", "finished_at", "self_report", "external_id", "n_ratings", "median_response_ms",
-    "mean_score", "p_count", "q_count", "bt500_reject", "r_mos", "corr_reject", "gold_fail", "flagged", "flag_reason",
+    "mean_score", "p_count", "q_count", "bt500_reject", "r_mos", "corr_reject", "gold_fail", "too_fast", "flagged",
+    "flag_reason",
 ]  # fmt: skip
 CSV_FILES = ("ratings.csv", "mos_by_method.csv", "mos_by_image.csv", "dmos.csv", "wilcoxon.csv", "raters.csv")
 CHOICES_COLUMNS = ["rater", "image", "left", "right", "choice", "winner", "response_ms", "chosen_at", *VIEWING_COLUMNS]
-PC_RATERS_COLUMNS = [*RATERS_COLUMNS[:5], "n_choices", "median_response_ms", "ties", "agreement"]
+PC_RATERS_COLUMNS = [
+    *RATERS_COLUMNS[:5], "n_choices", "median_response_ms", "ties", "agreement", "too_fast", "flagged", "flag_reason",
+]  # fmt: skip
 PC_CSV_FILES = ("pc_choices.csv", "pc_scores.csv", "pc_wins.csv", "raters.csv")
 REPORT_FILE = "report.html"
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -133,82 +139,116 @@ def rater_rows(store: Store, name: str) -> pd.DataFrame:
     return pd.DataFrame([tuple(row) for row in rows], columns=RATERS_COLUMNS[:5]).set_index("rater")
 
 
-def load_raters(store: Store, name: str, ratings: pd.DataFrame, gold: pd.DataFrame) -> pd.DataFrame:
-    """The raters of ACR study ``name`` with their screening results (:func:`survey.stats.screen_raters`) and their
-    gold items (:func:`survey.stats.gold_check`): ``flagged`` by any rule, ``flag_reason`` saying which.
+def flag_raters(table: pd.DataFrame, rules: Sequence[str], reasons: Sequence[str]) -> pd.DataFrame:
+    """``table`` (one row per rater) with its boolean ``rules`` columns as bool (missing: False), ``flagged`` (any rule
+    true) and ``flag_reason`` (the non-empty texts of its ``reasons`` columns, joined by "; ")."""
+    for column in rules:
+        table[column] = table[column].astype("boolean").fillna(False).astype(bool)
+    table["flagged"] = table[list(rules)].any(axis=1)
+    texts = table[list(reasons)].fillna("").itertuples(index=False)
+    table["flag_reason"] = ["; ".join(text for text in row if text) for row in texts]
+    return table
+
+
+def load_raters(
+    store: Store, name: str, ratings: pd.DataFrame, gold: pd.DataFrame, min_median_ms: float = MIN_MEDIAN_RESPONSE_MS
+) -> pd.DataFrame:
+    """The raters of ACR study ``name`` with their screening results (:func:`survey.stats.screen_raters`), their gold
+    items (:func:`survey.stats.gold_check`) and their speed (:func:`survey.stats.speed_check` with ``min_median_ms``):
+    ``flagged`` by any rule, ``flag_reason`` saying which.
 
     ``ratings`` and ``gold`` are :func:`load_ratings` of the same study, without and with ``gold``. Columns:
     :data:`RATERS_COLUMNS`; raters who gave no score yet have ``n_ratings`` 0 and are not flagged.
     """
-    raters = rater_rows(store, name)
-    screening = screen_raters(ratings)
-    screening["median_response_ms"] = ratings.groupby("rater")["response_ms"].median()
+    screening = screen_raters(ratings).drop(columns="flagged").rename(columns={"reason": "screen_reason"})
     golden = gold_check(gold).rename(columns={"reason": "gold_reason"})
-    table = raters.join(screening, how="left").join(golden, how="left")
-    table["n_ratings"] = table["n_ratings"].fillna(0).astype(int)
-    for column in ("p_count", "q_count"):
+    speed = speed_check(ratings, min_median_ms).rename(columns={"reason": "speed_reason"})
+    table = rater_rows(store, name).join([screening, golden, speed], how="left")
+    for column in ("n_ratings", "p_count", "q_count"):
         table[column] = table[column].fillna(0).astype(int)
-    for column in ("bt500_reject", "corr_reject", "gold_fail", "flagged"):
-        table[column] = table[column].astype("boolean").fillna(False).astype(bool)
-    table["flagged"] |= table["gold_fail"]
-    reasons = zip(table["reason"].fillna(""), table["gold_reason"].fillna(""), strict=True)
-    table["flag_reason"] = ["; ".join(text for text in texts if text) for texts in reasons]
+    rules = ("bt500_reject", "corr_reject", "gold_fail", "too_fast")
+    table = flag_raters(table, rules, ("screen_reason", "gold_reason", "speed_reason"))
     return table.reset_index()[RATERS_COLUMNS]
 
 
-def load_pc_raters(store: Store, name: str, choices: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+def load_pc_raters(
+    store: Store, name: str, choices: pd.DataFrame, scores: pd.DataFrame, min_median_ms: float = MIN_MEDIAN_RESPONSE_MS
+) -> pd.DataFrame:
     """The raters of pair comparison study ``name`` with their agreement with everyone's Bradley–Terry ``scores``
-    (:func:`survey.pairwise.rater_agreement`). Columns: :data:`PC_RATERS_COLUMNS`; raters without a choice yet have
-    ``n_choices`` 0."""
-    table = rater_rows(store, name).join(rater_agreement(choices, scores), how="left")
-    table["median_response_ms"] = choices.groupby("rater")["response_ms"].median()
+    (:func:`survey.pairwise.rater_agreement`) and their speed (:func:`survey.stats.speed_check` with
+    ``min_median_ms``, the one rule that flags them). Columns: :data:`PC_RATERS_COLUMNS`; raters without a choice yet
+    have ``n_choices`` 0 and are not flagged."""
+    speed = speed_check(choices, min_median_ms).rename(columns={"reason": "speed_reason"})
+    table = rater_rows(store, name).join([rater_agreement(choices, scores), speed], how="left")
     for column in ("n_choices", "ties"):
         table[column] = table[column].fillna(0).astype(int)
-    return table.reset_index()[PC_RATERS_COLUMNS]
+    return flag_raters(table, ["too_fast"], ["speed_reason"]).reset_index()[PC_RATERS_COLUMNS]
 
 
 def csv_tables(report: StudyReport | PairReport, exclude_flagged: bool) -> dict[str, pd.DataFrame]:
-    """The tables of the CSV files by file name (:data:`CSV_FILES` or :data:`PC_CSV_FILES`); an ACR analysis leaves
-    out the flagged raters when ``exclude_flagged`` is set (a PC study flags none)."""
+    """The tables of the CSV files by file name (:data:`CSV_FILES` or :data:`PC_CSV_FILES`); the analysis leaves out
+    the flagged raters when ``exclude_flagged`` is set."""
     if isinstance(report, PairReport):
-        tables = (report.choices, report.analysis.scores, report.analysis.wins, report.raters)
-        return dict(zip(PC_CSV_FILES, tables, strict=True))
-    analysis = report.screened if exclude_flagged else report.all_raters
+        pairs = report.analysis(exclude_flagged)
+        return dict(zip(PC_CSV_FILES, (report.choices, pairs.scores, pairs.wins, report.raters), strict=True))
+    analysis = report.analysis(exclude_flagged)
     tables = (report.ratings, analysis.by_method, analysis.by_image, analysis.dmos, analysis.wilcoxon, report.raters)
     return dict(zip(CSV_FILES, tables, strict=True))
 
 
-def study_report(store: Store, name: str) -> StudyReport | PairReport:
-    """Load study ``name`` and analyse it: an ACR study with all raters and without the flagged ones."""
+def without_flagged(
+    answers: pd.DataFrame,
+    raters: pd.DataFrame,
+    analyse_answers: Callable[[pd.DataFrame], AnalysisT],
+    everyone: AnalysisT,
+) -> AnalysisT:
+    """``analyse_answers`` of the ``answers`` of the raters not flagged in ``raters``; ``everyone`` (the analysis of
+    all answers) when no answer is left out."""
+    kept = answers[~answers["rater"].isin(raters.loc[raters["flagged"], "rater"])]
+    return everyone if len(kept) == len(answers) else analyse_answers(kept)
+
+
+def study_report(store: Store, name: str, min_median_ms: float = MIN_MEDIAN_RESPONSE_MS) -> StudyReport | PairReport:
+    """Load study ``name`` and analyse it with all raters and without the flagged ones (``min_median_ms``: the
+    too-fast rule's threshold, :func:`survey.stats.speed_check`)."""
     summary = summarize(store, name)
     with store.session() as session:
         images = [image.name for image in get_study(session, name).images if not image.gold]
     if summary.protocol == PC:
         choices = load_choices(store, name)
         analysis = analyse_pairs(choices)
-        return PairReport(summary, images, choices, load_pc_raters(store, name, choices, analysis.scores), analysis)
+        raters = load_pc_raters(store, name, choices, analysis.scores, min_median_ms)
+        screened = without_flagged(choices, raters, analyse_pairs, analysis)
+        return PairReport(summary, images, raters, all_raters=analysis, screened=screened, choices=choices)
     ratings = load_ratings(store, name)
-    raters = load_raters(store, name, ratings, load_ratings(store, name, gold=True))
-    flagged = raters.loc[raters["flagged"], "rater"]
-    return StudyReport(
-        summary, images, ratings, raters, analyse(ratings), analyse(ratings[~ratings["rater"].isin(flagged)])
-    )
+    raters = load_raters(store, name, ratings, load_ratings(store, name, gold=True), min_median_ms)
+    everyone = analyse(ratings)
+    screened = without_flagged(ratings, raters, analyse, everyone)
+    return StudyReport(summary, images, raters, all_raters=everyone, screened=screened, ratings=ratings)
 
 
 def every_rater_flagged(report: StudyReport | PairReport) -> bool:
     """Whether leaving out the flagged raters leaves no answer at all, though there are answers."""
-    return isinstance(report, StudyReport) and report.screened.by_method.empty and not report.ratings.empty
+    answers = report.ratings if isinstance(report, StudyReport) else report.choices
+    return not answers.empty and bool(answers["rater"].isin(report.flagged).all())
 
 
-def export_study(store: Store, name: str, out_dir: str | Path, exclude_flagged: bool = False) -> list[Path]:
+def export_study(
+    store: Store,
+    name: str,
+    out_dir: str | Path,
+    exclude_flagged: bool = False,
+    min_median_ms: float = MIN_MEDIAN_RESPONSE_MS,
+) -> list[Path]:
     """Write the CSV files of study ``name`` (:data:`CSV_FILES` for ACR, :data:`PC_CSV_FILES` for PC) and
     :data:`REPORT_FILE` into ``out_dir`` (created if needed); return their paths.
 
-    The answers and raters files always hold every rater; the MOS, DMOS and Wilcoxon files and the report are
-    computed without the flagged raters when ``exclude_flagged`` is set; :class:`~survey.errors.SurveyError` when
-    that leaves nothing though there are ratings (every rater is flagged).
+    The answers and raters files always hold every rater; the other files (MOS, DMOS and Wilcoxon; PC scores and
+    wins) and the report are computed without the flagged raters when ``exclude_flagged`` is set;
+    :class:`~survey.errors.SurveyError` when that leaves nothing though there are answers (every rater is flagged).
+    ``min_median_ms`` is the too-fast rule's threshold (:func:`survey.stats.speed_check`).
     """
-    report = study_report(store, name)
+    report = study_report(store, name, min_median_ms)
     if exclude_flagged and every_rater_flagged(report):
         raise SurveyError(
             f"Every rater of {name} who gave a score is flagged (see raters.csv without --exclude-flagged, column "

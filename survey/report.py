@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import pandas as pd
 
@@ -18,6 +19,8 @@ from survey.db import GOLD_RANGES, PC, SIDE_BY_SIDE
 from survey.pairwise import PairAnalysis
 from survey.stats import Analysis
 from survey.studies import StudySummary
+
+AnalysisT = TypeVar("AnalysisT", Analysis, PairAnalysis)
 
 #: Decimal places shown in tables (the CSV files keep full precision).
 DECIMALS = 3
@@ -28,19 +31,26 @@ DMOS = (
     "better than the original, from 1 to 9)"
 )
 WILCOXON = "Paired two-sided Wilcoxon signed-rank tests (p_holm < 0.05: significant, all pairs considered)"
-RATERS = "Raters and screening (BT.500 kurtosis rule, correlation with MOS < 0.75, gold items)"
+RATERS = "Raters and screening (BT.500 kurtosis rule, correlation with MOS < 0.75, gold items, too fast)"
 BY_IMAGE = "MOS per image × method"
 PC_SCORES = "Bradley–Terry scores per method (log strength, mean 0; 95 % CI from a bootstrap over raters)"
 PC_WINS = "Wins per pair, two-sided sign tests (ties left out; p_holm < 0.05: significant, all pairs considered)"
 PC_WIN_RATE = "Win rate: how often the row method was preferred to the column method (ties count half)"
-PC_RATERS = "Raters (agreement: share of their choices for the method all raters prefer; 0.5 is chance)"
+PC_RATERS = (
+    "Raters (agreement: share of their choices for the method all raters prefer, 0.5 is chance; flagged: too fast)"
+)
+#: How a rater is found too fast (:func:`survey.stats.speed_check`), for the methods texts.
+TOO_FAST_TEXT = (
+    "a rater whose median response time (from sending the image to receiving the answer) is below a threshold is "
+    "flagged as too fast (flag_reason gives both)"
+)
 ACR_METHODS_TEXT = (
     "Scores from 1 (Bad) to 5 (Excellent) (ITU-T P.910 ACR). MOS with two 95 % intervals: Student t over all "
     "scores (treats them as independent: it says how precisely these raters rated these images), and a two-way "
     "cluster bootstrap that resamples raters and images (it says how far the MOS may move with other raters and "
     "other images; quote this one when generalising). Differences between methods: paired two-sided Wilcoxon "
     "signed-rank tests over (rater, image), Holm-adjusted over all pairs. Rater screening: ITU-R BT.500 kurtosis "
-    "rule and ITU-T P.913 correlation with the MOS (r < 0.75)."
+    f"rule and ITU-T P.913 correlation with the MOS (r < 0.75); gold items where the study has them; {TOO_FAST_TEXT}."
 )
 PC_METHODS_TEXT = (
     "Forced choice between two versions of one image (2AFC). Every rater compared every pair of conditions on every "
@@ -48,41 +58,43 @@ PC_METHODS_TEXT = (
     "difference d means the higher one is preferred with probability 1 / (1 + e^−d)), fitted by maximum likelihood "
     "(choix, I-LSR), ties counting half a win for each side; 95 % intervals: score ± t(R − 1) × the standard "
     "deviation of the scores over a bootstrap of the R raters. Differences: exact two-sided binomial sign tests per "
-    "pair (ties left out), Holm-adjusted over all pairs."
+    f"pair (ties left out), Holm-adjusted over all pairs. Rater screening: {TOO_FAST_TEXT}."
 )
 
 
 @dataclass(frozen=True)
-class StudyReport:
-    """Everything shown of an ACR study: its design, the raw tables, and the analysis with and without flagged
-    raters. ``images`` are the names of the study's images."""
+class Report(Generic[AnalysisT]):
+    """Everything shown of a study: its design (``images``: the names of its images), the raters table (with
+    ``flagged``), and the analysis of every rater's answers and of the answers of the raters not flagged."""
 
     summary: StudySummary
     images: list[str]
-    ratings: pd.DataFrame
     raters: pd.DataFrame
-    all_raters: Analysis
-    screened: Analysis
+    all_raters: AnalysisT
+    screened: AnalysisT
 
     @property
     def flagged(self) -> list[int]:
+        """The raters flagged by any rule."""
         return self.raters.loc[self.raters["flagged"], "rater"].tolist()
+
+    def analysis(self, exclude_flagged: bool) -> AnalysisT:
+        """The analysis without the flagged raters when ``exclude_flagged``, else of all raters."""
+        return self.screened if exclude_flagged else self.all_raters
 
 
 @dataclass(frozen=True)
-class PairReport:
-    """Everything shown of a pair comparison study: its design, the choices, the raters and the analysis. No rule
-    flags raters here, so there is one analysis, of all raters."""
+class StudyReport(Report[Analysis]):
+    """An ACR study's report, with its ratings."""
 
-    summary: StudySummary
-    images: list[str]
+    ratings: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class PairReport(Report[PairAnalysis]):
+    """A pair comparison study's report, with its choices."""
+
     choices: pd.DataFrame
-    raters: pd.DataFrame
-    analysis: PairAnalysis
-
-    @property
-    def flagged(self) -> list[int]:
-        return []
 
 
 @dataclass(frozen=True)
@@ -109,12 +121,12 @@ def rounded(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def sections(report: StudyReport | PairReport, exclude_flagged: bool) -> Sections:
-    """Charts and tables of ``report``; for ACR, the analysis without flagged raters when ``exclude_flagged`` (the MOS
-    table shows both)."""
-    if isinstance(report, PairReport):
-        return pair_sections(report)
-    chosen = report.screened if exclude_flagged else report.all_raters
+    """Charts and tables of ``report``, of the analysis without flagged raters when ``exclude_flagged`` (for ACR, the
+    MOS table shows both)."""
     raters = SCREENED if exclude_flagged else ALL
+    if isinstance(report, PairReport):
+        return pair_sections(report.analysis(exclude_flagged), report.raters, raters)
+    chosen = report.analysis(exclude_flagged)
     by_method = pd.concat(
         [report.all_raters.by_method.assign(raters=ALL), report.screened.by_method.assign(raters=SCREENED)]
     )
@@ -134,17 +146,17 @@ def sections(report: StudyReport | PairReport, exclude_flagged: bool) -> Section
     return Sections(chart, figures, {label: rounded(table) for label, table in tables.items()})
 
 
-def pair_sections(report: PairReport) -> Sections:
-    """Charts and tables of a pair comparison study."""
-    analysis = report.analysis
+def pair_sections(analysis: PairAnalysis, raters_table: pd.DataFrame, raters: str) -> Sections:
+    """Charts and tables of a pair comparison study: the ``analysis`` of the answers of ``raters`` (:data:`ALL` or
+    :data:`SCREENED`) and the raters table."""
     win_rate = analysis.win_rate.reset_index()
-    tables = {PC_SCORES: analysis.scores, PC_WINS: analysis.wins, PC_WIN_RATE: win_rate, PC_RATERS: report.raters}
+    tables = {PC_SCORES: analysis.scores, PC_WINS: analysis.wins, PC_WIN_RATE: win_rate, PC_RATERS: raters_table}
     if analysis.scores.empty:
         return Sections("", [], {label: rounded(table) for label, table in tables.items()})
     best_first = analysis.scores.sort_values("score", ascending=False)["method"].tolist()
     pairs = analysis.wins.assign(diff=analysis.wins["wins_a"] - analysis.wins["wins_b"])
-    figures = [significance_matrix(pairs, best_first, "Which method is preferred (sign tests, Holm)")]
-    chart = scores_chart(analysis.scores, "Bradley–Terry score per method, 95 % CI")
+    figures = [significance_matrix(pairs, best_first, f"Which method is preferred (sign tests, Holm; {raters} raters)")]
+    chart = scores_chart(analysis.scores, f"Bradley–Terry score per method, 95 % CI ({raters} raters)")
     return Sections(chart, figures, {label: rounded(table) for label, table in tables.items()})
 
 

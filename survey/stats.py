@@ -12,6 +12,7 @@ A ratings frame has one row per score with the columns ``rater``, ``image``, ``m
   rater gave two methods on the same image.
 - :func:`screen_raters`: ITU-R BT.500 observer screening (kurtosis rule) and the correlation-with-MOS rule.
 - :func:`gold_check`: raters who scored a gold item (ITU-T P.808 style) outside its known range.
+- :func:`speed_check`: raters who answer implausibly fast (scores or pair comparison choices).
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ BT500_MAX_OUTLIER_FRACTION = 0.05
 BT500_MAX_BALANCE = 0.3
 #: Correlation rule (ITU-T P.913): reject a rater whose scores correlate with the MOS below this Pearson r.
 MIN_MOS_CORRELATION = 0.75
+#: Too-fast rule: flag a rater whose median response time is below this many milliseconds. Judging a photo (or
+#: comparing two) takes longer; a rater this quick clicks through without looking, or is a bot.
+MIN_MEDIAN_RESPONSE_MS = 1000
 #: The range of a differential score, score − the reference's score + 5, each score from 1 to 5.
 DMOS_BOUNDS = (MIN_SCORE - MAX_SCORE + MAX_SCORE, MAX_SCORE - MIN_SCORE + MAX_SCORE)
 
@@ -245,6 +249,24 @@ def gold_check(gold: pd.DataFrame) -> pd.DataFrame:
     reasons = pd.Series(text, index=failed["rater"], dtype=str).groupby(level=0).agg("; ".join)
     raters = pd.Index(sorted(gold["rater"].unique()), name="rater")
     return pd.DataFrame({"gold_fail": raters.isin(reasons.index), "reason": reasons.reindex(raters, fill_value="")})
+
+
+def speed_check(answers: pd.DataFrame, min_median_ms: float = MIN_MEDIAN_RESPONSE_MS) -> pd.DataFrame:
+    """Raters who answer implausibly fast.
+
+    ``answers`` has one row per answer (a score or a choice) with ``rater`` and ``response_ms`` (milliseconds from
+    sending the image to receiving the answer). One row per rater who answered, indexed by ``rater``:
+    ``median_response_ms``, ``too_fast`` (it is below ``min_median_ms``) and ``reason`` ("too fast: median 350 ms <
+    1000 ms"; "" when not too fast). The median, not the mean: a few long pauses do not hide clicking through the
+    rest.
+    """
+    median = answers.groupby("rater")["response_ms"].median().rename("median_response_ms")
+    too_fast = median < min_median_ms
+    reasons = [
+        f"too fast: median {ms:.0f} ms < {min_median_ms:g} ms" if fast else ""
+        for ms, fast in zip(median, too_fast, strict=True)
+    ]
+    return pd.DataFrame({"median_response_ms": median, "too_fast": too_fast, "reason": reasons}, index=median.index)
 
 
 @dataclass(frozen=True)

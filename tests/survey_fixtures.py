@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image
+from sqlalchemy import update
 
-from survey.db import MAX_SCORE, MIN_SCORE, Base, Store, make_engine, open_store
+from survey.db import MAX_SCORE, MIN_SCORE, Base, Choice, Rating, Store, make_engine, open_store
 from survey.ui.rate import OPAQUE_ID
 
 TEST_DATABASE_ENV = "SR_LAB_TEST_DATABASE_URL"
 #: A random id as the survey hands them out (``survey.ui.rate.OPAQUE_ID``), standing alone.
 RANDOM_ID = re.compile(rf"(?<![A-Za-z0-9_-]){OPAQUE_ID.pattern}(?![A-Za-z0-9_-])")
+
+#: A response time a person takes to judge a photo, in milliseconds (well above the too-fast threshold).
+HUMAN_RESPONSE_MS = 3000
 
 #: True quality of each condition on the 1–5 scale, in the spirit of SRGAN's Set14 study.
 TRUE_QUALITY = {"nearest": 1.3, "bicubic": 1.8, "edsr": 3.0, "edsr_srgan": 3.7, "reference": 4.3}
@@ -73,6 +77,18 @@ def tmp_store(tmp_path: Path) -> Store:
         Base.metadata.drop_all(engine)
         engine.dispose()
     return open_store(tmp_path / "data", database_url=url or f"sqlite:///{tmp_path / 'data' / 'survey.db'}")
+
+
+def set_response_times(store: Store, ms: int = HUMAN_RESPONSE_MS, raters: Collection[int] | None = None) -> None:
+    """Set the response time of every stored answer (score or choice) of ``raters`` (rater ids; every rater when
+    ``None``) to ``ms`` milliseconds. The server measures it, so simulated raters answer in a few milliseconds, which
+    the too-fast rule flags."""
+    with store.session() as session, session.begin():
+        for table in (Rating, Choice):
+            query = update(table).values(response_ms=ms)
+            if raters is not None:
+                query = query.where(table.rater_id.in_(raters))
+            session.execute(query)
 
 
 def png_chunks(data: bytes) -> list[bytes]:

@@ -19,7 +19,7 @@ from survey.export import RATERS_COLUMNS, RATINGS_COLUMNS, export_study
 from survey.raters import Viewing, start_rater, submit_rating
 from survey.stimuli import Crop
 from survey.studies import StudySummary, create_study, list_studies
-from tests.survey_fixtures import image_folder, tmp_store
+from tests.survey_fixtures import image_folder, set_response_times, tmp_store
 
 #: How an attentive rater scores each condition, gold items included.
 CAREFUL = {NEAREST: 1, "bicubic": 3, REFERENCE: 5}
@@ -122,6 +122,7 @@ def test_gold_items_are_mixed_in_left_out_of_the_analysis_and_flag_who_fails_the
     for order in seen:
         assert len(order) == 8 and sum(image.startswith("gold/") for image, _ in order) == 2
         assert all(a[0] != b[0] for a, b in zip(order, order[1:], strict=False))  # never one image twice in a row
+    set_response_times(store)
     export_study(store, "gold", tmp_path / "all")
     ratings = pd.read_csv(tmp_path / "all" / "ratings.csv")
     assert list(ratings.columns) == RATINGS_COLUMNS and len(ratings) == 3 * 6
@@ -140,6 +141,7 @@ def test_other_rules_and_gold_give_every_reason(store: Store, gold_study: StudyS
     state = start_rater(store, gold_study.public_id)
     while not state.finished:  # the same score for everything: no correlation with the MOS, and a gold item missed
         state = submit_rating(store, gold_study.public_id, state.token, state.stimulus or "", 3)
+    set_response_times(store)
     export_study(store, "gold", tmp_path / "out")
     (reason,) = pd.read_csv(tmp_path / "out" / "raters.csv")["flag_reason"]
     assert reason == (
@@ -192,6 +194,7 @@ def test_a_database_from_before_the_rater_page_gets_the_new_columns(tmp_path: Pa
     store = open_store(data, database_url=f"sqlite:///{data / DATABASE_FILE}")
     (old,) = list_studies(store)
     assert old.completion_code is None and not old.gold
+    assert old.max_raters is None and old.min_view_ms == 0  # no cap, no minimum viewing time: as it was made
     study = create_study(
         store, "new", image_folder(tmp_path / "hr"), ["bicubic"], reference=True, anchors=True, gold=True,
         completion_code="X",

@@ -18,7 +18,7 @@ from survey.report import BY_METHOD
 from survey.stats import BOOT_COLUMNS, MOS_COLUMNS, WILCOXON_COLUMNS, mos
 from survey.studies import StudySummary, create_study
 from survey.ui.results import ADMIN_PASSWORD_ENV, ADMIN_PASSWORD_FILE, admin_password, results_show
-from tests.survey_fixtures import image_folder, tmp_store
+from tests.survey_fixtures import image_folder, set_response_times, tmp_store
 
 #: The score the simulated raters mean to give each condition.
 BASE_SCORE = {"nearest": 1, "bicubic": 3, "reference": 5}
@@ -39,8 +39,8 @@ def store(tmp_path: Path) -> Store:
 
 @pytest.fixture()
 def rated(store: Store, tmp_path: Path) -> StudySummary:
-    """2 images × (bicubic, reference, nearest) = 6 stimuli; 5 raters who score each condition about the same,
-    the last one unfinished."""
+    """2 images × (bicubic, reference, nearest) = 6 stimuli; 5 raters who score each condition about the same, taking
+    a person's time, the last one unfinished."""
     folder = image_folder(tmp_path / "hr", n_images=2)
     summary = create_study(store, "export", folder, ["bicubic"], reference=True, anchors=True)
     with store.session() as session:
@@ -51,6 +51,7 @@ def rated(store: Store, tmp_path: Path) -> StudySummary:
         for _ in range(6 if rater < 4 else 2):
             score = np.clip(BASE_SCORE[condition[state.stimulus or ""]] + rng.integers(-1, 2), 1, 5)
             state = submit_rating(store, summary.public_id, state.token, state.stimulus or "", int(score))
+    set_response_times(store)
     return summary
 
 

@@ -18,7 +18,7 @@ from survey.raters import start_rater, submit_choice, submit_rating
 from survey.report import PC_SCORES, PC_WINS
 from survey.studies import StudySummary, create_study
 from survey.ui.results import results_show
-from tests.survey_fixtures import image_folder, tmp_store
+from tests.survey_fixtures import image_folder, set_response_times, tmp_store
 
 #: How the simulated raters rank the conditions (higher is better); equal ranks are answered "no difference".
 RANK = {"nearest": 0, "bicubic": 1, "reference": 2}
@@ -34,7 +34,7 @@ def store(tmp_path: Path) -> Store:
 @pytest.fixture()
 def compared(store: Store, tmp_path: Path) -> StudySummary:
     """2 images × (bicubic, reference, nearest), ties allowed: 6 pairs per rater. Raters 0–2 follow :data:`RANK`
-    (rater 2 calls bicubic and nearest equal); rater 3 stops after 2 choices."""
+    (rater 2 calls bicubic and nearest equal); rater 3 stops after 2 choices. Everyone takes a person's time."""
     folder = image_folder(tmp_path / "hr", n_images=2)
     summary = create_study(
         store, "pc-export", folder, ["bicubic"], reference=True, anchors=True, protocol=PC, allow_tie=True
@@ -48,6 +48,7 @@ def compared(store: Store, tmp_path: Path) -> StudySummary:
             tie = rater == 2 and {a, b} == {"bicubic", "nearest"}
             choice = TIE if tie else LEFT if RANK[a] > RANK[b] else RIGHT
             state = submit_choice(store, summary.public_id, state.token, state.stimulus or "", choice)
+    set_response_times(store)
     return summary
 
 
@@ -118,6 +119,7 @@ def test_an_acr_report_has_the_mos_charts_and_names_the_flagged_raters(store: St
             if rater == 4:  # a rater who scores the opposite way
                 score = 6 - score
             state = submit_rating(store, summary.public_id, state.token, state.stimulus or "", score)
+    set_response_times(store)
     for exclude, kept in ((False, "kept in the analysis"), (True, "left out of the analysis")):
         text = export_study(store, summary.name, tmp_path / str(exclude), exclude_flagged=exclude)[-1].read_text()
         assert "<h1>acr &lt;report&gt;</h1>" in text and not EXTERNAL.search(text)

@@ -6,7 +6,18 @@ import pytest
 from scipy import stats as sps
 
 from survey.db import MAX_SCORE, MIN_SCORE
-from survey.stats import MOS_COLUMNS, WILCOXON_COLUMNS, analyse, dmos, holm, mos, paired_wilcoxon, screen_raters
+from survey.stats import (
+    MIN_MEDIAN_RESPONSE_MS,
+    MOS_COLUMNS,
+    WILCOXON_COLUMNS,
+    analyse,
+    dmos,
+    holm,
+    mos,
+    paired_wilcoxon,
+    screen_raters,
+    speed_check,
+)
 from tests.survey_fixtures import TRUE_QUALITY, random_clicker, simulate_ratings
 
 
@@ -98,6 +109,17 @@ def test_constant_scores_fail_the_correlation_rule() -> None:
     ratings.loc[ratings["rater"] == 3, "score"] = 3
     screening = screen_raters(ratings)
     assert math.isnan(screening.loc[3, "r_mos"]) and screening.loc[3, "corr_reject"]
+
+
+def test_a_rater_is_too_fast_by_their_median_response_time() -> None:
+    """Rater 1 clicks through with two long pauses (the mean, 2.3 s, would hide it); rater 2 takes a person's time."""
+    answers = pd.DataFrame({"rater": [1] * 5 + [2] * 3, "response_ms": [300, 350, 400, 5000, 5500, 2500, 900, 4000]})
+    table = speed_check(answers)
+    assert table["median_response_ms"].to_dict() == {1: 400, 2: 2500}
+    assert table["too_fast"].to_dict() == {1: True, 2: False}
+    assert table["reason"].to_dict() == {1: f"too fast: median 400 ms < {MIN_MEDIAN_RESPONSE_MS} ms", 2: ""}
+    assert not speed_check(answers, min_median_ms=400)["too_fast"].any()  # below, not at, the threshold
+    assert speed_check(answers.iloc[:0]).empty
 
 
 def test_dmos_is_score_minus_reference_plus_five() -> None:
