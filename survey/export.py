@@ -30,6 +30,10 @@ For a pair comparison (PC) study:
   one that flags raters here).
 
 Both also get ``report.html``: charts, tables and the study design in one self-contained page (:mod:`survey.report`).
+
+Every CSV file is written by :func:`write_csv`: a text cell that a spreadsheet would run as a formula (it starts with
+one of :data:`FORMULA_PREFIXES`, as a crowd id or a self-report may) gets a leading ``'`` (OWASP's rule against CSV
+injection); numbers are written as they are.
 """
 
 from __future__ import annotations
@@ -67,6 +71,9 @@ PC_RATERS_COLUMNS = [
 PC_CSV_FILES = ("pc_choices.csv", "pc_scores.csv", "pc_wins.csv", "raters.csv")
 REPORT_FILE = "report.html"
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+#: A text cell starting with one of these is one a spreadsheet runs as a formula (``=``, ``+``, ``-``, ``@``) or may
+#: (tab, carriage return): :func:`write_csv` puts a ``'`` before it (OWASP, "CSV Injection").
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 def load_ratings(store: Store, name: str, gold: bool = False) -> pd.DataFrame:
@@ -233,6 +240,20 @@ def every_rater_flagged(report: StudyReport | PairReport) -> bool:
     return not answers.empty and bool(answers["rater"].isin(report.flagged).all())
 
 
+def write_csv(table: pd.DataFrame, path: Path) -> None:
+    """Write ``table`` to CSV file ``path`` (times as :data:`TIME_FORMAT`; lines end in CRLF, as RFC 4180 has it, which
+    also makes the writer quote a text holding a lone carriage return), every text cell that starts with one of
+    :data:`FORMULA_PREFIXES` preceded by ``'``, so that a spreadsheet shows it as text instead of running it (a crowd id
+    ``=HYPERLINK(...)`` or a self-report ``+cmd``). Only text columns are touched: numbers, negative ones too, stay
+    numbers."""
+    safe = table.copy()
+    for column in safe.select_dtypes(include=["object", "string"]).columns:
+        safe[column] = safe[column].map(
+            lambda cell: f"'{cell}" if isinstance(cell, str) and cell.startswith(FORMULA_PREFIXES) else cell
+        )
+    safe.to_csv(path, index=False, date_format=TIME_FORMAT, lineterminator="\r\n")
+
+
 def export_study(
     store: Store,
     name: str,
@@ -240,8 +261,8 @@ def export_study(
     exclude_flagged: bool = False,
     min_median_ms: float = MIN_MEDIAN_RESPONSE_MS,
 ) -> list[Path]:
-    """Write the CSV files of study ``name`` (:data:`CSV_FILES` for ACR, :data:`PC_CSV_FILES` for PC) and
-    :data:`REPORT_FILE` into ``out_dir`` (created if needed); return their paths.
+    """Write the CSV files of study ``name`` (:data:`CSV_FILES` for ACR, :data:`PC_CSV_FILES` for PC, through
+    :func:`write_csv`) and :data:`REPORT_FILE` into ``out_dir`` (created if needed); return their paths.
 
     The answers and raters files always hold every rater; the other files (MOS, DMOS and Wilcoxon; PC scores and
     wins) and the report are computed without the flagged raters when ``exclude_flagged`` is set;
@@ -258,7 +279,7 @@ def export_study(
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for file_name, table in csv_tables(report, exclude_flagged).items():
-        table.to_csv(out / file_name, index=False, date_format=TIME_FORMAT)
+        write_csv(table, out / file_name)
         paths.append(out / file_name)
     (out / REPORT_FILE).write_text(html_report(report, exclude_flagged), encoding="utf-8")
     return [*paths, out / REPORT_FILE]

@@ -12,7 +12,15 @@ from sqlalchemy import select
 from survey.__main__ import main
 from survey.charts import mos_chart
 from survey.db import Stimulus, Store, stored_secret
-from survey.export import CSV_FILES, RATERS_COLUMNS, RATINGS_COLUMNS, REPORT_FILE, export_study, load_ratings
+from survey.export import (
+    CSV_FILES,
+    RATERS_COLUMNS,
+    RATINGS_COLUMNS,
+    REPORT_FILE,
+    export_study,
+    load_ratings,
+    write_csv,
+)
 from survey.raters import start_rater, submit_rating
 from survey.report import BY_METHOD
 from survey.stats import BOOT_COLUMNS, MOS_COLUMNS, WILCOXON_COLUMNS, mos
@@ -85,6 +93,16 @@ def test_export_without_flagged_raters_leaves_them_out_of_the_mos(
     screened = pd.read_csv(export_study(store, "export", tmp_path / "screened", exclude_flagged=True)[1])
     kept = raters.loc[~raters["flagged"], "n_ratings"].sum()
     assert screened["n_ratings"].sum() == kept
+
+
+def test_csv_text_cells_that_start_a_formula_are_quoted_and_numbers_are_not(tmp_path: Path) -> None:
+    text = ["=1+1", "+a", "-b", "@c", "\tx", "\ry", "a=b", "", None]
+    table = pd.DataFrame({"text": text, "number": [-1.5, 0, 2, -3, 4, 5, 6, 7, 8], "negative": -1})
+    write_csv(table, tmp_path / "table.csv")
+    back = pd.read_csv(tmp_path / "table.csv", keep_default_na=False)
+    assert back["text"].tolist() == ["'=1+1", "'+a", "'-b", "'@c", "'\tx", "'\ry", "a=b", "", ""]
+    assert back["number"].tolist() == table["number"].tolist() and (back["negative"] == -1).all()
+    assert table["text"].iloc[0] == "=1+1"  # the table itself is left as it was
 
 
 def test_the_command_line_creates_lists_closes_and_exports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
