@@ -5,20 +5,26 @@ tests, win rates and raters. Charts and tables come from :mod:`survey.report`; t
 and the self-contained HTML report.
 
 Every handler takes the admin password as its first argument and checks it itself, so calling an endpoint
-through the Gradio API without it fails. Nothing about any study is on the page before the password is given
-(the study list is filled in only then), so raters using the same app learn nothing from this tab.
+through the Gradio API without it fails. The tab's events check it through :class:`AdminLogin` first, which refuses
+every password, the right one too, to a client (and to everyone) after a few wrong ones, until the window passes.
+Nothing about any study is on the page before the password is given (the study list is filled in only then), so
+raters using the same app learn nothing from this tab.
 """
 
 from __future__ import annotations
 
 import hmac
+import math
 import os
 import tempfile
+import time
 from dataclasses import dataclass
-from functools import partial
 
 import gradio as gr
 import pandas as pd
+from limits import RateLimitItem, parse
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 
 from sr_app.ui.compare import user_error
 from survey.db import PC, Store, stored_secret
@@ -31,6 +37,11 @@ ADMIN_PASSWORD_ENV = "SR_LAB_ADMIN_PASSWORD"
 #: File in the data directory keeping a generated admin password (readable by its owner only).
 ADMIN_PASSWORD_FILE = "admin-password"
 WRONG_PASSWORD = "Wrong admin password."
+#: Wrong admin passwords allowed from one client address, and from all clients together, in a moving window.
+CLIENT_LIMIT, GLOBAL_LIMIT = parse("5/minute"), parse("20/minute")
+TOO_MANY_WRONG = "Too many wrong passwords; try again in {seconds} s."
+#: The client key of a call that did not come through the web (a handler called from Python).
+LOCAL_CLIENT = "local"
 #: How many tables the tab can show (an ACR study has 5, a pair comparison 4).
 TABLE_SLOTS = 5
 
@@ -51,6 +62,40 @@ def require_admin(expected: str, password: str | None) -> None:
     user's error, not logged as a failure."""
     if not password or not hmac.compare_digest(password.encode(), expected.encode()):
         raise user_error(WRONG_PASSWORD)
+
+
+class AdminLogin:
+    """The admin password with a limit on wrong guesses: after ``client_limit`` wrong passwords from one client address
+    or ``global_limit`` from all clients together within their window (``limits``' moving window, kept in memory),
+    every password, the right one too, is refused to that client (or to everyone) until the oldest wrong one leaves
+    the window. Only wrong passwords count; a refused attempt does not."""
+
+    def __init__(
+        self, password: str, client_limit: RateLimitItem = CLIENT_LIMIT, global_limit: RateLimitItem = GLOBAL_LIMIT
+    ) -> None:
+        self.password = password
+        self.client_limit, self.global_limit = client_limit, global_limit
+        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    def require(self, password: str | None, request: gr.Request | None) -> None:
+        """Raise ``gr.Error`` when ``request``'s client (its host address; :data:`LOCAL_CLIENT` without a request) or
+        everyone has had too many wrong passwords ("Too many wrong passwords; try again in N s"), else unless
+        ``password`` is the admin password (:func:`require_admin`), counting it when wrong."""
+        client = request.client.host if request is not None and request.client is not None else LOCAL_CLIENT
+        counters = [(self.client_limit, "client", client), (self.global_limit, "all")]
+        resets = [
+            self.limiter.get_window_stats(limit, *key).reset_time
+            for limit, *key in counters
+            if not self.limiter.test(limit, *key)
+        ]
+        if resets:
+            raise user_error(TOO_MANY_WRONG.format(seconds=max(math.ceil(max(resets) - time.time()), 1)))
+        try:
+            require_admin(self.password, password)
+        except gr.Error:
+            for limit, *key in counters:
+                self.limiter.hit(limit, *key)
+            raise
 
 
 @dataclass(frozen=True)
@@ -111,7 +156,9 @@ def results_export(store: Store, expected: str, password: str, name: str, exclud
 
 
 def build_results_tab(store: Store, password: str) -> None:
-    """Lay out the Results tab inside the current ``gr.Blocks`` context; ``password`` is :func:`admin_password`."""
+    """Lay out the Results tab inside the current ``gr.Blocks`` context; ``password`` is :func:`admin_password`, its
+    wrong guesses limited by an :class:`AdminLogin` of the tab."""
+    login = AdminLogin(password)
     gr.Markdown("Survey results, for the study's owner. Enter the admin password to see the studies.")
     with gr.Row():
         given = gr.Textbox(label="Admin password", type="password", scale=3)
@@ -128,19 +175,27 @@ def build_results_tab(store: Store, password: str) -> None:
         export = gr.Button("Export CSV files and HTML report")
         files = gr.File(label="CSV files and report", file_count="multiple", interactive=False)
 
-    def list_choices(password_given: str) -> gr.Dropdown:
+    def list_choices(password_given: str, request: gr.Request | None = None) -> gr.Dropdown:
+        login.require(password_given, request)
         names = results_studies(store, password, password_given)
         return gr.Dropdown(choices=names, value=names[0] if names else None)
 
-    def show_results(password_given: str, name: str, leave_out: bool) -> tuple[object, ...]:
+    def show_results(
+        password_given: str, name: str, leave_out: bool, request: gr.Request | None = None
+    ) -> tuple[object, ...]:
+        login.require(password_given, request)
         view = results_show(store, password, password_given, name, leave_out)
         shown = [gr.Dataframe(table, label=label, visible=True) for label, table in view.tables.items()]
         hidden = [gr.Dataframe(visible=False)] * (TABLE_SLOTS - len(shown))
         return view.summary, view.chart, view.figures, *shown, *hidden
+
+    def export_files(password_given: str, name: str, leave_out: bool, request: gr.Request | None = None) -> list[str]:
+        login.require(password_given, request)
+        return results_export(store, password, password_given, name, leave_out)
 
     outputs = [summary, chart, figures, *tables]
     sign_in.click(list_choices, [given], [study], api_name="results_studies")
     given.submit(list_choices, [given], [study], api_visibility="private")
     show.click(show_results, [given, study, exclude], outputs, api_name="results_show")
     exclude.change(show_results, [given, study, exclude], outputs, api_visibility="private")
-    export.click(partial(results_export, store, password), [given, study, exclude], [files], api_name="results_export")
+    export.click(export_files, [given, study, exclude], [files], api_name="results_export")
