@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import gradio as gr
 import pandas as pd
+from gradio.processing_utils import save_file_to_cache
+from gradio.utils import get_upload_folder
 from limits import RateLimitItem, parse
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
@@ -145,14 +147,16 @@ def results_show(store: Store, expected: str, password: str, name: str, exclude_
 
 
 def results_export(store: Store, expected: str, password: str, name: str, exclude_flagged: bool) -> list[str]:
-    """Write study ``name``'s CSV files and HTML report into a new temporary folder and return their paths (admin
-    only)."""
+    """Study ``name``'s CSV files and HTML report (admin only): written into a temporary folder, copied into Gradio's
+    cache (``$GRADIO_TEMP_DIR``, where downloads are served from and which the app clears of files older than an
+    hour), the folder removed; return the copies' paths."""
     require_admin(expected, password)
-    try:
-        paths = export_study(store, name or "", tempfile.mkdtemp(prefix="sr-lab-export-"), exclude_flagged)
-    except SurveyError as error:
-        raise user_error(str(error)) from error
-    return [str(path) for path in paths]
+    with tempfile.TemporaryDirectory(prefix="sr-lab-export-") as folder:
+        try:
+            paths = export_study(store, name or "", folder, exclude_flagged)
+        except SurveyError as error:
+            raise user_error(str(error)) from error
+        return [save_file_to_cache(path, get_upload_folder()) for path in paths]
 
 
 def build_results_tab(store: Store, password: str) -> None:
