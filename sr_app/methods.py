@@ -24,6 +24,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from sr_app.engines import Engine
 from sr_app.realesrgan import realesrgan_upscaler
 from sr_app.upscalers import DEFAULT_TILE, SCALE, BicubicUpscaler, ModelUpscaler, Precision, Upscaler
 from sr_app.weights import WEIGHTS_DIR, WeightsError, load_weights
@@ -41,13 +42,16 @@ class Settings:
     """How upscalers run: device (``None``: the best available), precision ("auto": bfloat16 where the hardware is
     fast at it and the network allows it, "fp32", or "bf16" wherever the network allows it; see
     :func:`sr_app.upscalers.use_bf16`), LR tile side (``None``: whole images), self-ensemble (the mean over the
-    8 flips and rotations of the input, EDSR's "EDSR+", 8× the time) and the folder of the built-in weights files."""
+    8 flips and rotations of the input, EDSR's "EDSR+", 8× the time), the folder of the built-in weights files and
+    the CPU engine ("torch", "openvino", "onnxruntime" or "auto": the fastest measured; see
+    :func:`sr_app.upscalers.choose_engine`)."""
 
     device: torch.device | str | None = None
     precision: Precision = "auto"
     tile: int | None = DEFAULT_TILE
     self_ensemble: bool = False
     weights_dir: Path = WEIGHTS_DIR
+    engine: Engine = "torch"
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,8 @@ def network_upscaler(method: Method, settings: Settings) -> Upscaler:
         precision=settings.precision if method.bf16_safe else "fp32",
         tile=settings.tile,
         self_ensemble=settings.self_ensemble,
+        engine=settings.engine,
+        weights=settings.weights_dir / method.weights,
     )
 
 
@@ -123,6 +129,8 @@ def user_model_upscaler(method: Method, settings: Settings) -> Upscaler:
         tile=settings.tile if descriptor.tiling == spandrel.ModelTiling.SUPPORTED else None,
         size_requirements=descriptor.size_requirements,
         self_ensemble=settings.self_ensemble,
+        engine=settings.engine,
+        weights=Path(method.weights),
     )
 
 

@@ -4,14 +4,15 @@
 available device (CUDA, then Apple MPS, then CPU), ``channels_last`` and under bfloat16 autocast where the hardware
 is fast at it (:func:`use_bf16`), in tiles with overlapping borders when an image is large, so memory stays bounded
 by the tile size and the output image, and pads inputs to the sizes a network requires; optionally as a
-self-ensemble (EDSR's "EDSR+"). Which methods exist and how their upscalers are built is :mod:`sr_app.methods`'
-registry.
+self-ensemble (EDSR's "EDSR+"). On the CPU each tile can run through another engine (OpenVINO, ONNX Runtime, or the
+fastest measured here: :func:`choose_engine`, :mod:`sr_app.engines`). Which methods exist and how their upscalers are
+built is :mod:`sr_app.methods`' registry.
 """
 
 from __future__ import annotations
 
 import copy
-import functools
+import dataclasses
 from collections.abc import Collection
 from pathlib import Path
 from typing import Literal, Protocol, get_args
@@ -22,6 +23,8 @@ from spandrel import SizeRequirements
 from torch import nn
 from torch.nn import functional as F
 
+from sr_app import engines
+from sr_app.engines import Candidate, Engine, EngineError, TileRunner, TorchRunner
 from sr_app.images import rgb_to_tensor, tensor_to_rgb
 from sr_app.resize import imresize
 
@@ -56,14 +59,9 @@ def default_device() -> torch.device:
     return torch.device("cpu")
 
 
-@functools.cache
 def cpu_flags() -> frozenset[str]:
     """This machine's CPU feature flags from ``/proc/cpuinfo`` (empty where there is none, as on macOS)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return frozenset()
-    return frozenset(word for line in text.splitlines() if line.startswith("flags") for word in line.split()[2:])
+    return frozenset(engines.cpu_info().get("flags", "").split())
 
 
 def use_bf16(precision: Precision, device: torch.device, flags: Collection[str] | None = None) -> bool:
@@ -77,6 +75,53 @@ def use_bf16(precision: Precision, device: torch.device, flags: Collection[str] 
     if device.type == "cuda":
         return torch.cuda.get_device_capability(device) >= (8, 0)
     return device.type == "cpu" and not FAST_BF16_CPU_FLAGS.isdisjoint(cpu_flags() if flags is None else flags)
+
+
+def bf16_choices(precision: Precision, device: torch.device) -> tuple[bool, ...]:
+    """The precisions, as bfloat16 flags, a network may run in: for "auto" where bfloat16 is fast both (an engine
+    chooses), else the one :func:`use_bf16` says."""
+    if precision == "auto" and use_bf16(precision, device):
+        return False, True
+    return (use_bf16(precision, device),)
+
+
+def choose_engine(
+    engine: Engine | Candidate,
+    model: nn.Module,
+    device: torch.device,
+    precision: Precision,
+    size_requirements: SizeRequirements,
+    weights: Path | None,
+) -> tuple[TileRunner, str]:
+    """How ``model`` runs one tile, and what the device label says of it ("" for torch as asked, else the way it
+    runs, and why not another).
+
+    Off the CPU, and for "torch", torch runs ``channels_last``, in bfloat16 where ``precision`` allows it. On the CPU
+    "auto" takes the fastest way in the precisions ``precision`` allows (:func:`sr_app.engines.fastest`: timed once
+    per CPU model and thread count), "openvino" and "onnxruntime" that engine (in bfloat16 where allowed and the
+    engine has it), and a :class:`~sr_app.engines.Candidate` is taken as it is. An engine that cannot run the network
+    (``weights``, its file, keys the cached export) leaves it to torch, with the reason in the label.
+    """
+    if not isinstance(engine, Candidate) and engine not in engines.ENGINES:
+        raise ValueError(f"Unknown engine {engine!r}; choose from {', '.join(engines.ENGINES)}")
+    allowed = bf16_choices(precision, device)
+    if engine == "torch" or device.type != "cpu":
+        return TorchRunner(model, device, bf16=True in allowed), ""
+    threads = torch.get_num_threads()
+    wanted = engine.engine if isinstance(engine, Candidate) else engine
+    try:
+        if isinstance(engine, Candidate):
+            candidate = engine
+        elif engine == "auto":
+            candidate = engines.fastest(allowed, bf16_choices("auto", device), threads)
+            wanted = candidate.engine
+        else:
+            candidate = Candidate(engine, True in allowed and engine in engines.BF16_ENGINES)
+        runner = engines.load(candidate, model, weights, size_requirements, threads)
+        return runner, str(dataclasses.replace(candidate, bf16=runner.bf16))  # OpenVINO may run float32 instead
+    except EngineError as error:
+        fallback = Candidate("torch", True in allowed, channels_last=True)
+        return TorchRunner(model, device, fallback.bf16), f"{fallback} ({wanted} unavailable: {error})"
 
 
 class BicubicUpscaler:
@@ -95,20 +140,27 @@ class BicubicUpscaler:
 class ModelUpscaler:
     """Runs a super-resolution network on 8-bit images, whole or in overlapping tiles.
 
-    The network and its inputs are kept ``channels_last``, the fastest layout for convolutions on CPUs and GPUs.
+    Under torch the network and its inputs are kept ``channels_last``, the fastest layout for convolutions on CPUs and
+    GPUs (unless an engine candidate says otherwise). ``device`` is the label users see: the device, then on the CPU
+    the way the network runs when ``engine`` is not "torch" ("cpu · openvino bf16"), and why an engine asked for
+    could not run ("cpu · torch fp32 channels_last (openvino unavailable: …)").
 
     Args:
         name: method name shown to users.
         model: network mapping float [0, 1] NCHW to float NCHW ×``scale``.
         scale: the network's upscaling factor.
         device: where to run; ``None`` picks :func:`default_device`.
-        precision: "auto", "fp32" or "bf16", resolved by :func:`use_bf16` into ``self.bf16``.
+        precision: "auto", "fp32" or "bf16" (see :func:`use_bf16`; "auto" with ``engine="auto"``: the faster of the
+            two where bfloat16 is fast); ``self.bf16`` says what runs.
         tile: LR tile side in pixels; ``None`` processes the whole image at once.
         tile_pad: overlap added on each side of a tile, discarded from the output.
         size_requirements: input sizes the network accepts (e.g. a multiple of a window size); each input is
             padded on its bottom and right edges (mirrored where possible) to fit, and the output cropped back.
         self_ensemble: average the network's outputs for the 8 flips and 90° rotations of each input (tile), each
             turned back (EDSR's "EDSR+"); 8× the time.
+        engine: how each tile runs on the CPU: "torch", "openvino", "onnxruntime", "auto" (the fastest measured on
+            this machine) or one :class:`~sr_app.engines.Candidate` (see :func:`choose_engine`); torch elsewhere.
+        weights: the network's weights file, which keys the ONNX export engines other than torch run.
     """
 
     def __init__(
@@ -122,17 +174,21 @@ class ModelUpscaler:
         tile_pad: int = DEFAULT_TILE_PAD,
         size_requirements: SizeRequirements | None = None,
         self_ensemble: bool = False,
+        engine: Engine | Candidate = "torch",
+        weights: Path | None = None,
     ) -> None:
         self.name = name
         self.scale = scale
         self.torch_device = torch.device(device) if device is not None else default_device()
-        self.device = self.torch_device.type
-        self.model = model.to(self.torch_device, memory_format=torch.channels_last).eval()
-        self.bf16 = use_bf16(precision, self.torch_device)
+        self.model = model.eval()
         self.tile = tile
         self.tile_pad = tile_pad
         self.size_requirements = size_requirements or SizeRequirements()
         self.self_ensemble = self_ensemble
+        self.weights = weights
+        self.run, how = choose_engine(engine, self.model, self.torch_device, precision, self.size_requirements, weights)
+        self.bf16 = self.run.bf16
+        self.device = f"{self.torch_device.type} · {how}" if how else self.torch_device.type
 
     def with_self_ensemble(self) -> ModelUpscaler:
         """A copy that runs as a self-ensemble, sharing this upscaler's network (this one is left as it is)."""
@@ -172,9 +228,7 @@ class ModelUpscaler:
         if pad_width or pad_height:
             mirror = pad_width < width and pad_height < height
             x = F.pad(x, (0, pad_width, 0, pad_height), mode="reflect" if mirror else "replicate")
-        with torch.autocast(self.torch_device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            y = self.model(x.contiguous(memory_format=torch.channels_last))
-        return y[..., : height * self.scale, : width * self.scale].float()
+        return self.run(x)[..., : height * self.scale, : width * self.scale].float()
 
 
 #: The 8 symmetries of a square, as (mirror left-right, then turn this many quarter turns).

@@ -12,13 +12,14 @@ from spandrel import SizeRequirements
 from torch import nn
 from torch.nn import functional as F
 
+from sr_app import upscalers
 from sr_app.images import rgb_to_tensor, tensor_to_rgb
 from sr_app.methods import REGISTRY, Method, Settings, load_upscaler, network_upscaler
 from sr_app.metrics import psnr_y
-from sr_app.upscalers import ModelUpscaler, use_bf16
+from sr_app.scoring import score_images
+from sr_app.upscalers import ModelUpscaler, bf16_choices, use_bf16
 from sr_app.weights import WEIGHTS_DIR, load_weights
 from train.data import load_benchmark
-from train.evaluate import score_images
 
 CPU = torch.device("cpu")
 
@@ -49,6 +50,16 @@ def test_auto_precision_on_cuda_needs_native_bf16(
 
 def test_auto_precision_is_fp32_on_apple_gpus() -> None:
     assert use_bf16("auto", torch.device("mps"), {"amx_bf16"}) is False
+
+
+def test_auto_precision_leaves_both_to_the_engine_choice_where_bfloat16_is_fast(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(upscalers, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
+    assert bf16_choices("auto", CPU) == (False, True)
+    assert bf16_choices("fp32", CPU) == (False,) and bf16_choices("bf16", CPU) == (True,)
+    monkeypatch.setattr(upscalers, "cpu_flags", lambda: frozenset({"avx2"}))
+    assert bf16_choices("auto", CPU) == (False,)
 
 
 def test_unknown_precision_names_the_choices() -> None:
