@@ -10,6 +10,7 @@ Examples::
         --methods edsr,edsr_srgan --reference --protocol pc --allow-tie
     python -m survey create --name set14-crowd --images ../shared/data/eval/Set14/HR \\
         --methods bicubic,edsr --reference --anchors --crop 256x256 --completion-code C0DE42 --gold
+    python -m survey plan --protocol pc --conditions 4 --images 10 --difference 0.65
     python -m survey list
     python -m survey export --study set14-x4 --out results/set14-x4
     python -m survey close --study set14-x4
@@ -34,6 +35,16 @@ from sr_app.weights import WEIGHTS_DIR, WeightsError
 from survey.db import ACR, CLOSED, FLIP, OPEN, PC, PRESENTATIONS, PROTOCOLS, Store, open_store
 from survey.errors import SurveyError
 from survey.export import CSV_FILES, PC_CSV_FILES, REPORT_FILE, export_study
+from survey.plan import (
+    IMAGE_SD,
+    NOISE_SD,
+    RATER_SD,
+    SIMULATIONS,
+    TARGET_CI_WIDTH,
+    TARGET_POWER,
+    Assumptions,
+    plan_text,
+)
 from survey.report import counted
 from survey.stimuli import Crop
 from survey.studies import StudySummary, create_study, list_studies, rater_path, set_status
@@ -121,6 +132,43 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--study", required=True, help="study name")
     export.add_argument("--out", required=True, type=Path, help="output folder")
     export.add_argument("--exclude-flagged", action="store_true", help="compute MOS without flagged raters")
+
+    planning = commands.add_parser(
+        "plan", help="simulate a design: the raters needed for a target power and a target interval width"
+    )
+    planning.add_argument("--protocol", choices=PROTOCOLS, default=ACR, help="acr (default) or pc")
+    planning.add_argument("--conditions", required=True, help="how many conditions, or their names comma-separated")
+    planning.add_argument("--images", required=True, type=int, help="the number of images")
+    planning.add_argument(
+        "--difference", required=True, type=float,
+        help="expected difference between neighbouring conditions: in MOS points (acr), or the probability that "
+        "the better one is preferred (pc, between 0.5 and 1; Bradley-Terry d = logit(p))",
+    )  # fmt: skip
+    planning.add_argument(
+        "--ci-width", type=float, default=TARGET_CI_WIDTH,
+        help=f"target width of the 95 %% intervals, MOS points (acr) or log strength (pc) (default {TARGET_CI_WIDTH})",
+    )  # fmt: skip
+    planning.add_argument(
+        "--power", type=float, default=TARGET_POWER,
+        help=f"target power of the Holm-adjusted tests (default {TARGET_POWER})",
+    )  # fmt: skip
+    planning.add_argument(
+        "--rater-sd", type=float, default=RATER_SD,
+        help=f"SD of the raters' leniency (acr, MOS points) or of their taste per condition (pc, log strength) "
+        f"(default {RATER_SD})",
+    )  # fmt: skip
+    planning.add_argument(
+        "--image-sd", type=float, default=IMAGE_SD,
+        help=f"SD of the images' difficulty (acr) or of each condition's strength per image (pc) (default {IMAGE_SD})",
+    )  # fmt: skip
+    planning.add_argument(
+        "--noise-sd", type=float, default=NOISE_SD, help=f"acr: SD of a single score's scatter (default {NOISE_SD})"
+    )
+    planning.add_argument(
+        "--simulations", type=int,
+        help=f"simulated studies per number of raters (default {SIMULATIONS[ACR]} acr, {SIMULATIONS[PC]} pc)",
+    )  # fmt: skip
+    planning.add_argument("--seed", type=int, default=0, help="random seed of the simulations (default 0)")
     return parser
 
 
@@ -165,7 +213,16 @@ def run(args: argparse.Namespace, store: Store) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        run(args, open_store(args.data_dir))
+        if args.command == "plan":  # a simulation: it reads and writes no data
+            assumptions = Assumptions(args.rater_sd, args.image_sd, args.noise_sd)
+            print(
+                plan_text(
+                    args.protocol, args.conditions, args.images, args.difference, assumptions, args.power,
+                    args.ci_width, args.simulations, args.seed,
+                )
+            )  # fmt: skip
+        else:
+            run(args, open_store(args.data_dir))
     except (SurveyError, WeightsError, ImageError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
