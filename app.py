@@ -1,6 +1,6 @@
 """`python app.py`: the SR Lab web app (Gradio).
 
-    python app.py [--host 127.0.0.1] [--port 7860] [--share] [--max-pixels 4000000] [--device cuda] \
+    python app.py [--host 127.0.0.1] [--port 7860] [--share] [--max-pixels 4000000] [--device cuda] [--engine auto] \
         [--concurrency 2] [--share-quota-mb 1000] [--share-max-count 500] \
         [--model label=path/to/model.pth ...] [--trust-model]
 
@@ -22,6 +22,7 @@ import gradio as gr
 import torch
 
 from sr_app.data_dir import data_dir_from_env
+from sr_app.engines import ENGINES, Engine
 from sr_app.images import DEFAULT_MAX_PIXELS
 from sr_app.methods import REGISTRY, Method, MethodError, Settings, resolve
 from sr_app.ui import compare
@@ -49,14 +50,17 @@ def build_app(
     models: Sequence[Method] = (),
     concurrency: int = DEFAULT_CONCURRENCY,
     share_quota: Quota = DEFAULT_QUOTA,
+    engine: Engine = "torch",
 ) -> gr.Blocks:
     """The whole app, with the registry's networks loaded from ``weights_dir`` and the user's ``models`` onto
     ``device`` (``None``: the best available) in ``precision``, uploads limited to ``max_pixels`` (width ×
-    height), ``concurrency`` jobs run at once and shared comparisons kept within ``share_quota``.
+    height), ``concurrency`` jobs run at once and shared comparisons kept within ``share_quota``; on the CPU the
+    networks run through ``engine`` (:mod:`sr_app.engines`; ``python app.py`` asks for "auto": the fastest measured
+    on this machine).
 
     Raises :class:`WeightsError` when one of ``models`` cannot be loaded.
     """
-    settings = Settings(device=device, precision=precision, weights_dir=weights_dir)
+    settings = Settings(device=device, precision=precision, weights_dir=weights_dir, engine=engine)
     methods = compare.load_methods([*REGISTRY.values(), *models], settings)
     for method in methods:
         print(compare.panel_label(method) + (f": {method.reason}" if method.upscaler is None else ""))
@@ -91,6 +95,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         choices=PRECISIONS,
         default="auto",
         help="auto (default): bfloat16 where the hardware is fast at it and the network allows it; fp32; bf16",
+    )
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="auto",
+        help="how networks run on the CPU: auto (default): the fastest way measured on this machine (timed once, "
+        "kept); torch; openvino; onnxruntime",
     )
     parser.add_argument(
         "--concurrency",
@@ -140,6 +151,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             models=models,
             concurrency=args.concurrency,
             share_quota=Quota(args.share_quota_mb, args.share_max_count),
+            engine=args.engine,
         )
     except (MethodError, WeightsError) as error:
         parser.exit(2, f"error: {error}\n")

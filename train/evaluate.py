@@ -1,7 +1,7 @@
 """`python -m train.evaluate`: PSNR/SSIM (Y channel, shave 4) of upscaling methods on benchmark sets.
 
     python -m train.evaluate --data ../shared/data/eval/Set5 --data ../shared/data/eval/Set14 \\
-        --methods bicubic,edsr --csv scores.csv --save outputs/ [--vgg54]
+        --methods bicubic,edsr --csv scores.csv --save outputs/ [--vgg54] [--engine openvino]
     python -m train.evaluate --data ../shared/data/eval/Set14 --outputs theirs/ [--methods bicubic,edsr]
 
 ``--methods`` takes registry names and ``label=path`` entries for your own model files (through spandrel).
@@ -11,7 +11,8 @@ computed methods' SR outputs as ``DIR/<dataset>/<method>/<image>.png``. ``--outp
 outputs in that same layout: every method folder under ``ROOT/<name of each --data folder>/`` is scored as the
 method named by the folder (see :mod:`sr_app.outputs`); ``--methods`` then defaults to none. ``--vgg54`` adds
 a ``vgg54`` column: SRGAN's VGG54 content loss between SR and HR (borders shaved as for PSNR), the perceptual
-distance a GAN fine-tuning lowers.
+distance a GAN fine-tuning lowers. Networks run in float32 through torch unless ``--precision`` and ``--engine`` say
+otherwise (:mod:`sr_app.engines`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from sr_app.engines import ENGINES
 from sr_app.images import ImageError, load_rgb, rgb_to_tensor
 from sr_app.methods import Method, MethodError, Settings, as_method, parse_methods
 from sr_app.metrics import shave_border
@@ -133,6 +135,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=EVALUATION.precision,
         help="fp32 (default), bf16, or auto: bf16 where the hardware is fast at it and the network allows it",
     )
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default=EVALUATION.engine,
+        help="how networks run on the CPU: torch (default), openvino, onnxruntime, or auto: the fastest measured here",
+    )
     parser.add_argument("--self-ensemble", action="store_true", help="average every network over 8 flips/rotations")
     parser.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR, help="folder of the networks' weights files")
     parser.add_argument("--vgg54", action="store_true", help="also score the VGG54 distance to HR (lower is closer)")
@@ -143,7 +151,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not methods and not args.outputs:
         parser.error("--methods names no method; name at least one, or score precomputed ones with --outputs")
     try:
-        settings = Settings(precision=args.precision, self_ensemble=args.self_ensemble, weights_dir=args.weights_dir)
+        settings = Settings(
+            precision=args.precision,
+            self_ensemble=args.self_ensemble,
+            weights_dir=args.weights_dir,
+            engine=args.engine,
+        )
         scores = evaluate(args.data, methods, args.save, settings, args.vgg54, args.outputs)
     except (WeightsError, VGGWeightsError, ImageError, OSError, ValueError) as error:
         raise SystemExit(f"error: {error}") from error
