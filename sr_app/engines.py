@@ -381,9 +381,9 @@ def timings(bf16_choices: Collection[bool], threads: int) -> dict[Candidate, flo
             "timed": f"EDSR-baseline x4 on {TIMING_SIZE}x{TIMING_SIZE}, best of {TIMING_ROUNDS} interleaved rounds",
             "when": time.strftime("%Y-%m-%d %H:%M"),
         }
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as file:
-            json.dump(kept, file, indent=2)
-        Path(file.name).replace(path)
+        draft = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        draft.write_text(json.dumps(kept, indent=2))
+        draft.replace(path)
     by_name = {str(candidate): candidate for candidate in candidates((False, True))}
     return {by_name[name]: s for name, s in kept[key]["seconds"].items() if name in by_name}
 
