@@ -9,7 +9,6 @@ import random
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +35,18 @@ from survey.db import (
     open_store,
 )  # fmt: skip
 from survey.errors import SurveyError
-from survey.pairwise import SCORE_COLUMNS, WINS_COLUMNS, analyse_pairs, bradley_terry, win_counts, win_rate
+from survey.pairwise import (
+    REGULARISATION,
+    SCORE_COLUMNS,
+    WINS_COLUMNS,
+    analyse_pairs,
+    bradley_terry,
+    fit_scores,
+    preference_counts,
+    win_counts,
+    win_rate,
+)
+from survey.plan import simulate_choices
 from survey.raters import progress, start_rater, submit_choice, submit_rating
 from survey.schedule import pair_schedule
 from survey.stats import BOOT_COLUMNS, analyse, cluster_bootstrap, mos
@@ -49,32 +59,27 @@ from tests.test_survey_rater_page import FORBIDDEN, OPAQUE
 STRENGTHS = {"bicubic": -1.0, "edsr": -0.3, "edsr_srgan": 0.4, "reference": 0.9}
 
 
-def simulate_choices(
-    rng: np.random.Generator, strengths: Mapping[str, float] = STRENGTHS, n_raters: int = 20, n_images: int = 10
-) -> pd.DataFrame:
-    """Every rater compares every pair of methods on every image once, sides at random; version A is chosen with
-    the Bradley–Terry probability 1 / (1 + e^(θ_B − θ_A))."""
-    names, theta = np.array(list(strengths)), np.array(list(strengths.values()))
-    pairs = np.array(list(itertools.combinations(range(len(names)), 2)))
-    grid = np.meshgrid(np.arange(n_raters), np.arange(n_images), np.arange(len(pairs)), indexing="ij")
-    rater, image, pair = (axis.ravel() for axis in grid)
-    first, second = pairs[pair].T
-    swap = rng.random(rater.size) < 0.5
-    left, right = np.where(swap, second, first), np.where(swap, first, second)
-    a_wins = rng.random(rater.size) < 1 / (1 + np.exp(theta[right] - theta[left]))
-    return pd.DataFrame(
-        {"rater": rater, "image": image, "left": names[left], "right": names[right],
-         "choice": np.where(a_wins, LEFT, RIGHT)}
-    )  # fmt: skip
+def population_strengths(rater_sd: float, image_sd: float) -> np.ndarray:
+    """The strengths that a Bradley–Terry fit of :data:`STRENGTHS` studies with rater × method and image × method
+    effects (SDs ``rater_sd``, ``image_sd``) tends to with ever more raters and images, sorted by method: the fit to
+    the population's preference probabilities E[1 / (1 + e^−(θ_A − θ_B + ε))], ε ~ N(0, 2 (rater_sd² + image_sd²))
+    (Gauss–Hermite quadrature). The effects make single choices less predictable, so these lie a little closer
+    together than :data:`STRENGTHS` (6 % with both SDs 0.3)."""
+    theta = np.array([STRENGTHS[m] for m in sorted(STRENGTHS)])
+    nodes, weights = np.polynomial.hermite_e.hermegauss(40)
+    sd = math.sqrt(2 * (rater_sd**2 + image_sd**2))
+    preference = 1 / (1 + np.exp(-(theta[:, None, None] - theta[None, :, None] + sd * nodes))) @ weights
+    np.fill_diagonal(preference, 0)
+    return fit_scores(preference / weights.sum(), alpha=0)
 
 
-def choices_of(rows: list[tuple[int, str, str, str]]) -> pd.DataFrame:
-    """A choices frame from (rater, left, right, choice) rows, all on one image."""
-    return pd.DataFrame(rows, columns=["rater", "left", "right", "choice"]).assign(image="x")
+def choices_of(rows: list[tuple[int, str, str, str]], image: str = "x") -> pd.DataFrame:
+    """A choices frame from (rater, left, right, choice) rows, all on ``image``."""
+    return pd.DataFrame(rows, columns=["rater", "left", "right", "choice"]).assign(image=image)
 
 
 def test_bradley_terry_recovers_the_order_and_the_strengths() -> None:
-    choices = simulate_choices(np.random.default_rng(0), n_raters=30)
+    choices = simulate_choices(np.random.default_rng(0), STRENGTHS, n_raters=30, n_images=10)
     table = bradley_terry(choices, n_resamples=200)
     assert list(table.columns) == SCORE_COLUMNS
     assert list(table.sort_values("score")["method"]) == sorted(STRENGTHS, key=STRENGTHS.get)
@@ -83,20 +88,76 @@ def test_bradley_terry_recovers_the_order_and_the_strengths() -> None:
     assert np.abs(table["score"] - truth).max() < 0.15
     assert (table["ci95_low"] < table["score"]).all() and (table["score"] < table["ci95_high"]).all()
     assert (table["n_comparisons"] == 30 * 10 * 3).all()  # every method meets 3 others on 10 images per rater
+    assert (table["bt_alpha"] == REGULARISATION).all()
 
 
 @pytest.mark.slow
 def test_bradley_terry_intervals_cover_the_true_strengths_about_95_percent_of_the_time() -> None:
-    """120 simulated studies of 20 raters × 10 images × 6 pairs, 80 bootstrap resamples each."""
+    """120 simulated studies of 20 raters × 10 images × 6 pairs, 80 bootstrap resamples each; the plain
+    Bradley–Terry model, where raters and images do not differ (the interval errs slightly wide there)."""
     rng = np.random.default_rng(1)
     truth = np.array([STRENGTHS[m] for m in sorted(STRENGTHS)])
     covered = []
     for study in range(120):
-        table = bradley_terry(simulate_choices(rng), n_resamples=80, seed=study)
+        choices = simulate_choices(rng, STRENGTHS, n_raters=20, n_images=10)
+        table = bradley_terry(choices, n_resamples=80, seed=study)
         covered.append((table["ci95_low"] <= truth) & (truth <= table["ci95_high"]))
     coverage = float(np.mean(covered))
-    print(f"Bradley–Terry 95 % intervals (bootstrap over raters) cover the true strengths: {coverage:.1%}")
+    print(f"Bradley–Terry 95 % intervals (raters and images alike) cover the true strengths: {coverage:.1%}")
     assert 0.90 <= coverage <= 0.98
+
+
+@pytest.mark.slow
+def test_bradley_terry_intervals_cover_the_strengths_when_raters_and_images_differ() -> None:
+    """200 simulated studies of 20 raters × 10 images × 6 pairs with rater × method and image × method effects of
+    SD 0.3 on the strengths, 100 bootstrap resamples each (60,000 fits; about 40 s on one core).
+
+    Monte-Carlo error: 800 intervals, so a coverage of 95 % is measured to ±0.8 points (1 SD, binomial; the four
+    intervals of a study are correlated, which changes that little). Measured: 95.5 %; the former interval, a
+    bootstrap over raters alone, covered 88.4 % in the same simulation."""
+    rng = np.random.default_rng(2)
+    truth = population_strengths(rater_sd=0.3, image_sd=0.3)
+    covered = []
+    for study in range(200):
+        choices = simulate_choices(rng, STRENGTHS, n_raters=20, n_images=10, rater_sd=0.3, image_sd=0.3)
+        table = bradley_terry(choices, n_resamples=100, seed=study)
+        covered.append((table["ci95_low"] <= truth) & (truth <= table["ci95_high"]))
+    coverage = float(np.mean(covered))
+    print(f"Bradley–Terry 95 % intervals (raters and images differ) cover the population strengths: {coverage:.1%}")
+    assert 0.93 <= coverage <= 0.97
+
+
+def test_the_bradley_terry_interval_widens_with_image_differences_and_needs_two_raters_and_two_images() -> None:
+    rng = np.random.default_rng(3)
+    alike = bradley_terry(simulate_choices(rng, STRENGTHS, 20, 10), n_resamples=100)
+    varied = bradley_terry(simulate_choices(rng, STRENGTHS, 20, 10, image_sd=0.6), n_resamples=100)
+    width = {name: t["ci95_high"] - t["ci95_low"] for name, t in (("alike", alike), ("varied", varied))}
+    assert (width["varied"] > 1.3 * width["alike"]).all()
+    choices = simulate_choices(rng, STRENGTHS, 20, 10)
+    assert bradley_terry(choices, n_resamples=50).equals(bradley_terry(choices, n_resamples=50))  # seeded
+    for single in (choices[choices["image"] == 0], choices[choices["rater"] == 0]):
+        table = bradley_terry(single, n_resamples=20)
+        assert table["score"].notna().all() and table["ci95_low"].isna().all() and table["ci95_high"].isna().all()
+
+
+def test_regularisation_fits_each_method_as_if_alpha_n_w_minus_1_wins_were_moved() -> None:
+    """choix's I-LSR fit with ``alpha`` > 0 matches each method's expected wins to its observed wins minus
+    alpha · n · (w − 1), w = e^θ relative to the mean strength, n methods (balance of its Markov chain)."""
+    rows = [(r, "a", "b", LEFT) for r in range(5)]  # a over b unanimously, 5 of 5
+    rows += [(r, "c", "b", LEFT if r < 3 else RIGHT) for r in range(5)] + [(r, "a", "c", RIGHT) for r in range(2)]
+    rows += [(r, "a", "c", LEFT) for r in range(2, 5)]
+    choices = choices_of(rows)
+    wins = preference_counts(choices, ["a", "b", "c"]).sum(axis=(0, 1))
+    for alpha in (0.01, 0.5):
+        theta = fit_scores(wins, alpha)
+        w = np.exp(theta) / np.exp(theta).mean()
+        expected = ((wins + wins.T) * w[:, None] / (w[:, None] + w[None, :])).sum(axis=1)
+        assert expected - wins.sum(axis=1) == pytest.approx(-alpha * 3 * (w - 1), abs=1e-6)
+    shift = fit_scores(wins, REGULARISATION) - fit_scores(wins, 0.0)
+    assert 0.005 < np.abs(shift).max() < 0.05  # measurable, but far below the interval's width
+    table = analyse_pairs(choices, alpha=0.5).scores.set_index("method")
+    assert (table["bt_alpha"] == 0.5).all()
+    assert table.loc["a", "score"] == pytest.approx(fit_scores(wins, 0.5)[0])
 
 
 def test_a_tie_counts_half_a_win_for_each_side() -> None:
@@ -126,15 +187,19 @@ def test_sign_tests_are_exact_binomial_and_holm_adjusted() -> None:
 
 
 def test_a_method_that_wins_every_comparison_gets_a_large_finite_score() -> None:
-    choices = choices_of([(r, "best", other, LEFT) for r in range(5) for other in ("x", "y")])
-    choices = pd.concat([choices, choices_of([(r, "x", "y", LEFT if r % 2 else RIGHT) for r in range(5)])])
+    choices = pd.concat(
+        [choices_of([(r, "best", other, LEFT) for r in range(5) for other in ("x", "y")], image)
+         for image in ("p", "q")]
+        + [choices_of([(r, "x", "y", LEFT if (r + i) % 2 else RIGHT) for r in range(5)], image)
+           for i, image in enumerate(("p", "q"))]
+    )  # fmt: skip
     table = bradley_terry(choices, n_resamples=50).set_index("method")
     assert np.isfinite(table.to_numpy(dtype=float)).all()
     assert table.loc["best", "score"] > table.loc["x", "score"] + 3
 
 
 def test_win_rates_of_a_pair_add_up_to_one() -> None:
-    rate = win_rate(simulate_choices(np.random.default_rng(2), n_raters=5, n_images=2))
+    rate = win_rate(simulate_choices(np.random.default_rng(2), STRENGTHS, n_raters=5, n_images=2))
     assert list(rate.index) == list(rate.columns) == sorted(STRENGTHS)
     assert np.isnan(np.diag(rate)).all()
     off_diagonal = ~np.eye(len(rate), dtype=bool)
