@@ -29,8 +29,11 @@ restart) once it is ``KEEP_SECONDS`` old.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import re
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -80,6 +83,9 @@ OUTPUT_DIR = Path(tempfile.gettempdir()) / "sr_lab_compare"
 KEEP_SECONDS = 3600
 #: Browser script turning a share id into the link to send: this page's address with ``?compare=<id>``.
 LINK_JS = f"(id) => new URL('?{SHARE_PARAM}=' + id, location.href).href"
+
+#: The C library, to hand freed memory back to the system (glibc on Linux; ``None`` elsewhere).
+LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if sys.platform == "linux" else None
 
 #: A region of the output images: top, left, height, width in output pixels, all multiples of ``SCALE``.
 Box = tuple[int, int, int, int]
@@ -255,6 +261,13 @@ def save(comparison: Comparison) -> Saved:
     )
 
 
+def release_memory() -> None:
+    """Hand the memory a job freed back to the system. glibc keeps freed blocks up to its mmap threshold (which grows
+    to 32 MB: tiles, PNG buffers) for reuse, so without this the server's RSS would stay at its busiest moment."""
+    if LIBC is not None and hasattr(LIBC, "malloc_trim"):  # glibc; musl has none
+        LIBC.malloc_trim(0)
+
+
 def discard(saved: Saved | None) -> None:
     """Remove a comparison's folder (once the session no longer holds it)."""
     if saved is not None:
@@ -385,6 +398,7 @@ def upscale(
     except (torch.OutOfMemoryError, MemoryError) as error:
         raise user_error("Out of memory while upscaling; try a smaller image.") from error
     discard(previous)
+    release_memory()
     return [str(path) for path in saved.files.values()], saved.table, saved
 
 
@@ -465,6 +479,8 @@ def compare_crops(
         overview, scale = saved.overview()
     except FileNotFoundError as error:
         raise user_error(EXPIRED) from error
+    finally:
+        release_memory()  # of the decoded images
     return draw_box(overview, box, scale), crops
 
 
