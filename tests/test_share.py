@@ -1,5 +1,6 @@
-"""Shared comparisons: stored under an opaque id in the data folder, reopened read-only, listed and deleted. In a
-real browser (a shared link after an app restart): tests/test_viewer_browser.py."""
+"""Shared comparisons: stored once under an id of their content in the data folder, within a quota, reopened
+read-only, listed and deleted. In a real browser (a shared link after an app restart): tests/test_viewer_browser.py;
+over HTTP as a hostile client: tests/test_public_compare.py."""
 
 from __future__ import annotations
 
