@@ -241,8 +241,8 @@ def plan_text(
         test, unit = "Wilcoxon tests", "MOS points"
     power_at, width_at = raters_needed(rows, target_power, target_ci_width)
     lines = [
-        f"{protocol.upper()}: {len(names)} conditions ({', '.join(names)}) × {n_images} images, {effect}; {spread}.",
-        f"{n_simulations} simulated studies per row (seed {seed}).",
+        f"{protocol.upper()}: {len(names)} conditions ({', '.join(names)}) × {n_images} images, {effect}.",
+        f"Assumed {spread}; {n_simulations} simulated studies per row (seed {seed}).",
         "",
         f"{'raters':>6}  {'power':>5}  {'CI width':>8}",
         *(f"{row.n_raters:>6}  {row.power:>5.2f}  {row.ci_width:>8.2f}" for row in rows),
