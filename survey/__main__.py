@@ -144,26 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="expected difference between neighbouring conditions: in MOS points (acr), or the probability that "
         "the better one is preferred (pc, between 0.5 and 1; Bradley-Terry d = logit(p))",
     )  # fmt: skip
-    planning.add_argument(
-        "--ci-width", type=float, default=TARGET_CI_WIDTH,
-        help=f"target width of the 95 %% intervals, MOS points (acr) or log strength (pc) (default {TARGET_CI_WIDTH})",
-    )  # fmt: skip
-    planning.add_argument(
-        "--power", type=float, default=TARGET_POWER,
-        help=f"target power of the Holm-adjusted tests (default {TARGET_POWER})",
-    )  # fmt: skip
-    planning.add_argument(
-        "--rater-sd", type=float, default=RATER_SD,
-        help=f"SD of the raters' leniency (acr, MOS points) or of their taste per condition (pc, log strength) "
-        f"(default {RATER_SD})",
-    )  # fmt: skip
-    planning.add_argument(
-        "--image-sd", type=float, default=IMAGE_SD,
-        help=f"SD of the images' difficulty (acr) or of each condition's strength per image (pc) (default {IMAGE_SD})",
-    )  # fmt: skip
-    planning.add_argument(
-        "--noise-sd", type=float, default=NOISE_SD, help=f"acr: SD of a single score's scatter (default {NOISE_SD})"
-    )
+    for flag, default, text in (
+        ("--ci-width", TARGET_CI_WIDTH, "target width of the 95 %% intervals: MOS points (acr) or log strength (pc)"),
+        ("--power", TARGET_POWER, "target power of the Holm-adjusted tests"),
+        ("--rater-sd", RATER_SD, "SD of the raters' leniency (acr, MOS points) or taste per condition (pc, strength)"),
+        ("--image-sd", IMAGE_SD, "SD of the images' difficulty (acr) or of each condition's strength per image (pc)"),
+        ("--noise-sd", NOISE_SD, "acr: SD of a single score's scatter"),
+    ):
+        planning.add_argument(flag, type=float, default=default, help=f"{text} (default {default})")
     planning.add_argument(
         "--simulations", type=int,
         help=f"simulated studies per number of raters (default {SIMULATIONS[ACR]} acr, {SIMULATIONS[PC]} pc)",
