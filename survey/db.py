@@ -3,7 +3,8 @@
 The database is SQLite in the data directory by default (foreign keys on, WAL journal, a busy timeout so
 concurrent raters wait instead of failing); any SQLAlchemy URL can be given through ``DATABASE_URL`` instead
 (PostgreSQL works: nothing here is SQLite-only). Stimulus PNGs live next to the database in the data directory,
-``$SR_LAB_DATA`` or ``~/.local/share/sr-lab`` by default, never inside the package.
+``$SR_LAB_DATA`` or ``~/.local/share/sr-lab`` by default, never inside the package. What the survey creates there is
+private to its owner (folders :data:`PRIVATE_DIR`, files :data:`PRIVATE_FILE`); what exists already is left as it is.
 
 Times are naive ``datetime`` values in UTC (SQLite keeps no time zone, so all dialects store the same thing).
 
@@ -13,12 +14,14 @@ missing columns added (:func:`add_missing_columns`); nothing is ever dropped or 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
 from sqlalchemy import (
     Boolean,
@@ -36,6 +39,7 @@ from sqlalchemy import (
     event,
     false,
     inspect,
+    make_url,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
@@ -80,6 +84,9 @@ DATABASE_FILE = "sr-lab.db"
 STIMULI_DIR = "stimuli"
 #: How long a SQLite writer waits for another one before giving up, in milliseconds.
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+#: Modes of the folders and files the survey creates (the data folder, stimulus folders, the SQLite database and
+#: secrets): readable by their owner only.
+PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600
 
 
 def new_token() -> str:
@@ -321,13 +328,25 @@ class Store:
         return self.study_dir(study_public_id) / f"{token}.png"
 
 
+def private_dir(path: Path) -> Path:
+    """Folder ``path``, created (with its missing parents) with mode :data:`PRIVATE_DIR` if it does not exist; an
+    existing folder keeps its mode."""
+    path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    return path
+
+
+def create_private_file(path: Path) -> IO[str]:
+    """New file ``path`` with mode :data:`PRIVATE_FILE`, opened for writing text; ``FileExistsError`` if it exists."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE), "w")
+
+
 def stored_secret(path: Path) -> tuple[str, bool]:
     """The random secret kept in file ``path`` (created, readable by its owner only, if missing): (secret, created)."""
     if path.is_file():
         return path.read_text().strip(), False
     secret = secrets.token_urlsafe(16)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+    private_dir(path.parent)
+    with create_private_file(path) as file:
         file.write(secret + "\n")
     return secret, True
 
@@ -356,13 +375,26 @@ def open_store(data_dir: str | Path | None = None, database_url: str | None = No
         data_dir: folder for the stimuli (and the SQLite file); default :func:`data_dir_from_env`.
         database_url: SQLAlchemy URL; default ``$DATABASE_URL``, else ``sqlite:///<data_dir>/sr-lab.db``.
     """
-    folder = data_dir_from_env(data_dir)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = private_dir(data_dir_from_env(data_dir))
     url = database_url or os.environ.get(DATABASE_URL_ENV) or f"sqlite:///{folder / DATABASE_FILE}"
+    _create_private_sqlite_file(url)
     engine = make_engine(url)
     Base.metadata.create_all(engine)
     add_missing_columns(engine)
     return Store(engine, folder)
+
+
+def _create_private_sqlite_file(url: str) -> None:
+    """Create the file of SQLite database ``url`` empty, with mode :data:`PRIVATE_FILE`, if it does not exist (SQLite
+    would create it readable by everyone, and gives its journal files the database file's mode)."""
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:") or database.startswith("file:"):
+        return  # another database, one in memory, or a URI SQLite parses itself
+    path = Path(database)
+    private_dir(path.parent)
+    with contextlib.suppress(FileExistsError), create_private_file(path):
+        pass
 
 
 def add_missing_columns(engine: Engine) -> list[str]:

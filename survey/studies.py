@@ -36,6 +36,7 @@ from survey.db import (
     OPEN,
     PC,
     PRESENTATIONS,
+    PRIVATE_DIR,
     PROTOCOLS,
     REFERENCE,
     Choice,
@@ -47,6 +48,7 @@ from survey.db import (
     Store,
     Study,
     new_token,
+    private_dir,
 )
 from survey.errors import SurveyError
 from survey.stimuli import (
@@ -294,7 +296,8 @@ def _stimuli_folder(store: Store, study: Study) -> Iterator[None]:
     """Create the folder of ``study``'s PNGs for the block and remove it if the block fails: a study of the same name
     stored meanwhile (the rows' unique name) as :class:`SurveyError`, any other failure as it is."""
     folder = store.study_dir(study.public_id)
-    folder.mkdir(parents=True)
+    private_dir(store.stimuli_dir)
+    folder.mkdir(mode=PRIVATE_DIR)
     try:
         yield
     except IntegrityError as error:
