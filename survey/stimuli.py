@@ -5,8 +5,9 @@ fixed-size region) and downscaled ×4 with the project's MATLAB bicubic (:func:`
 condition's ×4 result is stored once as a metadata-free PNG named by a random token. A condition is a computed method
 (:func:`study_methods`), a method folder of precomputed outputs (:mod:`sr_app.outputs`), the original (the hidden
 reference) or nearest-neighbour ×4 (the low anchor); :class:`Conditions` makes every condition's version of an image.
-All versions of one image have the size of its cropped original, and their files the same length in bytes
-(:func:`save_versions`). Raters also see two calibration examples (:func:`calibration_examples`), and ACR studies may
+All versions of one image have the size of its cropped original, and their files the same bytes count and chunk
+layout: PNGs are stored uncompressed (:func:`png_bytes`), so nothing in a file's structure depends on its pixels.
+Raters also see two calibration examples (:func:`calibration_examples`), and ACR studies may
 hold gold items, versions of an image outside the study (:func:`gold_truth`).
 """
 
@@ -14,9 +15,6 @@ from __future__ import annotations
 
 import io
 import re
-import secrets
-import struct
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,11 +34,6 @@ from survey.errors import SurveyError
 DEFAULT_GOLD_IMAGE = "coffee"
 #: Name of a study's gold image: a file stem cannot contain "/", so it never clashes with one of the study's images.
 GOLD_PREFIX = "gold/"
-#: A private ancillary PNG chunk type (lower-case 1st letter: ancillary, 2nd: private; upper-case 3rd: reserved)
-#: that holds only padding; decoders skip it.
-PADDING_CHUNK = b"paDd"
-#: Length of an empty PNG chunk (length, type, CRC): a padding chunk adds at least this many bytes.
-CHUNK_OVERHEAD = 12
 #: The output files of a study's precomputed conditions, by condition and image stem (:mod:`sr_app.outputs`).
 Precomputed = dict[str, dict[str, Path]]
 
@@ -81,31 +74,17 @@ class Crop:
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:
-    """uint8 HWC RGB as a PNG that carries no metadata (no text, time, gamma or EXIF chunks)."""
+    """uint8 HWC RGB as a lossless PNG that carries no metadata (only IHDR, IDAT and IEND chunks) and whose length and
+    chunk layout depend only on the width and height, never on the pixels.
+
+    The image data is deflated at zlib level 0 ("stored" blocks: the filtered rows as they are, 3·W·H + H bytes plus
+    a few bytes per 64 KiB block), so how well a version would compress (smooth bicubic better than a sharp network)
+    shows nowhere in the file. Pillow still picks each row's filter from its pixels, but a filter byte takes one byte
+    whatever its value, and the rows are plain to anyone who decodes the file anyway.
+    """
     buffer = io.BytesIO()
-    Image.fromarray(rgb).save(buffer, format="PNG")
+    Image.fromarray(rgb).save(buffer, format="PNG", compress_level=0)
     return buffer.getvalue()
-
-
-def pad_png(png: bytes, length: int) -> bytes:
-    """``png`` grown to exactly ``length`` bytes (at least :data:`CHUNK_OVERHEAD` more than it is) by a
-    :data:`PADDING_CHUNK` just before its closing IEND chunk. The padding is random bytes, so that a proxy compressing
-    the file cannot shrink one version more than another."""
-    fill = length - len(png) - CHUNK_OVERHEAD
-    if fill < 0:
-        raise ValueError(f"a PNG of {len(png)} bytes cannot be padded to {length}")
-    data = PADDING_CHUNK + secrets.token_bytes(fill)
-    chunk = struct.pack(">I", fill) + data + struct.pack(">I", zlib.crc32(data))
-    return png[:-CHUNK_OVERHEAD] + chunk + png[-CHUNK_OVERHEAD:]  # IEND is the last chunk, 12 bytes long
-
-
-def save_versions(versions: dict[Path, np.ndarray]) -> None:
-    """Write the versions of one image (uint8 HWC RGB by file) as metadata-free PNGs of one length in bytes: each is
-    padded (:func:`pad_png`) to :data:`CHUNK_OVERHEAD` bytes more than the longest, so all carry a padding chunk."""
-    encoded = {path: png_bytes(rgb) for path, rgb in versions.items()}
-    length = max(len(png) for png in encoded.values()) + CHUNK_OVERHEAD
-    for path, png in encoded.items():
-        path.write_bytes(pad_png(png, length))
 
 
 def study_methods(methods: Sequence[str]) -> list[Method]:

@@ -59,7 +59,7 @@ from survey.stimuli import (
     fixed_versions,
     gold_truth,
     ground_truth,
-    save_versions,
+    png_bytes,
     study_methods,
 )
 
@@ -320,10 +320,8 @@ def _make_stimuli(
     """Write ``study``'s PNGs, the calibration examples, every condition's version of every image in ``paths`` and,
     with a ``gold_source`` (name, (LR, HR)), the gold items; add the images and their stimuli to ``study``."""
     best, worst = calibration_examples(calibration, crop)
-    save_versions({
-        store.png_path(study.public_id, study.calibration_high): best,
-        store.png_path(study.public_id, study.calibration_low): worst,
-    })  # fmt: skip
+    store.png_path(study.public_id, study.calibration_high).write_bytes(png_bytes(best))
+    store.png_path(study.public_id, study.calibration_low).write_bytes(png_bytes(worst))
     for path in paths:
         hr, rgbs = conditions.versions(path, crop)
         _add_image(store, study, SourceImage(name=path.stem, width=hr.shape[1], height=hr.shape[0]), hr, rgbs)
@@ -338,14 +336,12 @@ def _add_image(store: Store, study: Study, image: SourceImage, hr: np.ndarray, r
     """Write the versions ``rgbs`` (by condition) of one image whose original is ``hr`` and add the image, with a
     stimulus for each version, to ``study``."""
     by_name = {condition.name: condition for condition in study.conditions}
-    files = {}
     for condition, rgb in rgbs.items():
         if rgb.shape != hr.shape:
             raise RuntimeError(f"{condition} made {rgb.shape} from {image.name}, expected {hr.shape}")
         stimulus = Stimulus(public_id=new_token(), condition=by_name[condition])
-        files[store.png_path(study.public_id, stimulus.public_id)] = rgb
+        store.png_path(study.public_id, stimulus.public_id).write_bytes(png_bytes(rgb))
         image.stimuli.append(stimulus)
-    save_versions(files)
     study.images.append(image)
 
 

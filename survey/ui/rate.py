@@ -25,8 +25,9 @@ one larger than the screen is panned inside its frame, and the answer buttons st
 
 Blinding: nothing a rater receives names a method, an image or a server path. Stimuli are their stored PNGs, named
 by random tokens (unrelated to the method, the image and the order they were made in), served as they are, with the
-same headers for every file of a study (the same ``Last-Modified``, no ``ETag``); all versions of one image have
-the same size in pixels and in bytes; which condition is version A is balanced across raters.
+same headers for every file of a study (the same ``Last-Modified``, no ``ETag``, ``no-transform`` so that no proxy
+compresses them); all versions of one image have the same size in pixels and the same bytes count and chunk layout
+(stored uncompressed, :func:`survey.stimuli.png_bytes`); which condition is version A is balanced across raters.
 """
 
 from __future__ import annotations
@@ -73,8 +74,12 @@ NUMBER = re.compile(r"\s*[-+]?\d+(\.\d*)?\s*")
 SCALE = tuple(ACR_LABELS.items())
 INVALID_LINK = "This survey link is not valid. Please check the address you were given."
 CLOSED_TEXT = "This survey is closed. Thank you for your interest!"
-#: Headers of every stimulus file (with the study's one Last-Modified): cached by the browser, never revalidated.
-PNG_HEADERS = {"Cache-Control": "private, max-age=31536000, immutable", "X-Content-Type-Options": "nosniff"}
+#: Headers of every stimulus file (with the study's one Last-Modified): cached by the browser, never revalidated, never
+#: compressed on the way (the files are uncompressed so that their size tells nothing; a gzip would undo that).
+PNG_HEADERS = {
+    "Cache-Control": "private, max-age=31536000, immutable, no-transform",
+    "X-Content-Type-Options": "nosniff",
+}
 NO_STORE = {"Cache-Control": "no-store"}
 
 View = Literal["welcome", "rate", "choose", "done", "closed", "invalid"]
