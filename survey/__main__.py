@@ -1,4 +1,4 @@
-"""``python -m survey create|list|close|open|export``: manage studies from the command line.
+"""``python -m survey create|list|close|open|export|reset-rater``: manage studies from the command line.
 
 Examples::
 
@@ -14,12 +14,14 @@ Examples::
     python -m survey list
     python -m survey export --study set14-x4 --out results/set14-x4
     python -m survey close --study set14-x4
+    python -m survey reset-rater --study set14-crowd --rater 5f3e0c
 
 The data directory is ``--data-dir``, else ``$SR_LAB_DATA``, else ``~/.local/share/sr-lab``; the database is
 ``$DATABASE_URL`` when set. Rater links start with ``--base-url``, by default the address ``python app.py`` recorded
 in the data directory when it last started (``http://127.0.0.1:7860`` before it ever has). A rater link is
 ``<base url>/rate/<study id>``; for a crowd platform, add the rater's id there as ``?PROLIFIC_PID=...`` (Prolific),
-``?workerId=...`` (MTurk) or ``?rater=...``: it is stored and exported, and it resumes the same rater.
+``?workerId=...`` (MTurk) or ``?rater=...``: it is stored and exported, and it resumes the same rater in the browser
+that started with it (``reset-rater`` lets it start afresh elsewhere).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from survey.plan import (
 )
 from survey.report import counted
 from survey.stimuli import Crop
-from survey.studies import StudySummary, create_study, list_studies, rater_path, set_status
+from survey.studies import StudySummary, create_study, list_studies, rater_path, reset_rater, set_status
 
 DEFAULT_BASE_URL = "http://127.0.0.1:7860"
 #: File in the data directory where ``python app.py`` records the address it serves on when it starts.
@@ -126,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
         status = commands.add_parser(name, help=text)
         status.add_argument("--study", required=True, help="study name")
 
+    reset = commands.add_parser(
+        "reset-rater", help="delete the unfinished session of a crowd rater id, so that it can start afresh elsewhere"
+    )
+    reset.add_argument("--study", required=True, help="study name")
+    reset.add_argument("--rater", required=True, help="the rater's id on the crowd platform (raters.csv external_id)")
+
     export = commands.add_parser(
         "export", help=f"write {', '.join(CSV_FILES)} (pc: {', '.join(PC_CSV_FILES)}) and {REPORT_FILE}"
     )
@@ -193,6 +201,10 @@ def run(args: argparse.Namespace, store: Store) -> None:
     elif args.command in ("close", "open"):
         set_status(store, args.study, CLOSED if args.command == "close" else OPEN)
         print(f"{args.study} is now {args.command}{'d' if args.command == 'close' else ''}.")
+    elif args.command == "reset-rater":
+        answers = reset_rater(store, args.study, args.rater)
+        print(f"Rater {args.rater} of {args.study} reset: their unfinished session and {counted(answers, 'answer')} "
+              "deleted; the id can start afresh.")  # fmt: skip
     elif args.command == "export":
         for path in export_study(store, args.study, args.out, exclude_flagged=args.exclude_flagged):
             print(path)

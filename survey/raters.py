@@ -5,8 +5,12 @@ at a time, a score from 1 to 5) or pair comparison (PC, 2AFC: two versions of on
 one, or "no difference" where the study allows it). The rater side is three calls: :func:`start_rater` (a new
 anonymous rater and their stored random order, :mod:`survey.schedule`: every stimulus for ACR, every pair of
 conditions on every image for PC), :func:`progress` (where a rater is; resuming is just calling it again) and
-:func:`submit_rating` (ACR) or :func:`submit_choice` (PC). A rater link from a crowd platform carries the rater's id
-there (``external_id``): the same id resumes the same rater, and a study's completion code is shown to raters who
+:func:`submit_rating` (ACR) or :func:`submit_choice` (PC).
+
+A rater is their random token: whoever holds it continues their session, and nothing else does. A rater link from a
+crowd platform also carries the rater's id there (``external_id``), stored with the rater; it names them, it does not
+let anyone in: a second browser with the same id and without the token is refused (:func:`resume_token`) until the
+study's owner resets the rater (:func:`survey.studies.reset_rater`). A study's completion code is shown to raters who
 finished. ACR studies may hold gold items (:data:`~survey.db.GOLD_RANGES`).
 """
 
@@ -16,6 +20,7 @@ import contextlib
 import dataclasses
 import math
 import random
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -51,6 +56,10 @@ from survey.errors import SurveyError, storage_errors
 from survey.schedule import pair_schedule, playlist
 
 SELF_REPORT_MAX_CHARS = 500
+ID_TAKEN = (
+    "This rater id has already started this survey in another browser. Continue there, or ask the study's owner "
+    "to reset it."
+)
 #: What a browser may report about how it showed a photo (:class:`Viewing`): the accepted range of each value.
 VIEWING_RANGES: dict[str, tuple[float, float]] = {
     "viewport_width": (1, 100_000), "viewport_height": (1, 100_000), "device_pixel_ratio": (0.01, 100),
@@ -172,11 +181,30 @@ def validate_external_id(external_id: str) -> str:
     return external_id
 
 
-def rater_token(store: Store, study_id: str, external_id: str) -> str | None:
+def resume_token(store: Store, study_id: str, token: str, external_id: str) -> str:
+    """The token of the rater of study ``study_id`` that a visitor holding ``token`` ("" if none) and arriving with the
+    crowd platform's id ``external_id`` ("" if none) continues, or "" when they are someone new.
+
+    Without an external id that is ``token`` itself. With one that no rater of the study has, "" (a new rater; a token
+    of another rater in the same browser is not theirs). With one that a rater has, ``token`` must be that rater's:
+    else :class:`SurveyError` (:data:`ID_TAKEN`), since knowing someone's id must not give their session.
+    """
+    external_id = validate_external_id(external_id)
+    if not external_id:
+        return token
+    owner = _token_of(store, study_id, external_id)
+    if owner is None:
+        return ""
+    if not secrets.compare_digest(owner.encode(), token.encode()):
+        raise SurveyError(ID_TAKEN)
+    return owner
+
+
+def _token_of(store: Store, study_id: str, external_id: str) -> str | None:
     """The token of the rater of study ``study_id`` whom a crowd platform calls ``external_id``, if they started."""
-    query = select(Rater.token).join(Study).where(Study.public_id == study_id)
+    query = select(Rater.token).join(Study).where(Study.public_id == study_id, Rater.external_id == external_id)
     with storage_errors(), store.engine.connect() as connection:
-        return connection.scalar(query.where(Rater.external_id == validate_external_id(external_id)))
+        return connection.scalar(query)
 
 
 def start_rater(
@@ -186,19 +214,21 @@ def start_rater(
     :func:`pair_schedule`); return their progress.
 
     ``self_report`` is optional free text (trimmed to 500 characters). ``external_id`` is the rater's id on a crowd
-    platform (from the rater link; at most 128 characters): a rater who started with the same id resumes instead.
-    Raises :class:`SurveyError` when the link is invalid or the study is closed, :class:`StorageError` when the
-    database fails.
+    platform (from the rater link; at most 128 characters), unique within the study: an id that has started already
+    is refused with :data:`ID_TAKEN` (the rater resumes with their token instead, :func:`resume_token`). Raises
+    :class:`SurveyError` when the link is invalid or the study is closed, :class:`StorageError` when the database
+    fails.
     """
     rng = rng or random.Random()
     external_id = validate_external_id(external_id)
-    if external_id and (token := rater_token(store, study_id, external_id)):
-        return progress(store, study_id, token)
     try:
         with storage_errors(), store.session() as session, session.begin():
             study = _study_by_public_id(session, study_id)
             if study.status != OPEN:
                 raise SurveyError("This survey is closed. Thank you for your interest.")
+            taken = select(Rater.id).where(Rater.study_id == study.id, Rater.external_id == external_id)
+            if external_id and session.scalar(taken) is not None:
+                raise SurveyError(ID_TAKEN)
             stimuli = session.execute(
                 select(Stimulus.id, Stimulus.image_id)
                 .join(SourceImage)
@@ -218,11 +248,11 @@ def start_rater(
                 order = playlist([image_id for _, image_id in stimuli], rng)
                 rater.assignments = [Assignment(position=p, stimulus_id=stimuli[i][0]) for p, i in enumerate(order)]
             session.add(rater)
-    except IntegrityError:
-        # The same external id started at the same moment elsewhere (a second tab); the unique constraint kept one.
-        if not external_id or not (token := rater_token(store, study_id, external_id)):
+    except IntegrityError as error:
+        # The same rater id started at the same moment elsewhere (a second tab); the unique constraint kept one.
+        if not (external_id and _token_of(store, study_id, external_id)):
             raise
-        return progress(store, study_id, token)
+        raise SurveyError(ID_TAKEN) from error
     return progress(store, study_id, rater.token)
 
 

@@ -1,5 +1,6 @@
 """The study catalogue: creating a study (:func:`create_study`, which precomputes its stimuli with
-:mod:`survey.stimuli`), finding, listing, summarising, opening and closing studies, and their rater links.
+:mod:`survey.stimuli`), finding, listing, summarising, opening and closing studies, resetting a rater, and their rater
+links.
 
 A study's images are ground truth, shown in versions, one per condition (a computed method, a folder of precomputed
 outputs, the hidden reference, the low anchor), to anonymous raters under one of two protocols
@@ -18,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import false, func, select
+from sqlalchemy import delete, false, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -39,6 +40,7 @@ from survey.db import (
     PRIVATE_DIR,
     PROTOCOLS,
     REFERENCE,
+    Assignment,
     Choice,
     Condition,
     Rater,
@@ -47,6 +49,7 @@ from survey.db import (
     Stimulus,
     Store,
     Study,
+    Trial,
     new_token,
     private_dir,
 )
@@ -398,3 +401,27 @@ def set_status(store: Store, name: str, status: str) -> None:
         raise SurveyError(f"Status must be {OPEN!r} or {CLOSED!r}, not {status!r}.")
     with store.session() as session, session.begin():
         get_study(session, name).status = status
+
+
+def reset_rater(store: Store, name: str, external_id: str) -> int:
+    """Delete the unfinished session of the rater of study ``name`` whom a crowd platform calls ``external_id``, with
+    the answers they gave, and return how many answers that was.
+
+    The id is then free: the next browser arriving with it starts afresh, in a new random order. The old browser's
+    token no longer works. A rater who has finished is not
+    reset (:class:`SurveyError`; their answers are kept, and their id stays taken), nor is an id nobody started with.
+    """
+    external_id = external_id.strip()
+    with store.session() as session, session.begin():
+        study = get_study(session, name)
+        query = select(Rater.id, Rater.finished_at).where(Rater.study_id == study.id, Rater.external_id == external_id)
+        rater = session.execute(query).first()
+        if rater is None:
+            raise SurveyError(f"No rater of {name} has the id {external_id!r}.")
+        if rater.finished_at is not None:
+            raise SurveyError(f"Rater {external_id!r} has finished {name}; their answers are kept, and so is the id.")
+        answers = [session.execute(delete(table).where(table.rater_id == rater.id)) for table in (Rating, Choice)]
+        for table in (Assignment, Trial):  # after the answers that refer to them
+            session.execute(delete(table).where(table.rater_id == rater.id))
+        session.execute(delete(Rater).where(Rater.id == rater.id))
+        return sum(result.rowcount for result in answers)

@@ -143,13 +143,13 @@ def test_bad_answers_are_refused_with_a_message_and_not_stored(
     assert ok.json()["done"] == 1  # nothing above was stored
 
 
-def test_a_crowd_rater_id_resumes_the_same_rater_on_another_device(
+def test_a_crowd_rater_id_resumes_with_its_token_and_another_worker_may_share_the_browser(
     client: TestClient, store: Store, study: StudySummary
 ) -> None:
     first = client.post(f"/rate/{study.public_id}/start", json={"external_id": "worker-1"}).json()
     client.post(f"/rate/{study.public_id}/answer", json={"token": first["token"], "item": first["item"], "answer": 2})
-    elsewhere = client.post(f"/rate/{study.public_id}/open", json={"external_id": "worker-1"}).json()
-    assert elsewhere["token"] == first["token"] and elsewhere["done"] == 1
+    reload = client.post(f"/rate/{study.public_id}/open", json={"external_id": "worker-1", "token": first["token"]})
+    assert reload.json()["token"] == first["token"] and reload.json()["done"] == 1
     other = client.post(f"/rate/{study.public_id}/start", json={"token": first["token"], "external_id": "w2"}).json()
     assert other["token"] != first["token"] and other["done"] == 0  # another worker on the same browser
     with store.session() as session:

@@ -4,7 +4,7 @@ One plain HTML page (``rater.html``: its styles and script inline, nothing else 
 served by the same server as the Gradio app but not through Gradio's queue (:class:`BlocksWithRaterPage`):
 
 - ``GET /rate/<study>``: the page. ``?PROLIFIC_PID=``, ``?workerId=`` (MTurk) or ``?rater=`` name the rater on a crowd
-  platform: that id is stored with the rater, and the same id resumes the same rater on any device.
+  platform: that id is stored with the rater; it resumes them only together with their token (see below).
 - ``POST /rate/<study>/open`` ``{token, external_id}``: the page for someone arriving (:func:`rater_open`).
 - ``POST /rate/<study>/start`` ``{token, external_id, self_report}``: start or resume rating (:func:`rater_start`).
 - ``POST /rate/<study>/answer`` ``{token, item, answer, viewport_width, viewport_height, device_pixel_ratio, scale,
@@ -13,8 +13,11 @@ served by the same server as the Gradio app but not through Gradio's queue (:cla
 - ``GET /rate/<study>/<id>.png``: a stimulus or calibration PNG (:func:`png_response`).
 
 The endpoints answer with a :class:`RaterPage` as JSON, or ``{"error": message}`` with status 400 (a request the
-survey refuses; the message is for the rater) or 503 (the database failed; nothing was lost, retrying helps). The
-rater's token is kept in the browser's local storage, so a reload resumes at the same photo.
+survey refuses; the message is for the rater) or 503 (the database failed; nothing was lost, retrying helps).
+
+Identity: the rater's token is kept in the browser's local storage and sent with ``open`` and ``start``, so a reload
+resumes at the same photo. A crowd id that has started already resumes only with its own token; without it the
+request is refused (:data:`~survey.raters.ID_TAKEN`) until the study's owner resets the rater.
 
 Pages: *welcome* (instructions; for ACR the scale and the calibration examples, the original as the top of the scale
 and nearest-neighbour as the bottom; an optional self-report, Start), *rate* (ACR: one photo, buttons or keys 1–5),
@@ -55,7 +58,7 @@ from survey.raters import (
     Progress,
     Viewing,
     progress,
-    rater_token,
+    resume_token,
     start_rater,
     study_intro,
     submit_choice,
@@ -128,10 +131,10 @@ def page_for(state: Progress) -> RaterPage:
 
 
 def resumed(store: Store, study_id: str, token: str, external_id: str) -> RaterPage | None:
-    """The page of the rater who started this study with ``external_id`` (if given) or else ``token``; ``None`` when
-    there is none (the visitor starts afresh). A database failure is an error, not a reason to start afresh."""
-    if external_id:
-        token = rater_token(store, study_id, external_id) or ""
+    """The page of the rater who holds ``token`` and, if given, has the crowd id ``external_id``; ``None`` when the
+    visitor is someone new. :class:`SurveyError` when ``external_id`` has started with another token
+    (:func:`~survey.raters.resume_token`). A database failure is an error, not a reason to start afresh."""
+    token = resume_token(store, study_id, token, external_id)
     if not token:
         return None
     try:
