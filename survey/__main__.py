@@ -49,7 +49,15 @@ from survey.plan import (
 )
 from survey.report import counted
 from survey.stimuli import Crop
-from survey.studies import StudySummary, create_study, list_studies, rater_path, reset_rater, set_status
+from survey.studies import (
+    DEFAULT_MIN_VIEW_MS,
+    StudySummary,
+    create_study,
+    list_studies,
+    rater_path,
+    reset_rater,
+    set_status,
+)
 
 DEFAULT_BASE_URL = "http://127.0.0.1:7860"
 #: File in the data directory where ``python app.py`` records the address it serves on when it starts.
@@ -115,6 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
         "outside the study; raters who score one outside its range are flagged",
     )  # fmt: skip
     create.add_argument("--gold-image", type=Path, help="the gold items' image (default: a coffee cup)")
+    create.add_argument(
+        "--max-raters", type=int, metavar="N", help="at most N raters may start; later ones are told it is full"
+    )
+    create.add_argument(
+        "--min-view-ms", type=int, default=DEFAULT_MIN_VIEW_MS, metavar="MS",
+        help=f"refuse answers sooner than MS milliseconds after the photo was sent (default {DEFAULT_MIN_VIEW_MS})",
+    )  # fmt: skip
     create.add_argument("--instructions", help="text shown to raters (default: one for the protocol)")
     create.add_argument("--calibration", type=Path, help="calibration image, not one of the study's (default: a cat)")
     create.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR, help="folder of the weights files")
@@ -173,11 +188,15 @@ def describe(summary: StudySummary, base_url: str) -> str:
     notes = ["gold items"] if summary.gold else []
     if summary.completion_code:
         notes.append(f"completion code {summary.completion_code}")
+    limits = [f"at most {counted(summary.max_raters, 'rater')}"] if summary.max_raters is not None else []
+    if summary.min_view_ms:
+        limits.append(f"answers after {summary.min_view_ms} ms")
     return (
         f"{summary.name} [{summary.status}] {kind}, created {summary.created_at:%Y-%m-%d %H:%M} UTC: "
         f"{counted(summary.images, 'image')} × {counted(len(summary.conditions), 'condition')} "
         f"({', '.join(summary.conditions)}{''.join(f'; {note}' for note in notes)}); "
-        f"{counted(summary.raters, 'rater')} ({summary.finished_raters} finished), {counted(summary.ratings, answer)}\n"
+        f"{counted(summary.raters, 'rater')} ({summary.finished_raters} finished), {counted(summary.ratings, answer)}"
+        f"{''.join(f'; {limit}' for limit in limits)}\n"
         f"  rater link: {rater_link(summary, base_url)}"
     )
 
@@ -192,7 +211,7 @@ def run(args: argparse.Namespace, store: Store) -> None:
             calibration=args.calibration, protocol=args.protocol, allow_tie=args.allow_tie,
             presentation=args.presentation, crop=Crop.parse(args.crop) if args.crop else None,
             completion_code=args.completion_code, gold=args.gold or args.gold_image is not None,
-            gold_image=args.gold_image,
+            gold_image=args.gold_image, max_raters=args.max_raters, min_view_ms=args.min_view_ms,
         )  # fmt: skip
         print(describe(summary, base_url))
     elif args.command == "list":

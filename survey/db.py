@@ -131,6 +131,11 @@ class Study(Base):
     )  # fmt: skip
     #: Shown to a rater who has answered everything, to paste into a crowd platform (Prolific, MTurk); none if null.
     completion_code: Mapped[str | None] = mapped_column(String(COMPLETION_CODE_MAX_CHARS))
+    #: At most this many raters may start (a reset rater frees their place); no cap if null.
+    max_raters: Mapped[int | None] = mapped_column(Integer)
+    #: Least time from sending a stimulus (or pair) to accepting an answer to it, in milliseconds (0: none, as in
+    #: studies made before it existed). Sooner answers are refused and not stored.
+    min_view_ms: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
 
     images: Mapped[list[SourceImage]] = relationship(back_populates="study", order_by="SourceImage.name")
     conditions: Mapped[list[Condition]] = relationship(back_populates="study", order_by="Condition.id")

@@ -1,5 +1,6 @@
-"""The survey's user-facing errors: :class:`SurveyError` for a request it cannot accept, :class:`StorageError` (and
-:func:`storage_errors`) for a database failure, each with a message meant for the person who made the request."""
+"""The survey's user-facing errors: :class:`SurveyError` for a request it cannot accept (:class:`StudyUnavailable` when
+a study takes no new raters), :class:`StorageError` (and :func:`storage_errors`) for a database failure, each with a
+message meant for the person who made the request."""
 
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ logger = logging.getLogger(__name__)
 
 class SurveyError(ValueError):
     """A request the survey cannot accept; the message is meant for the person who made it."""
+
+
+class StudyUnavailable(SurveyError):
+    """The study takes no new raters: it is closed, or full (it has its ``max_raters``)."""
 
 
 class StorageError(SurveyError):

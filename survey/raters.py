@@ -10,15 +10,14 @@ conditions on every image for PC), :func:`progress` (where a rater is; resuming 
 A rater is their random token: whoever holds it continues their session, and nothing else does. A rater link from a
 crowd platform also carries the rater's id there (``external_id``), stored with the rater; it names them, it does not
 let anyone in: a second browser with the same id and without the token is refused (:func:`resume_token`) until the
-study's owner resets the rater (:func:`survey.studies.reset_rater`). A study's completion code is shown to raters who
-finished. ACR studies may hold gold items (:data:`~survey.db.GOLD_RANGES`).
+study's owner resets the rater (:func:`survey.studies.reset_rater`). A study may cap its raters (``max_raters``) and
+refuse answers given sooner than ``min_view_ms`` after the stimulus was sent; its completion code is shown to raters
+who finished. ACR studies may hold gold items (:data:`~survey.db.GOLD_RANGES`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import math
 import random
 import secrets
 from dataclasses import dataclass
@@ -52,10 +51,12 @@ from survey.db import (
     new_token,
     utc_now,
 )
-from survey.errors import SurveyError, storage_errors
+from survey.errors import StudyUnavailable, SurveyError, storage_errors
 from survey.schedule import pair_schedule, playlist
 
 SELF_REPORT_MAX_CHARS = 500
+CLOSED_TEXT = "This survey is closed. Thank you for your interest!"
+FULL_TEXT = "This survey is full: it has all the raters it needs. Thank you for your interest!"
 ID_TAKEN = (
     "This rater id has already started this survey in another browser. Continue there, or ask the study's owner "
     "to reset it."
@@ -73,8 +74,9 @@ class Progress:
 
     ``stimulus`` is the opaque id of what to answer next, ``None`` once everything is answered: a stimulus (ACR)
     or a trial (PC), whose two stimuli ``pair`` holds as (version A, version B). ``allow_tie`` and ``presentation``
-    say how a PC study asks; ``completion_code`` is the study's, once the rater has finished. Nothing here tells
-    which condition a stimulus shows.
+    say how a PC study asks; ``min_view_ms`` is how long after it was sent an answer is accepted, in milliseconds;
+    ``completion_code`` is the study's, once the rater has finished. Nothing here tells which condition a stimulus
+    shows.
     """
 
     study: str
@@ -86,6 +88,7 @@ class Progress:
     pair: tuple[str, str] | None = None
     allow_tie: bool = False
     presentation: str = FLIP
+    min_view_ms: int = 0
     completion_code: str | None = None
 
     @property
@@ -95,12 +98,14 @@ class Progress:
 
 @dataclass(frozen=True)
 class StudyIntro:
-    """What a rater sees before rating: instructions and the opaque ids of the two calibration examples' PNGs."""
+    """What a rater sees before rating: instructions and the opaque ids of the two calibration examples' PNGs; whether
+    the study is open, and whether it is full (no place for a new rater)."""
 
     instructions: str
     best_example: str
     worst_example: str
     study_open: bool
+    full: bool = False
     protocol: str = ACR
     allow_tie: bool = False
     presentation: str = FLIP
@@ -138,7 +143,7 @@ def _study_by_public_id(session: Session, study_id: str) -> Study:
 #: The columns of a rater and their study that answering needs (:func:`_rater`).
 RATER_COLUMNS = (
     Rater.id, Rater.token, Rater.finished_at, Study.status, Study.protocol, Study.allow_tie, Study.presentation,
-    Study.completion_code,
+    Study.min_view_ms, Study.completion_code,
 )  # fmt: skip
 #: Versions A and B of a trial.
 _LEFT, _RIGHT = aliased(Stimulus), aliased(Stimulus)
@@ -158,6 +163,14 @@ def _count(table: type[Assignment | Rating | Trial | Choice], rater_id: int) -> 
     return select(func.count()).select_from(table).where(table.rater_id == rater_id).scalar_subquery()
 
 
+def _is_full(session: Session, study: Study) -> bool:
+    """Whether ``study`` has as many raters as its cap (never without one)."""
+    if study.max_raters is None:
+        return False
+    raters = session.scalar(select(func.count()).select_from(Rater).where(Rater.study_id == study.id)) or 0
+    return raters >= study.max_raters
+
+
 def study_intro(store: Store, study_id: str) -> StudyIntro:
     """Instructions and calibration examples of the study whose rater link holds ``study_id``."""
     with store.session() as session:
@@ -167,6 +180,7 @@ def study_intro(store: Store, study_id: str) -> StudyIntro:
             best_example=study.calibration_high,
             worst_example=study.calibration_low,
             study_open=study.status == OPEN,
+            full=_is_full(session, study),
             protocol=study.protocol,
             allow_tie=study.allow_tie,
             presentation=study.presentation,
@@ -216,8 +230,8 @@ def start_rater(
     ``self_report`` is optional free text (trimmed to 500 characters). ``external_id`` is the rater's id on a crowd
     platform (from the rater link; at most 128 characters), unique within the study: an id that has started already
     is refused with :data:`ID_TAKEN` (the rater resumes with their token instead, :func:`resume_token`). Raises
-    :class:`SurveyError` when the link is invalid or the study is closed, :class:`StorageError` when the database
-    fails.
+    :class:`StudyUnavailable` when the study is closed or full, :class:`SurveyError` when the link is invalid,
+    :class:`StorageError` when the database fails.
     """
     rng = rng or random.Random()
     external_id = validate_external_id(external_id)
@@ -225,7 +239,9 @@ def start_rater(
         with storage_errors(), store.session() as session, session.begin():
             study = _study_by_public_id(session, study_id)
             if study.status != OPEN:
-                raise SurveyError("This survey is closed. Thank you for your interest.")
+                raise StudyUnavailable(CLOSED_TEXT)
+            if _is_full(session, study):
+                raise StudyUnavailable(FULL_TEXT)
             taken = select(Rater.id).where(Rater.study_id == study.id, Rater.external_id == external_id)
             if external_id and session.scalar(taken) is not None:
                 raise SurveyError(ID_TAKEN)
@@ -298,24 +314,18 @@ def _advance(connection: Connection, rater: Row, study_id: str) -> Progress:
     return Progress(
         study=study_id, token=rater.token, done=done, total=total, stimulus=next_up and next_up[1],
         study_open=rater.status == OPEN, pair=tuple(next_up[2:]) if next_up and rater.protocol == PC else None,
-        allow_tie=rater.allow_tie, presentation=rater.presentation,
+        allow_tie=rater.allow_tie, presentation=rater.presentation, min_view_ms=rater.min_view_ms,
         completion_code=None if next_up else rater.completion_code,
     )  # fmt: skip
 
 
 def validate_score(score: object) -> int:
-    """``score`` as an int on the ACR scale; :class:`SurveyError` unless it is a whole number from 1 to 5.
-
-    Whole floats and numeric strings (``4.0``, ``"4"``) are accepted, as API clients send them.
-    """
-    value = math.nan
-    if isinstance(score, int | float | str) and not isinstance(score, bool):
-        with contextlib.suppress(ValueError):
-            value = float(score)
-    if not (value.is_integer() and MIN_SCORE <= value <= MAX_SCORE):
+    """``score`` itself if it is an ``int`` on the ACR scale (1 to 5); :class:`SurveyError` for anything else, floats
+    (``4.0``), strings (``"4"``) and booleans included."""
+    if isinstance(score, bool) or not isinstance(score, int) or not MIN_SCORE <= score <= MAX_SCORE:
         scale = ", ".join(f"{s} {label}" for s, label in sorted(ACR_LABELS.items()))
         raise SurveyError(f"A score must be a whole number on the scale {scale}; got {score!r}.")
-    return int(value)
+    return score
 
 
 def validate_choice(choice: object, allow_tie: bool) -> str:
@@ -333,11 +343,12 @@ def submit_rating(
     """Store rater ``token``'s score (1–5) for stimulus ``stimulus_id`` of an ACR study, with how their browser showed
     it (``viewing``), and return their new progress.
 
-    The response time is measured on the server from when :func:`progress` last sent the stimulus. A second
-    score for the same stimulus (a double click, a retry) is ignored: the first one given is kept. Raises
-    :class:`SurveyError`, storing nothing, for a score off the scale, a stimulus not shown to this rater, an
-    unknown rater or a closed study, and :class:`StorageError` when the database fails (locked by another writer
-    beyond the busy timeout, disk full); the ratings already stored are kept.
+    The response time is measured on the server from when :func:`progress` last sent the stimulus; a score given
+    sooner than the study's ``min_view_ms`` after that is refused. A second score for the same stimulus (a double
+    click, a retry) is ignored: the first one given is kept. Raises :class:`SurveyError`, storing nothing, for a score
+    off the scale, one given too soon, a stimulus not shown to this rater, an unknown rater or a closed study, and
+    :class:`StorageError` when the database fails (locked by another writer beyond the busy timeout, disk full); the
+    ratings already stored are kept.
     """
     value = validate_score(score)
     with storage_errors():
@@ -371,9 +382,10 @@ def _submit(
                 asks = "a choice between two versions" if rater.protocol == PC else "a score from 1 to 5"
                 raise SurveyError(f"This survey asks for {asks}.")
             if protocol == PC:
-                answer = _new_choice(connection, rater.id, item_id, validate_choice(value, rater.allow_tie))
+                choice = validate_choice(value, rater.allow_tie)
+                answer = _new_choice(connection, rater.id, item_id, choice, rater.min_view_ms)
             else:
-                answer = _new_rating(connection, rater.id, item_id, int(value))  # validated by submit_rating
+                answer = _new_rating(connection, rater.id, item_id, int(value), rater.min_view_ms)  # validated
             if answer is not None:
                 connection.execute(answer.values(**dataclasses.asdict(viewing)))
             return _advance(connection, rater, study_id)
@@ -385,12 +397,18 @@ def _submit(
     return progress(store, study_id, token)
 
 
-def _elapsed_ms(shown_at: datetime) -> int:
-    return max(round((utc_now() - shown_at).total_seconds() * 1000), 0)
+def _response_ms(shown_at: datetime, min_view_ms: int, what: str) -> int:
+    """Milliseconds since ``shown_at``; :class:`SurveyError` if fewer than ``min_view_ms`` (``what`` was shown: "the
+    photo", "both versions")."""
+    elapsed = max(round((utc_now() - shown_at).total_seconds() * 1000), 0)
+    if elapsed < min_view_ms:
+        raise SurveyError(f"Please look at {what} for at least {min_view_ms / 1000:g} s before answering.")
+    return elapsed
 
 
-def _new_rating(connection: Connection, rater_id: int, stimulus_id: str, score: int) -> Insert | None:
-    """The insert of the rating, ``None`` if the rater already rated that stimulus."""
+def _new_rating(connection: Connection, rater_id: int, stimulus_id: str, score: int, min_view_ms: int) -> Insert | None:
+    """The insert of the rating, ``None`` if the rater already rated that stimulus; :class:`SurveyError` if it was
+    shown less than ``min_view_ms`` ago."""
     assignment = connection.execute(
         select(Assignment.stimulus_id, Assignment.shown_at, Rating.id)
         .join(Stimulus, Assignment.stimulus_id == Stimulus.id)
@@ -401,13 +419,15 @@ def _new_rating(connection: Connection, rater_id: int, stimulus_id: str, score: 
         raise SurveyError("That image is not one you were shown; please rate the image on your screen.")
     if assignment.id is not None:
         return None
+    response_ms = _response_ms(assignment.shown_at, min_view_ms, "the photo")
     return insert(Rating).values(
-        rater_id=rater_id, stimulus_id=assignment.stimulus_id, score=score, response_ms=_elapsed_ms(assignment.shown_at)
+        rater_id=rater_id, stimulus_id=assignment.stimulus_id, score=score, response_ms=response_ms
     )
 
 
-def _new_choice(connection: Connection, rater_id: int, trial_id: str, choice: str) -> Insert | None:
-    """The insert of the choice, ``None`` if the rater already answered that trial."""
+def _new_choice(connection: Connection, rater_id: int, trial_id: str, choice: str, min_view_ms: int) -> Insert | None:
+    """The insert of the choice, ``None`` if the rater already answered that trial; :class:`SurveyError` if it was
+    shown less than ``min_view_ms`` ago."""
     trial = connection.execute(
         select(Trial.position, Trial.shown_at, Choice.id)
         .outerjoin(Choice, (Choice.rater_id == Trial.rater_id) & (Choice.position == Trial.position))
@@ -417,9 +437,8 @@ def _new_choice(connection: Connection, rater_id: int, trial_id: str, choice: st
         raise SurveyError("That pair is not one you were shown; please choose between the versions on your screen.")
     if trial.id is not None:
         return None
-    return insert(Choice).values(
-        rater_id=rater_id, position=trial.position, choice=choice, response_ms=_elapsed_ms(trial.shown_at)
-    )
+    response_ms = _response_ms(trial.shown_at, min_view_ms, "both versions")
+    return insert(Choice).values(rater_id=rater_id, position=trial.position, choice=choice, response_ms=response_ms)
 
 
 def _answered(connection: Connection, token: str, item_id: str) -> bool:

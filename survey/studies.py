@@ -68,6 +68,8 @@ from survey.stimuli import (
 
 #: Where the rater page lives in the app: ``/rate/<study public id>`` (served by :mod:`survey.ui.rate`).
 RATE_PATH = "/rate"
+#: The least viewing time of a study made by ``python -m survey create`` unless it says otherwise, in milliseconds.
+DEFAULT_MIN_VIEW_MS = 1000
 DEFAULT_INSTRUCTIONS = (
     "You will see a series of photos, one at a time. Some have been enlarged from a small version by different "
     "methods. Rate the overall visual quality of each photo on this scale, trusting your first impression; "
@@ -102,6 +104,9 @@ class StudySummary:
     completion_code: str | None = None
     #: Whether the study holds gold items.
     gold: bool = False
+    #: The cap on raters (None: no cap) and the least viewing time in milliseconds (:class:`~survey.db.Study`).
+    max_raters: int | None = None
+    min_view_ms: int = 0
 
 
 def rater_path(study_id: str) -> str:
@@ -129,6 +134,8 @@ def create_study(
     completion_code: str | None = None,
     gold: bool = False,
     gold_image: str | Path | None = None,
+    max_raters: int | None = None,
+    min_view_ms: int = 0,
 ) -> StudySummary:
     """Create a study from a folder of ground-truth images and precompute every stimulus.
 
@@ -160,6 +167,9 @@ def create_study(
         gold: ACR only: add gold items, the nearest-neighbour ×4 and the original of ``gold_image`` (default
             scikit-image's coffee cup, cut to the size of the study's first image), mixed into every rater's order
             and left out of the analysis; a rater who scores one outside :data:`~survey.db.GOLD_RANGES` is flagged.
+        max_raters: at most this many raters may start (at least 1); no cap by default.
+        min_view_ms: an answer given sooner than this many milliseconds after its stimulus was sent is refused; 0
+            (none) by default here, :data:`DEFAULT_MIN_VIEW_MS` from the command line.
 
     Conditions are the computed methods, then the output folders by name, then the reference and the anchor.
 
@@ -169,6 +179,7 @@ def create_study(
         cannot be used. Everything is checked before anything is written, and nothing is written when creation fails.
     """
     name, completion_code = _checked_options(name, protocol, allow_tie, presentation, gold, completion_code)
+    _check_limits(max_raters, min_view_ms)
     computed = _computed_methods(methods, outputs)
     _check_name_free(store, name)
     paths = _study_images(images_dir)
@@ -179,6 +190,7 @@ def create_study(
     study = _new_study(
         name, instructions, protocol, allow_tie, presentation, completion_code, conditions, gold=gold_source is not None
     )
+    study.max_raters, study.min_view_ms = max_raters, min_view_ms
     with _stimuli_folder(store, study):
         _make_stimuli(store, study, conditions, paths, crop, calibration, gold_source)
         _write_rows(store, study)
@@ -205,6 +217,14 @@ def _checked_options(
     if completion_code and len(completion_code) > COMPLETION_CODE_MAX_CHARS:
         raise SurveyError(f"A completion code has at most {COMPLETION_CODE_MAX_CHARS} characters.")
     return name, completion_code
+
+
+def _check_limits(max_raters: int | None, min_view_ms: int) -> None:
+    """:class:`SurveyError` unless ``max_raters`` is None or at least 1 and ``min_view_ms`` is at least 0."""
+    if max_raters is not None and max_raters < 1:
+        raise SurveyError(f"A study needs room for at least 1 rater; got a cap of {max_raters}.")
+    if min_view_ms < 0:
+        raise SurveyError(f"The minimum viewing time cannot be negative; got {min_view_ms} ms.")
 
 
 def _computed_methods(methods: Sequence[str], outputs: str | Path | None) -> list[Method]:
@@ -384,7 +404,8 @@ def summarize(store: Store, name: str) -> StudySummary:
             images=len(images), conditions=tuple(c.name for c in study.conditions if c.id in shown),
             raters=raters or 0, finished_raters=finished or 0, ratings=session.scalar(answers) or 0,
             protocol=study.protocol, allow_tie=study.allow_tie, presentation=study.presentation,
-            completion_code=study.completion_code, gold=len(images) < len(study.images),
+            completion_code=study.completion_code, gold=len(images) < len(study.images), max_raters=study.max_raters,
+            min_view_ms=study.min_view_ms,
         )  # fmt: skip
 
 
@@ -407,8 +428,8 @@ def reset_rater(store: Store, name: str, external_id: str) -> int:
     """Delete the unfinished session of the rater of study ``name`` whom a crowd platform calls ``external_id``, with
     the answers they gave, and return how many answers that was.
 
-    The id is then free: the next browser arriving with it starts afresh, in a new random order. The old browser's
-    token no longer works. A rater who has finished is not
+    The id is then free: the next browser arriving with it starts afresh, in a new random order, and the rater's place
+    under the study's cap is free again. The old browser's token no longer works. A rater who has finished is not
     reset (:class:`SurveyError`; their answers are kept, and their id stays taken), nor is an id nobody started with.
     """
     external_id = external_id.strip()

@@ -16,7 +16,7 @@ from sr_app.methods import REGISTRY
 from survey.db import NEAREST, REFERENCE, Store
 from survey.errors import SurveyError
 from survey.studies import StudySummary, create_study
-from survey.ui.rate import BlocksWithRaterPage, RaterPage, rater_answer, rater_open, rater_start
+from survey.ui.rate import BlocksWithRaterPage, RateLimits, RaterPage, rater_answer, rater_open, rater_start
 from survey.ui.results import WRONG_PASSWORD, build_results_tab, results_export, results_show, results_studies
 from tests.survey_fixtures import blank_random_ids, image_folder, png_chunks, tmp_store
 
@@ -100,7 +100,7 @@ def test_through_the_app_raters_learn_nothing_and_admins_need_the_password(
 ) -> None:
     """The rater page mounted on a Gradio app with the Results tab, as in ``app.py``."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    with BlocksWithRaterPage(store) as demo, gr.Tab("Results"):
+    with BlocksWithRaterPage(store, RateLimits(answer=None)) as demo, gr.Tab("Results"):
         build_results_tab(store, PASSWORD)
     demo.queue(default_concurrency_limit=1)
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True)

@@ -194,6 +194,7 @@ def test_a_database_from_before_the_rater_page_gets_the_new_columns(tmp_path: Pa
     store = open_store(data, database_url=f"sqlite:///{data / DATABASE_FILE}")
     (old,) = list_studies(store)
     assert old.completion_code is None and not old.gold
+    assert old.max_raters is None and old.min_view_ms == 0  # no cap, no minimum viewing time: as it was made
     study = create_study(
         store, "new", image_folder(tmp_path / "hr"), ["bicubic"], reference=True, anchors=True, gold=True,
         completion_code="X",

@@ -2,9 +2,11 @@
 with photos wider than the screen, and whole pair comparisons on the phone (flipped by taps, keys and the Flip button)
 and on a desktop (side by side). Every photo is shown one image pixel per CSS pixel, never scaled down, fully visible
 or pannable; the answer buttons stay on the screen; nothing on the page names a method or the lab; the completion code
-shows at the end. Skipped without Chromium at /usr/bin/chromium or the ``playwright`` package. Screenshots go to
-/tmp/survey_rater_*.png."""
+shows at the end. The page waits out a study's minimum viewing time before it lets a rater answer, and shows a refusal
+(too many requests) on its error line. Skipped without Chromium at /usr/bin/chromium or the ``playwright`` package.
+Screenshots go to /tmp/survey_rater_*.png."""
 
+import contextlib
 import re
 import socket
 import threading
@@ -19,7 +21,7 @@ from sqlalchemy import select
 
 from survey.db import LEFT, PC, RIGHT, SIDE_BY_SIDE, TIE, Choice, Rating, Store
 from survey.studies import create_study
-from survey.ui.rate import app_kwargs
+from survey.ui.rate import RateLimits, app_kwargs
 from tests.survey_fixtures import blank_random_ids, image_folder, tmp_store
 from tests.test_survey_rater_page import FORBIDDEN
 
@@ -70,10 +72,11 @@ def store(tmp_path: Path) -> Store:
     return tmp_store(tmp_path)
 
 
-@pytest.fixture()
-def url(store: Store) -> Iterator[str]:
-    """The rater page of ``store``'s studies, served by uvicorn in a thread (as under the app, without Gradio)."""
-    server = uvicorn.Server(uvicorn.Config(FastAPI(**app_kwargs(store)), port=free_port(), log_level="warning"))
+@contextlib.contextmanager
+def serve(store: Store, limits: RateLimits) -> Iterator[str]:
+    """The rater page of ``store``'s studies with ``limits``, served by uvicorn in a thread (as under the app, without
+    Gradio); its address."""
+    server = uvicorn.Server(uvicorn.Config(FastAPI(**app_kwargs(store, limits)), port=free_port(), log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
@@ -83,6 +86,13 @@ def url(store: Store) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@pytest.fixture()
+def url(store: Store) -> Iterator[str]:
+    """The rater page without a limit on answers: the tests answer as fast as the page lets them."""
+    with serve(store, RateLimits(answer=None)) as address:
+        yield address
 
 
 @pytest.fixture()
@@ -234,3 +244,34 @@ def test_pairs_side_by_side_on_a_desktop(store: Store, url: str, browser, tmp_pa
     finally:
         page.screenshot(path="/tmp/survey_rater_desktop.png")
         page.close()
+
+
+def test_the_page_waits_out_the_minimum_viewing_time_and_shows_a_refusal(store: Store, browser, tmp_path: Path) -> None:
+    study = create_study(store, "slow", image_folder(tmp_path / "hr", n_images=2), ["bicubic"], anchors=True,
+                         min_view_ms=2500)  # fmt: skip
+    page = browser.new_page(**DESKTOP)
+    page.set_default_timeout(TIMEOUT_MS)
+    buttons = page.locator("#controls button")
+    with serve(store, RateLimits(answer="1/minute")) as address:
+        try:
+            page.goto(f"{address}/rate/{study.public_id}")
+            page.get_by_role("button", name="Start").click()
+            expect()(page.locator("#count")).to_have_text("0 of 4 rated")
+            page.wait_for_function("() => document.querySelector('#frames img').complete")
+            assert all(buttons.nth(i).is_disabled() for i in range(buttons.count()))  # the photo is new: wait
+            page.keyboard.press("4")  # ignored while the buttons are disabled: nothing is sent
+            start = time.monotonic()
+            expect()(buttons.first).to_be_enabled()
+            assert time.monotonic() - start > 1.0  # enabled only after (most of) the 2.5 s, counted from the answer
+            page.keyboard.press("4")
+            answered(page, 1, 4, "rated")  # accepted: the server's minimum had passed
+            expect()(page.locator("#status")).to_be_empty()
+            page.keyboard.press("3")  # the second answer within the minute: refused by the rate limit
+            expect()(page.locator("#status")).to_contain_text("Too many requests from your address")
+            expect()(page.locator("#count")).to_have_text("1 of 4 rated")
+            expect()(buttons.first).to_be_enabled()  # the rater may try again later
+        finally:
+            page.screenshot(path="/tmp/survey_rater_min_view.png")
+            page.close()
+    with store.session() as session:
+        assert session.scalars(select(Rating.score)).all() == [4]

@@ -1,5 +1,6 @@
 """The rater page over HTTP (no browser): a rater-only page, the JSON flow of ACR and PC studies, and no side channel
-that tells the versions of one image apart (byte sizes, caching headers, ids, server paths)."""
+that tells the versions of one image apart (byte sizes, caching headers, ids, server paths). Without rate limits or a
+minimum viewing time: ``test_public_survey.py`` checks those, and what a hostile client may try."""
 
 import json
 import re
@@ -16,7 +17,7 @@ from sr_app.methods import REGISTRY
 from survey.db import NEAREST, PC, REFERENCE, SIDE_BY_SIDE, Rater, SourceImage, Stimulus, Store, Study
 from survey.export import export_study
 from survey.studies import StudySummary, create_study
-from survey.ui.rate import PAGE_HTML, app_kwargs
+from survey.ui.rate import PAGE_HTML, RateLimits, app_kwargs
 from tests.survey_fixtures import blank_random_ids, image_folder, png_chunks, tmp_store
 
 CODE = "C0MPLETE-7Q"
@@ -25,6 +26,7 @@ FORBIDDEN = re.compile("|".join([*REGISTRY, NEAREST, REFERENCE, "anchor", "gradi
                        re.IGNORECASE)  # fmt: skip
 OPAQUE = re.compile(r"[A-Za-z0-9_-]{22}")
 PHONE = {"viewport_width": 390, "viewport_height": 844, "device_pixel_ratio": 3.0, "scale": 1.0, "display_ms": 2150}
+NO_LIMITS = RateLimits(open=None, start=None, answer=None)
 
 
 @pytest.fixture()
@@ -34,7 +36,7 @@ def store(tmp_path: Path) -> Store:
 
 @pytest.fixture()
 def client(store: Store) -> TestClient:
-    return TestClient(FastAPI(**app_kwargs(store)))
+    return TestClient(FastAPI(**app_kwargs(store, NO_LIMITS)))
 
 
 @pytest.fixture()
@@ -132,14 +134,15 @@ def test_bad_answers_are_refused_with_a_message_and_not_stored(
         ({"answer": "left"}, "This survey asks for a score"),
         ({"answer": 3, "scale": 0}, "scale must be a number from 0.001"),
         ({"answer": 3, "viewport_width": -390}, "viewport_width must be a number from 1"),
-        ({"answer": 3, "item": "not-shown"}, "not one you were shown"),
-        ({"answer": 3, "token": "someone-else"}, "Unknown participant"),
+        ({"answer": 3, "item": "x" * 22}, "not one you were shown"),  # well-formed ids that lead nowhere
+        ({"answer": 3, "token": "y" * 22}, "Unknown participant"),
+        ({"answer": 3, "token": "someone-else"}, "token: String should match pattern"),
+        ({"item": start["item"]}, "answer: Field required"),
     ]:
         response = client.post(answer, json={"token": start["token"], "item": start["item"], **body})
         assert response.status_code == 400 and message in response.json()["error"], response.text
-    assert client.post(answer, json={"token": start["token"]}).status_code == 422  # malformed: no item, no answer
     assert client.post(f"/rate/{study.public_id}/start", json={"external_id": "x" * 129}).status_code == 400
-    ok = client.post(answer, json={"token": start["token"], "item": start["item"], "answer": "3"})
+    ok = client.post(answer, json={"token": start["token"], "item": start["item"], "answer": 3})
     assert ok.json()["done"] == 1  # nothing above was stored
 
 

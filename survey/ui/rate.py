@@ -8,12 +8,16 @@ served by the same server as the Gradio app but not through Gradio's queue (:cla
 - ``POST /rate/<study>/open`` ``{token, external_id}``: the page for someone arriving (:func:`rater_open`).
 - ``POST /rate/<study>/start`` ``{token, external_id, self_report}``: start or resume rating (:func:`rater_start`).
 - ``POST /rate/<study>/answer`` ``{token, item, answer, viewport_width, viewport_height, device_pixel_ratio, scale,
-  display_ms}``: a score 1–5 (ACR) or a choice ``left``/``right``/``tie`` (PC) with how the photo was shown
-  (:func:`rater_answer`).
+  display_ms}``: a score (ACR: a JSON integer 1–5) or a choice (PC: exactly ``"left"``, ``"right"`` or ``"tie"``)
+  with how the photo was shown (integers, and finite numbers for ``device_pixel_ratio`` and ``scale``), at least the
+  study's ``min_view_ms`` after the photo was sent (:func:`rater_answer`).
 - ``GET /rate/<study>/<id>.png``: a stimulus or calibration PNG (:func:`png_response`).
 
 The endpoints answer with a :class:`RaterPage` as JSON, or ``{"error": message}`` with status 400 (a request the
-survey refuses; the message is for the rater) or 503 (the database failed; nothing was lost, retrying helps).
+survey refuses, or one that is not the JSON an endpoint takes: :class:`RaterRoute`; the message is for the rater), 429
+(too many requests from one address: :class:`RateLimits`) or 503 (the database failed; nothing was lost, retrying
+helps). Tokens and ids are 22 URL-safe characters; every text field has a length limit, which pydantic checks on the
+text as Unicode, so a lone surrogate (JSON can spell ``"\ud800"``) is refused like any other malformed field.
 
 Identity: the rater's token is kept in the browser's local storage and sent with ``open`` and ``start``, so a reload
 resumes at the same photo. A crowd id that has started already resumes only with its own token; without it the
@@ -36,24 +40,34 @@ compresses them); all versions of one image have the same size in pixels and the
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from email.utils import formatdate
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, quote, urlencode
 
 import gradio as gr
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from pydantic import BaseModel, Field
+from fastapi.routing import APIRoute
+from limits import parse_many
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from slowapi import Limiter
+from slowapi.errors import RateLimitExceeded
+from slowapi.util import get_remote_address
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sr_app.web import MIDDLEWARE
 from survey.db import ACR, ACR_LABELS, FLIP, PC, Store
-from survey.errors import StorageError, SurveyError
+from survey.errors import StorageError, StudyUnavailable, SurveyError
 from survey.raters import (
+    CLOSED_TEXT,
+    FULL_TEXT,
     NOT_REPORTED,
     Progress,
     Viewing,
@@ -71,12 +85,13 @@ STUDY_PARAM = "study"
 PAGE_HTML = (Path(__file__).parent / "rater.html").read_text(encoding="utf-8")
 #: Opaque ids (study public ids, stimulus and calibration tokens): 22 URL-safe characters, see ``survey.db.new_token``.
 OPAQUE_ID = re.compile(r"[A-Za-z0-9_-]{22}")
-#: A number written as text ("4", "4.0"), as API clients may send a score.
-NUMBER = re.compile(r"\s*[-+]?\d+(\.\d*)?\s*")
 #: The scale as the page shows it, top first.
 SCALE = tuple(ACR_LABELS.items())
 INVALID_LINK = "This survey link is not valid. Please check the address you were given."
-CLOSED_TEXT = "This survey is closed. Thank you for your interest!"
+TOO_MANY_REQUESTS = "Too many requests from your address (at most {limit}). Please wait a moment and try again."
+#: The environment variables that override the default rate limits, by endpoint (``SR_LAB_RATE_LIMIT_ANSWER`` …),
+#: and the value that turns an endpoint's limit off.
+RATE_LIMIT_ENV, NO_LIMIT = "SR_LAB_RATE_LIMIT_", "none"
 #: Headers of every stimulus file (with the study's one Last-Modified): cached by the browser, never revalidated, never
 #: compressed on the way (the files are uncompressed so that their size tells nothing; a gzip would undo that).
 PNG_HEADERS = {
@@ -96,7 +111,8 @@ class RaterPage:
     ``instructions``, ``scale`` ((score, label), top first; ACR) and ``examples`` (the opaque ids of the top and
     bottom calibration PNGs; ACR) are for the welcome page. ``item`` is the opaque id of what to answer (a stimulus
     or a trial) and ``images`` the opaque ids of its PNGs (one, or versions A and B); ``done`` of ``total`` are
-    answered. ``completion_code`` is shown on the done page ("" when the study has none).
+    answered; the answer buttons stay disabled for ``min_view_ms`` milliseconds after the page arrives.
+    ``completion_code`` is shown on the done page ("" when the study has none).
     """
 
     view: View
@@ -112,6 +128,7 @@ class RaterPage:
     total: int = 0
     allow_tie: bool = False
     presentation: str = FLIP
+    min_view_ms: int = 0
     completion_code: str = ""
 
 
@@ -125,9 +142,10 @@ def page_for(state: Progress) -> RaterPage:
     if state.pair is not None:
         return RaterPage(
             "choose", protocol=PC, item=state.stimulus or "", images=state.pair, allow_tie=state.allow_tie,
-            presentation=state.presentation, **counts,
+            presentation=state.presentation, min_view_ms=state.min_view_ms, **counts,
         )  # fmt: skip
-    return RaterPage("rate", item=state.stimulus or "", images=(state.stimulus or "",), **counts)
+    item = state.stimulus or ""
+    return RaterPage("rate", item=item, images=(item,), min_view_ms=state.min_view_ms, **counts)
 
 
 def resumed(store: Store, study_id: str, token: str, external_id: str) -> RaterPage | None:
@@ -155,8 +173,8 @@ def rater_open(store: Store, study_id: str, token: str = "", external_id: str = 
         intro = study_intro(store, study_id)
     except SurveyError:
         return RaterPage("invalid", message=INVALID_LINK)
-    if not intro.study_open:
-        return RaterPage("closed", message=CLOSED_TEXT)
+    if not intro.study_open or intro.full:
+        return RaterPage("closed", message=CLOSED_TEXT if not intro.study_open else FULL_TEXT)
     if intro.protocol == PC:  # a choice between two versions needs no calibration
         return RaterPage(
             "welcome", protocol=PC, instructions=intro.instructions, allow_tie=intro.allow_tie,
@@ -168,18 +186,22 @@ def rater_open(store: Store, study_id: str, token: str = "", external_id: str = 
 def rater_start(
     store: Store, study_id: str, token: str = "", external_id: str = "", self_report: str = ""
 ) -> RaterPage:
-    """Start rating: resume the rater if they started this study, else register a new one."""
+    """Start rating: resume the rater if they started this study, else register a new one (or say that the study is
+    closed or full)."""
     if page := resumed(store, study_id, token, external_id):
         return page
-    return page_for(start_rater(store, study_id, self_report, external_id=external_id))
+    try:
+        return page_for(start_rater(store, study_id, self_report, external_id=external_id))
+    except StudyUnavailable as error:
+        return RaterPage("closed", message=str(error))
 
 
 def rater_answer(
     store: Store, study_id: str, token: str, item: str, answer: int | str, viewing: Viewing = NOT_REPORTED
 ) -> RaterPage:
-    """Save ``answer`` to ``item`` and move on: a number is a score 1–5 (ACR), anything else a choice for a pair (PC:
+    """Save ``answer`` to ``item`` and move on: an ``int`` is a score 1–5 (ACR), a ``str`` a choice for a pair (PC:
     ``left``, A is better; ``right``, B is; ``tie``, no difference). A repeated answer is ignored."""
-    if isinstance(answer, str) and not NUMBER.fullmatch(answer):
+    if isinstance(answer, str):
         return page_for(submit_choice(store, study_id, token, item, answer, viewing))
     return page_for(submit_rating(store, study_id, token, item, answer, viewing))
 
@@ -199,20 +221,104 @@ def png_response(store: Store, study_id: str, name: str) -> Response:
     return Response(content, media_type="image/png", headers=headers)
 
 
+def error_response(message: str, status_code: int) -> JSONResponse:
+    """``{"error": message}`` with ``status_code``: how the page is told why a request was refused."""
+    return JSONResponse({"error": message}, status_code=status_code, headers=NO_STORE)
+
+
 def as_json(make_page: Callable[[], RaterPage]) -> JSONResponse:
     """``make_page()`` as JSON; a refused request as ``{"error": message}`` with status 400, a database failure 503."""
     try:
         return JSONResponse(dataclasses.asdict(make_page()), headers=NO_STORE)
     except StorageError as error:
-        return JSONResponse({"error": str(error)}, status_code=503, headers=NO_STORE)
+        return error_response(str(error), 503)
     except SurveyError as error:
-        return JSONResponse({"error": str(error)}, status_code=400, headers=NO_STORE)
+        return error_response(str(error), 400)
 
 
-class Arrival(BaseModel):
+@dataclasses.dataclass(frozen=True)
+class RateLimits:
+    """How many requests one client address may make to each rater endpoint, in the notation of the ``limits``
+    package (``"3/second;60/minute"``: both apply), counted over moving windows in the app process's memory; ``None``
+    for no limit. The defaults leave a rater far from them (the page sends one ``open`` per load, one ``start``, and
+    one answer per photo, at most one a second under the default minimum viewing time) and stop a script. Raters
+    behind one address (a lab's NAT) share its limits. The page itself and the PNGs are not limited."""
+
+    open: str | None = "60/minute"
+    start: str | None = "10/minute;50/hour"
+    answer: str | None = "3/second;60/minute"
+
+    def __post_init__(self) -> None:
+        for endpoint, limit in dataclasses.asdict(self).items():
+            if limit is not None:
+                try:
+                    parse_many(limit)
+                except ValueError as error:
+                    raise ValueError(f"The rate limit of {endpoint} is not valid: {error}.") from error
+
+    @classmethod
+    def from_env(cls) -> RateLimits:
+        """The defaults, each replaced by ``$SR_LAB_RATE_LIMIT_<ENDPOINT>`` where set (``SR_LAB_RATE_LIMIT_ANSWER=
+        "5/second;100/minute"``; :data:`NO_LIMIT`, ``none``, for none)."""
+        limits = dataclasses.asdict(cls())
+        for endpoint, limit in limits.items():
+            value = os.environ.get(f"{RATE_LIMIT_ENV}{endpoint.upper()}", limit)
+            limits[endpoint] = None if value == NO_LIMIT else value
+        return cls(**limits)
+
+    def __str__(self) -> str:
+        return ", ".join(f"{endpoint} {limit or NO_LIMIT}" for endpoint, limit in dataclasses.asdict(self).items())
+
+
+class RaterRoute(APIRoute):
+    """A route of the rater page whose refusals come as ``{"error": message}``, as the page shows them: a body that is
+    not JSON, or not what the endpoint takes (a wrong type, a field too long, an id of the wrong form), status 400
+    (FastAPI would answer 422 and echo the input, which fails on ``Infinity``); too many requests 429."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def handle_refusals(request: Request) -> Response:
+            try:
+                return await handle(request)
+            except RequestValidationError as error:
+                return error_response(invalid_request(error), 400)
+            except RateLimitExceeded as error:
+                return error_response(TOO_MANY_REQUESTS.format(limit=error.detail), 429)
+            except HTTPException as error:  # a body FastAPI could not parse at all (nested too deep)
+                return error_response(str(error.detail), error.status_code)
+
+        return handle_refusals
+
+
+def invalid_request(error: RequestValidationError) -> str:
+    """What is wrong with a request body, for the rater page's error line: its first problem."""
+    problem = error.errors()[0]
+    if problem["type"] == "json_invalid":
+        return "The request is not valid JSON."
+    field = ".".join(str(part) for part in problem["loc"][1:2])  # the field of the body, not a union member
+    return f"The request is not valid: {field or 'the body'}: {problem['msg']}."
+
+
+class RaterRequest(BaseModel):
+    """A request body of the rater page: JSON types are taken as they are (strict: no ``true`` for 1, no ``"4"`` for
+    4, no ``4.0`` for 4); unknown fields are ignored."""
+
+    model_config = ConfigDict(strict=True)
+
+
+#: A rater token, stimulus id or trial id.
+OpaqueId = Annotated[str, Field(pattern=f"^{OPAQUE_ID.pattern}$")]
+#: The token the browser kept: a rater token, or "" before the rater has started.
+KeptToken = Annotated[str, Field(pattern=f"^({OPAQUE_ID.pattern})?$")]
+#: A finite number (JSON allows no ``Infinity`` or ``NaN``, but Python's parser reads them).
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class Arrival(RaterRequest):
     """The body of ``open``: the token the browser kept ("" if none) and the crowd platform's rater id, if any."""
 
-    token: str = Field("", max_length=100)
+    token: KeptToken = ""
     external_id: str = Field("", max_length=1000)
 
 
@@ -222,41 +328,51 @@ class Start(Arrival):
     self_report: str = Field("", max_length=10_000)
 
 
-class Answer(BaseModel):
-    """The body of ``answer``: what was answered and how the photo was shown (:class:`~survey.raters.Viewing`)."""
+class Answer(RaterRequest):
+    """The body of ``answer``: what was answered and how the photo was shown (:class:`~survey.raters.Viewing`). A
+    score is a JSON integer, a choice a string; :mod:`survey.raters` checks the scale and the choices."""
 
-    token: str = Field(max_length=100)
-    item: str = Field(max_length=100)
-    answer: int | str
+    token: OpaqueId
+    item: OpaqueId
+    answer: StrictInt | Annotated[str, Field(max_length=10)]
     viewport_width: int | None = None
     viewport_height: int | None = None
-    device_pixel_ratio: float | None = None
-    scale: float | None = None
+    device_pixel_ratio: Finite | None = None
+    scale: Finite | None = None
     display_ms: int | None = None
 
     def viewing(self) -> Viewing:
         return Viewing(**{field.name: getattr(self, field.name) for field in dataclasses.fields(Viewing)})
 
 
-def rater_router(store: Store) -> APIRouter:
-    """The page and its endpoints (see the module's docstring), on ``store``. Plain functions run in the server's
-    thread pool, outside Gradio's queue."""
-    router = APIRouter(prefix=RATE_PATH)
+def rater_router(store: Store, limits: RateLimits | None = None) -> APIRouter:
+    """The page and its endpoints (see the module's docstring), on ``store``, with ``limits`` per client address
+    (default :meth:`RateLimits.from_env`). Plain functions run in the server's thread pool, outside Gradio's queue."""
+    limits = limits or RateLimits.from_env()
+    limiter = Limiter(key_func=get_remote_address, strategy="moving-window", key_style="endpoint")
+
+    def limited(limit: str | None) -> Callable[[Callable[..., JSONResponse]], Callable[..., JSONResponse]]:
+        return limiter.limit(limit) if limit else lambda endpoint: endpoint
+
+    router = APIRouter(prefix=RATE_PATH, route_class=RaterRoute)
 
     @router.get("/{study_id}", response_class=HTMLResponse)
     def page(study_id: str) -> HTMLResponse:
         return HTMLResponse(PAGE_HTML, headers={"Cache-Control": "no-cache"})
 
     @router.post("/{study_id}/open")
-    def open_page(study_id: str, body: Arrival) -> JSONResponse:
+    @limited(limits.open)
+    def open_page(request: Request, study_id: str, body: Arrival) -> JSONResponse:
         return as_json(lambda: rater_open(store, study_id, body.token, body.external_id))
 
     @router.post("/{study_id}/start")
-    def start(study_id: str, body: Start) -> JSONResponse:
+    @limited(limits.start)
+    def start(request: Request, study_id: str, body: Start) -> JSONResponse:
         return as_json(lambda: rater_start(store, study_id, body.token, body.external_id, body.self_report))
 
     @router.post("/{study_id}/answer")
-    def answer(study_id: str, body: Answer) -> JSONResponse:
+    @limited(limits.answer)
+    def answer(request: Request, study_id: str, body: Answer) -> JSONResponse:
         return as_json(lambda: rater_answer(store, study_id, body.token, body.item, body.answer, body.viewing()))
 
     @router.get("/{study_id}/{name}.png")
@@ -285,20 +401,23 @@ class OldLinkRedirect:
         await self.app(scope, receive, send)
 
 
-def app_kwargs(store: Store) -> dict[str, Any]:
-    """Arguments of the FastAPI app under Gradio (``launch(app_kwargs=...)``) that add the rater page's routes,
-    matched before Gradio's own, :class:`OldLinkRedirect` and the app's security headers and body limit."""
-    return {"routes": rater_router(store).routes, "middleware": [*MIDDLEWARE, Middleware(OldLinkRedirect)]}
+def app_kwargs(store: Store, limits: RateLimits | None = None) -> dict[str, Any]:
+    """Arguments of the FastAPI app under Gradio (``launch(app_kwargs=...)``) that add the rater page's routes (rate
+    limited by ``limits``, default :meth:`RateLimits.from_env`), matched before Gradio's own, :class:`OldLinkRedirect`
+    and the app's security headers and body limit."""
+    return {"routes": rater_router(store, limits).routes, "middleware": [*MIDDLEWARE, Middleware(OldLinkRedirect)]}
 
 
 class BlocksWithRaterPage(gr.Blocks):
-    """``gr.Blocks`` whose server also serves the rater page of the studies in ``store`` (:func:`app_kwargs`) and
-    redirects old rater links to it, however it is launched."""
+    """``gr.Blocks`` whose server also serves the rater page of the studies in ``store`` (:func:`app_kwargs`, rate
+    limited by ``limits``) and redirects old rater links to it, however it is launched."""
 
-    def __init__(self, store: Store, **kwargs: Any) -> None:
+    def __init__(self, store: Store, limits: RateLimits | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.rater_store = store
+        self.rater_limits = limits
 
     def launch(self, *args: Any, **kwargs: Any) -> Any:
-        kwargs["app_kwargs"] = {**app_kwargs(self.rater_store), **(kwargs.get("app_kwargs") or {})}
+        rater_page = app_kwargs(self.rater_store, self.rater_limits)
+        kwargs["app_kwargs"] = {**rater_page, **(kwargs.get("app_kwargs") or {})}
         return super().launch(*args, **kwargs)
