@@ -1,16 +1,22 @@
 """Many raters at once on the app's rater page over HTTP: the rating round trip, server CPU per rating, throughput.
 
-    python benchmarks/survey_http_load.py [--raters 200] [--think 3] [--images 10] [--size 256] [--apps 1]
-                                          [--database-url URL] [--kill-after 0] [--timeout 280]
+    python benchmarks/survey_http_load.py [--raters 200] [--think 3] [--min-view-ms 1000] [--images 10] [--size 256]
+                                          [--apps 1] [--database-url URL] [--kill-after 0] [--timeout 280]
 
 Creates a study of ``--images`` random ``--size``² px images × (bicubic, hidden reference, nearest anchor) in a
 temporary data folder and starts ``--apps`` processes of ``python app.py`` on loopback, all on one database (SQLite in
 the folder, or ``--database-url``, e.g. PostgreSQL, whose survey tables are dropped first); the raters are split
 between them. Each rater is an asyncio task with plain ``httpx``, doing what a browser does: load the page, open,
-start, download the first photo; then for every photo think (an exponential pause, mean ``--think`` seconds; 0 is a
-closed loop: the next score the moment the photo arrives), post the score with the viewing values and download the
-next photo. The timed step, the rating round trip, is that post plus that download. Raters arrive at random moments
-over the first think time (or the first second, in a closed loop).
+start, download the first photo; then for every photo think (an exponential pause, mean ``--think`` seconds, but at
+least the study's ``--min-view-ms``, as the page makes a rater wait; ``--think 0 --min-view-ms 0`` is a closed loop:
+the next score the moment the photo arrives), post the score with the viewing values and download the next photo.
+The timed step, the rating round trip, is that post plus that download. Raters arrive at random moments over the first
+think time (or the first second, in a closed loop).
+
+The app runs with the rate limits of its environment (``SR_LAB_RATE_LIMIT_*``, :class:`survey.ui.rate.RateLimits`;
+the defaults unless set), which the benchmark prints. They count per client address; every rater here sends its own
+``X-Forwarded-For``, which the app's server takes as the client's address from loopback (as from a proxy on the same
+machine), so each rater is one address as in the field. A rating refused with 429 counts as a failed rater.
 
 Prints ratings per second over the run and while every rater was rating (from the last start to the first end: with
 a think time a rater's whole study takes a varying time, and the last ones rate alone), the 50th/95th/99th percentile
@@ -45,7 +51,8 @@ from sqlalchemy import select  # noqa: E402
 from benchmarks.live_app import LiveApp  # noqa: E402
 from benchmarks.survey_load import fresh_store  # noqa: E402
 from survey.db import DATABASE_URL_ENV, MAX_SCORE, MIN_SCORE, Rater, Rating, Stimulus, Store  # noqa: E402
-from survey.studies import create_study, rater_path  # noqa: E402
+from survey.studies import DEFAULT_MIN_VIEW_MS, create_study, rater_path  # noqa: E402
+from survey.ui.rate import RateLimits  # noqa: E402
 
 #: The acknowledged ratings: (rater token, stimulus id) -> score.
 Acks = dict[tuple[str, str], int]
@@ -63,6 +70,8 @@ class Run:
     study: str
     urls: list[str]
     think_s: float
+    #: The study's minimum viewing time, in seconds: the least pause before a score.
+    min_view_s: float
     deadline: float
     acks: Acks = field(default_factory=dict)
     #: When each rating was acknowledged, and when each rater started and finished (time.monotonic()).
@@ -115,8 +124,9 @@ async def rater(run: Run, client: httpx.AsyncClient, number: int) -> None:
     await download(run, client, base, page)
     run.started.append(time.monotonic())
     while page["view"] == "rate" and time.monotonic() < run.deadline:
-        if run.think_s:
-            await asyncio.sleep(rng.expovariate(1 / run.think_s))
+        think = rng.expovariate(1 / run.think_s) if run.think_s else 0.0
+        if think or run.min_view_s:
+            await asyncio.sleep(max(think, run.min_view_s))
         score = rng.randint(MIN_SCORE, MAX_SCORE)
         start = time.perf_counter()
         try:
@@ -205,8 +215,11 @@ def percentile_ms(latencies: list[float], q: int) -> float:
 
 async def browser(run: Run, number: int, tls: ssl.SSLContext) -> None:
     """Rater ``number`` with a client of their own, as a browser tab (a shared pool of hundreds of connections costs
-    httpx far more CPU per request); ``tls`` is shared (making one costs 25 ms of CPU)."""
-    async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S, verify=tls) as client:
+    httpx far more CPU per request), from an address of their own (``X-Forwarded-For``: 10.x.y.z); ``tls`` is shared
+    (making one costs 25 ms of CPU)."""
+    address = f"10.{number >> 16 & 255}.{number >> 8 & 255}.{number & 255}"
+    headers = {"X-Forwarded-For": address}
+    async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S, verify=tls, headers=headers) as client:
         await rater(run, client, number)
 
 
@@ -225,6 +238,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--raters", type=int, default=200, help="raters at once (asyncio tasks)")
     parser.add_argument("--think", type=float, default=3.0, help="mean pause before each score, in seconds (0: none)")
+    parser.add_argument(
+        "--min-view-ms", type=int, default=DEFAULT_MIN_VIEW_MS, help="the study's minimum viewing time (0: none)"
+    )
     parser.add_argument("--images", type=int, default=10, help="source images; 3 stimuli each")
     parser.add_argument("--size", type=int, default=256, help="side of the square images in pixels")
     parser.add_argument("--apps", type=int, default=1, help="app processes on the one database")
@@ -237,13 +253,16 @@ def main() -> None:
         folder, store = fresh_store(Path(tmp), args.images, args.size, args.database_url)
         if args.database_url:
             os.environ[DATABASE_URL_ENV] = args.database_url  # for the app processes
-        study = create_study(store, "load", folder, ["bicubic"], reference=True, anchors=True)
+        study = create_study(
+            store, "load", folder, ["bicubic"], reference=True, anchors=True, min_view_ms=args.min_view_ms
+        )
         n_stimuli = len(study.conditions) * study.images
         apps = [LiveApp(Path(tmp) / "data", log=Path(tmp) / f"app{i}.log") for i in range(args.apps)]
         try:
             for app in apps:
                 app.start()
-            run = Run(study.public_id, [app.url for app in apps], args.think, time.monotonic() + args.timeout)
+            deadline = time.monotonic() + args.timeout
+            run = Run(study.public_id, [app.url for app in apps], args.think, args.min_view_ms / 1000, deadline)
             server_cpu, client_cpu = sum(app.cpu_seconds() for app in apps), time.process_time()
             start = time.perf_counter()
             kill = (apps[0], store, args.kill_after) if args.kill_after else None
@@ -261,7 +280,9 @@ def main() -> None:
 
     latencies = run.latencies
     print(f"{store.engine.dialect.name}, {args.apps} app process(es): {args.raters} raters × {n_stimuli} photos of "
-          f"{args.size}² px, think time {args.think:g} s (exponential), on {os.cpu_count()} cores")  # fmt: skip
+          f"{args.size}² px, think time {args.think:g} s (exponential, at least the minimum viewing time "
+          f"{args.min_view_ms} ms), on {os.cpu_count()} cores")  # fmt: skip
+    print(f"rate limits per client address (one per rater): {RateLimits.from_env()}")
     rate, window = steady_rate(run)
     print(f"{len(run.acks)} ratings acknowledged, {len(stored)} stored, in {elapsed:.1f} s: "
           f"{len(run.acks) / elapsed:.1f} ratings/s over the run, {rate:.1f} ratings/s while all raters were rating "

@@ -1,4 +1,4 @@
-"""``python -m survey create|list|close|open|export|reset-rater``: manage studies from the command line.
+"""``python -m survey create|list|close|open|export|plan|reset-rater``: manage studies from the command line.
 
 Examples::
 
