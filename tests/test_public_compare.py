@@ -207,6 +207,7 @@ def test_a_huge_request_body_is_refused_before_it_is_read(app_url: str) -> None:
     assert response.status_code == 400 and "error" in response.json()
 
 
+@pytest.mark.slow
 def test_a_torchscript_model_is_refused_without_trust_model(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
