@@ -21,7 +21,7 @@ from pathlib import Path
 import gradio as gr
 import torch
 
-from sr_app.data_dir import data_dir_from_env
+from sr_app.data_dir import data_dir_from_env, remember_app_url
 from sr_app.engines import ENGINES, Engine
 from sr_app.images import DEFAULT_MAX_PIXELS
 from sr_app.methods import REGISTRY, Method, MethodError, Settings, resolve
@@ -29,7 +29,6 @@ from sr_app.ui import compare
 from sr_app.ui.share import DEFAULT_QUOTA, Quota
 from sr_app.upscalers import PRECISIONS, Precision
 from sr_app.weights import WEIGHTS_DIR, WeightsError
-from survey.__main__ import remember_app_url
 from survey.db import open_store
 from survey.ui.rate import BlocksWithRaterPage
 from survey.ui.results import admin_password, build_results_tab

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from sr_app.errors import UserError
+
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 #: Pillow format names :func:`decode_image` accepts, and the file suffixes that usually carry them.
 UPLOAD_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")
@@ -19,7 +21,7 @@ UPLOAD_SUFFIXES = (*sorted(IMAGE_SUFFIXES), ".gif")
 DEFAULT_MAX_PIXELS = 4_000_000
 
 
-class ImageError(ValueError):
+class ImageError(UserError, ValueError):
     """An image could not be read; the message says which and why."""
 
 

@@ -25,7 +25,8 @@ from safetensors.torch import load_file
 from torch import nn
 
 from sr_app.engines import Engine
-from sr_app.realesrgan import realesrgan_upscaler
+from sr_app.errors import UserError
+from sr_app.realesrgan import RealESRGANUpscaler
 from sr_app.upscalers import DEFAULT_TILE, SCALE, BicubicUpscaler, ModelUpscaler, Precision, Upscaler
 from sr_app.weights import WEIGHTS_DIR, WeightsError, load_weights
 
@@ -33,7 +34,7 @@ from sr_app.weights import WEIGHTS_DIR, WeightsError, load_weights
 LABEL_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
 
 
-class MethodError(ValueError):
+class MethodError(UserError, ValueError):
     """A method list names an unknown method or an invalid ``label=path``; the message says which and why."""
 
 
@@ -115,6 +116,11 @@ class SpandrelNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.descriptor(x)
+
+
+def realesrgan_upscaler(method: Method, settings: Settings) -> Upscaler:
+    """Real-ESRGAN through ncnn: always on the CPU, in ``settings.tile`` tiles; bf16 does not apply."""
+    return RealESRGANUpscaler(method.name, settings.tile)
 
 
 def user_model_upscaler(method: Method, settings: Settings) -> Upscaler:

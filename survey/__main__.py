@@ -31,6 +31,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from sr_app.data_dir import DEFAULT_BASE_URL, app_url
 from sr_app.images import ImageError
 from sr_app.methods import REGISTRY
 from sr_app.weights import WEIGHTS_DIR, WeightsError
@@ -59,22 +60,7 @@ from survey.studies import (
     set_status,
 )
 
-DEFAULT_BASE_URL = "http://127.0.0.1:7860"
-#: File in the data directory where ``python app.py`` records the address it serves on when it starts.
-APP_URL_FILE = "app-url.txt"
 BASE_URL_HELP = f"address of the app for rater links (default: the one it recorded at start, or {DEFAULT_BASE_URL})"
-
-
-def remember_app_url(data_dir: Path, url: str) -> None:
-    """Record the address the app serves on, for the rater links this CLI prints."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    (data_dir / APP_URL_FILE).write_text(url + "\n")
-
-
-def app_url(data_dir: Path) -> str:
-    """The address the app recorded in ``data_dir`` when it last started, else :data:`DEFAULT_BASE_URL`."""
-    path = data_dir / APP_URL_FILE
-    return path.read_text().strip() if path.is_file() else DEFAULT_BASE_URL
 
 
 def rater_link(summary: StudySummary, base_url: str = DEFAULT_BASE_URL) -> str:

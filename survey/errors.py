@@ -10,6 +10,8 @@ from collections.abc import Iterator
 
 from sqlalchemy.exc import OperationalError
 
+from sr_app.errors import UserError
+
 STORAGE_ERROR = (
     "The survey could not save this just now: its database is busy or out of space. Everything you rated before "
     "is kept; please try again in a moment."
@@ -17,7 +19,7 @@ STORAGE_ERROR = (
 logger = logging.getLogger(__name__)
 
 
-class SurveyError(ValueError):
+class SurveyError(UserError, ValueError):
     """A request the survey cannot accept; the message is meant for the person who made it."""
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
+from sr_app.cli import run_command
 from sr_app.methods import REGISTRY
 from sr_app.models import EDSR, EDSRConfig
 from sr_app.weights import save_weights
@@ -57,3 +59,10 @@ def tiny_weights_dir(tmp_path: Path) -> Path:
     folder = tmp_path / "weights"
     save_weights(EDSR(TINY_CONFIG), folder / REGISTRY["edsr"].weights, iterations=0)
     return folder
+
+
+def exit_status(main: Callable[[Sequence[str] | None], object], argv: Sequence[str]) -> int:
+    """The exit status of the command ``main`` run with ``argv`` as ``python -m …`` runs it (:mod:`sr_app.cli`)."""
+    with pytest.raises(SystemExit) as exited:
+        run_command(main, argv)
+    return exited.value.code or 0

@@ -15,6 +15,8 @@ import gradio as gr
 import numpy as np
 import pytest
 
+from conftest import exit_status
+from sr_app.data_dir import remember_app_url
 from sr_app.images import load_rgb
 from sr_app.methods import REGISTRY
 from sr_app.ui.compare import (
@@ -39,10 +41,10 @@ from sr_app.ui.share import (
     delete_shared,
     list_shared,
     load_shared,
-    main,
     shared_dir,
     stored_bytes,
 )
+from sr_app.ui.share.__main__ import main
 
 
 @pytest.fixture(scope="module")
@@ -120,20 +122,24 @@ def test_sharing_again_stores_nothing_new_and_a_full_store_refuses_and_keeps_wha
 def test_list_and_delete_from_the_command_line(
     bicubic: list[LoadedMethod], saved: Saved, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["--data-dir", str(tmp_path), "list"]) == 0
+    assert exit_status(main, ["--data-dir", str(tmp_path), "list"]) == 0
     assert "No shared comparisons" in capsys.readouterr().out
     first = share_comparison(saved, data_dir=tmp_path)[0].value
     other = save(compare(load_rgb(EXAMPLES_DIR / "rocket.png")[:40, :32], GROUND_TRUTH, bicubic, stem="rocket"))
     second = share_comparison(other, data_dir=tmp_path)[0].value
     assert {shared.id for shared in list_shared(tmp_path)} == {first, second}
-    assert main(["--data-dir", str(tmp_path), "list", "--base-url", "http://lab:8000/"]) == 0
+    assert exit_status(main, ["list", "--data-dir", str(tmp_path), "--base-url", "http://lab:8000/"]) == 0
     out = capsys.readouterr().out
     assert f"http://lab:8000/?compare={first}" in out and "cup (Ground truth, 32×40, 3 images" in out
     assert f"2 comparisons, {stored_bytes(shared_dir(tmp_path)) / 1e6:.1f} MB in total" in out
-    assert main(["--data-dir", str(tmp_path), "delete", first]) == 0
+    assert exit_status(main, ["--data-dir", str(tmp_path), "delete", first]) == 0
     assert [shared.id for shared in list_shared(tmp_path)] == [second]
     assert not (shared_dir(tmp_path) / first).exists()
-    assert main(["--data-dir", str(tmp_path), "delete", first]) == 2
+    assert exit_status(main, ["--data-dir", str(tmp_path), "delete", first]) == 1
     assert "no shared comparison" in capsys.readouterr().err
+    assert exit_status(main, ["delete"]) == 2  # usage: no id
+    remember_app_url(tmp_path, "http://lab.example.org:7861/")  # as the app records its address when it starts
+    assert exit_status(main, ["list", "--data-dir", str(tmp_path)]) == 0
+    assert f"http://lab.example.org:7861/?compare={second}" in capsys.readouterr().out
     delete_shared(tmp_path, second)
     assert list_shared(tmp_path) == []

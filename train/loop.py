@@ -32,6 +32,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
+from sr_app.errors import UserError
 from sr_app.models import build_network
 from sr_app.scoring import METRICS, BenchmarkImage, score_images
 from sr_app.upscalers import ModelUpscaler
@@ -49,7 +50,7 @@ ValSets = dict[str, list[BenchmarkImage]]
 Row = dict[str, float]
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(UserError, RuntimeError):
     """A loss became NaN or infinite."""
 
 

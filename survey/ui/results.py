@@ -28,7 +28,7 @@ from limits import RateLimitItem, parse
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
-from sr_app.ui.compare import user_error
+from sr_app.errors import user_error
 from survey.db import PC, Store, stored_secret
 from survey.errors import SurveyError
 from survey.export import every_rater_flagged, export_study, study_report

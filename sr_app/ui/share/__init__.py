@@ -7,23 +7,18 @@ also after a restart; Gradio's hourly cache clean-up never touches it.
 The id is derived from the content (a hash of the images, labels and table), so sharing one comparison again stores
 nothing new and gives the same link. The store has a :class:`Quota` (total bytes and number of comparisons); a
 comparison that would exceed it is refused with :class:`QuotaError`, and nothing stored is ever evicted. Manage them
-with::
-
-    python -m sr_app.ui.share list [--data-dir DIR] [--base-url http://host:port]   # with sizes and the total
-    python -m sr_app.ui.share delete ID [ID ...] [--data-dir DIR]
+with ``python -m sr_app.ui.share list|delete`` (:mod:`sr_app.ui.share.__main__`).
 
 The data folder is the app's ``--data-dir`` (the survey's), else ``$SR_LAB_DATA``, else ``~/.local/share/sr-lab``.
 """
 
 from __future__ import annotations
 
-import argparse
 import base64
 import hashlib
 import json
 import re
 import shutil
-import sys
 import tempfile
 import threading
 from collections.abc import Sequence
@@ -33,7 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sr_app.data_dir import data_dir_from_env
+from sr_app.errors import UserError
 from sr_app.ui.viewer import View
 
 #: The page address parameter that opens a shared comparison: ``/?compare=<id>``.
@@ -42,12 +37,11 @@ FOLDER = "comparisons"
 META_FILE = "comparison.json"
 #: An id: the first 128 bits of the SHA-256 of the stored content, URL-safe base64 without padding.
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{22}")
-DEFAULT_BASE_URL = "http://127.0.0.1:7860"
 #: One comparison is checked against the quota and written at a time (the app shares from several threads).
 STORE_LOCK = threading.Lock()
 
 
-class ShareError(ValueError):
+class ShareError(UserError, ValueError):
     """A shared comparison cannot be found or read; the message says which and why."""
 
 
@@ -194,42 +188,3 @@ def delete_shared(data_dir: Path, share_id: str) -> None:
 
 def share_link(base_url: str, share_id: str) -> str:
     return f"{base_url.rstrip('/')}/?{SHARE_PARAM}={share_id}"
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sr_app.ui.share", description="Manage shared comparisons.")
-    parser.add_argument("--data-dir", type=Path, help="the app's data folder (default $SR_LAB_DATA)")
-    commands = parser.add_subparsers(dest="command", required=True)
-    listing = commands.add_parser("list", help="list shared comparisons with their sizes and links, and the total")
-    listing.add_argument("--base-url", default=DEFAULT_BASE_URL, help="address of the app, for the links")
-    delete = commands.add_parser("delete", help="delete shared comparisons")
-    delete.add_argument("ids", nargs="+", metavar="ID")
-    args = parser.parse_args(argv)
-    data_dir = data_dir_from_env(args.data_dir)
-    try:
-        if args.command == "list":
-            everything = list_shared(data_dir)
-            for shared in everything:
-                megabytes = stored_bytes(shared_dir(data_dir) / shared.id) / 1e6
-                height, width = shared.size
-                print(
-                    f"{shared.id}  {shared.created:%Y-%m-%d %H:%M} UTC  {shared.stem} ({shared.mode}, "
-                    f"{width}×{height}, {len(shared.views)} images, {megabytes:.1f} MB)  "
-                    f"{share_link(args.base_url, shared.id)}"
-                )
-            if everything:
-                print(f"{len(everything)} comparisons, {stored_bytes(shared_dir(data_dir)) / 1e6:.1f} MB in total")
-            else:
-                print(f"No shared comparisons in {data_dir}.")
-        else:
-            for share_id in args.ids:
-                delete_shared(data_dir, share_id)
-                print(f"deleted {share_id}")
-    except ShareError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
