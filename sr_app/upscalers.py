@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import threading
+from collections import defaultdict
 from collections.abc import Collection
 from pathlib import Path
 from typing import Literal, Protocol, get_args
@@ -29,6 +31,10 @@ from sr_app.images import rgb_to_tensor, tensor_to_rgb
 from sr_app.resize import imresize
 
 SCALE = 4
+#: One network computation at a time per kind of device, each with all of the device's threads: two at once on a
+#: 2-core CPU would each get a fraction of it and wait on each other at every layer. Everything else a request does
+#: (decoding, PNG encoding, scoring, other requests' tiles in between) runs concurrently.
+DEVICE_LOCKS: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
 #: How networks compute: "auto" (bfloat16 autocast where the hardware is fast at it, else float32), "fp32" or
 #: "bf16" (bfloat16 autocast even where it is slow).
 Precision = Literal["auto", "fp32", "bf16"]
@@ -228,7 +234,9 @@ class ModelUpscaler:
         if pad_width or pad_height:
             mirror = pad_width < width and pad_height < height
             x = F.pad(x, (0, pad_width, 0, pad_height), mode="reflect" if mirror else "replicate")
-        return self.run(x)[..., : height * self.scale, : width * self.scale].float()
+        with DEVICE_LOCKS[self.torch_device.type]:
+            y = self.run(x)
+        return y[..., : height * self.scale, : width * self.scale].float()
 
 
 #: The 8 symmetries of a square, as (mirror left-right, then turn this many quarter turns).
