@@ -52,7 +52,7 @@ from survey.errors import SurveyError
 from survey.pairwise import analyse_pairs, rater_agreement
 from survey.raters import Viewing
 from survey.report import AnalysisT, PairReport, StudyReport, html_report
-from survey.stats import MIN_MEDIAN_RESPONSE_MS, analyse, gold_check, screen_raters, speed_check
+from survey.stats import MIN_MEDIAN_RESPONSE_MS, analyse, gold_check, screen_raters, speed_check, too_fast_threshold
 from survey.studies import get_study, summarize
 
 #: How the browser showed the photo, with every answer (:class:`survey.raters.Viewing`).
@@ -215,10 +215,13 @@ def without_flagged(
     return everyone if len(kept) == len(answers) else analyse_answers(kept)
 
 
-def study_report(store: Store, name: str, min_median_ms: float = MIN_MEDIAN_RESPONSE_MS) -> StudyReport | PairReport:
+def study_report(store: Store, name: str, min_median_ms: float | None = None) -> StudyReport | PairReport:
     """Load study ``name`` and analyse it with all raters and without the flagged ones (``min_median_ms``: the
-    too-fast rule's threshold, :func:`survey.stats.speed_check`)."""
+    too-fast rule's threshold, :func:`survey.stats.speed_check`; by default :func:`survey.stats.too_fast_threshold`
+    of the study's minimum viewing time)."""
     summary = summarize(store, name)
+    if min_median_ms is None:
+        min_median_ms = too_fast_threshold(summary.min_view_ms)
     with store.session() as session:
         images = [image.name for image in get_study(session, name).images if not image.gold]
     if summary.protocol == PC:
@@ -259,7 +262,7 @@ def export_study(
     name: str,
     out_dir: str | Path,
     exclude_flagged: bool = False,
-    min_median_ms: float = MIN_MEDIAN_RESPONSE_MS,
+    min_median_ms: float | None = None,
 ) -> list[Path]:
     """Write the CSV files of study ``name`` (:data:`CSV_FILES` for ACR, :data:`PC_CSV_FILES` for PC, through
     :func:`write_csv`) and :data:`REPORT_FILE` into ``out_dir`` (created if needed); return their paths.
@@ -267,7 +270,8 @@ def export_study(
     The answers and raters files always hold every rater; the other files (MOS, DMOS and Wilcoxon; PC scores and
     wins) and the report are computed without the flagged raters when ``exclude_flagged`` is set;
     :class:`~survey.errors.SurveyError` when that leaves nothing though there are answers (every rater is flagged).
-    ``min_median_ms`` is the too-fast rule's threshold (:func:`survey.stats.speed_check`).
+    ``min_median_ms`` is the too-fast rule's threshold (:func:`survey.stats.speed_check`; default: the study's,
+    :func:`survey.stats.too_fast_threshold`).
     """
     report = study_report(store, name, min_median_ms)
     if exclude_flagged and every_rater_flagged(report):

@@ -46,8 +46,9 @@ BT500_MAX_OUTLIER_FRACTION = 0.05
 BT500_MAX_BALANCE = 0.3
 #: Correlation rule (ITU-T P.913): reject a rater whose scores correlate with the MOS below this Pearson r.
 MIN_MOS_CORRELATION = 0.75
-#: Too-fast rule: flag a rater whose median response time is below this many milliseconds. Judging a photo (or
-#: comparing two) takes longer; a rater this quick clicks through without looking, or is a bot.
+#: Too-fast rule: flag a rater whose median response time is below this many milliseconds beyond the study's minimum
+#: viewing time (:func:`too_fast_threshold`). Judging a photo (or comparing two) takes longer; a rater this quick
+#: clicks through without looking (as soon as the page lets them), or is a bot.
 MIN_MEDIAN_RESPONSE_MS = 1000
 #: The range of a differential score, score − the reference's score + 5, each score from 1 to 5.
 DMOS_BOUNDS = (MIN_SCORE - MAX_SCORE + MAX_SCORE, MAX_SCORE - MIN_SCORE + MAX_SCORE)
@@ -249,6 +250,13 @@ def gold_check(gold: pd.DataFrame) -> pd.DataFrame:
     reasons = pd.Series(text, index=failed["rater"], dtype=str).groupby(level=0).agg("; ".join)
     raters = pd.Index(sorted(gold["rater"].unique()), name="rater")
     return pd.DataFrame({"gold_fail": raters.isin(reasons.index), "reason": reasons.reindex(raters, fill_value="")})
+
+
+def too_fast_threshold(min_view_ms: int) -> float:
+    """The too-fast rule's threshold for a study that refuses answers sooner than ``min_view_ms``: its raters cannot
+    answer faster than that, so a median within :data:`MIN_MEDIAN_RESPONSE_MS` of it is what clicking through as soon
+    as allowed looks like."""
+    return min_view_ms + MIN_MEDIAN_RESPONSE_MS
 
 
 def speed_check(answers: pd.DataFrame, min_median_ms: float = MIN_MEDIAN_RESPONSE_MS) -> pd.DataFrame:

@@ -19,15 +19,15 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 from limits import parse
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from survey.db import ACR, LEFT, PC, RIGHT, Rater, Stimulus, Store
+from survey.db import ACR, LEFT, PC, RIGHT, Rater, Stimulus, Store, Study
 from survey.export import FORMULA_PREFIXES, export_study
 from survey.raters import start_rater, submit_choice, submit_rating
 from survey.stats import MIN_MEDIAN_RESPONSE_MS
 from survey.studies import StudySummary, create_study
 from survey.ui.results import WRONG_PASSWORD, AdminLogin, build_results_tab, results_export
-from tests.survey_fixtures import HUMAN_RESPONSE_MS, image_folder, set_response_times, tmp_store
+from tests.survey_fixtures import HUMAN_RESPONSE_MS, image_folder, set_response_times
 
 PASSWORD = "owner"
 HOSTILE_ID = '=HYPERLINK("http://x","y")'
@@ -37,11 +37,6 @@ HOSTILE_REPORTS = ["+cmd", "@<script>alert(1)</script>"]
 SCORE = {"nearest": 1, "bicubic": 3, "reference": 5}
 TOO_MANY = re.compile(r"Too many wrong passwords; try again in \d+ s\.")
 BOT_MS = 300
-
-
-@pytest.fixture()
-def store(tmp_path: Path) -> Store:
-    return tmp_store(tmp_path)
 
 
 def answered_study(store: Store, tmp_path: Path, protocol: str, response_ms: Sequence[int]) -> StudySummary:
@@ -180,3 +175,13 @@ def test_a_bot_answering_in_300_ms_is_flagged_too_fast_and_left_out_on_request(
     assert "Exclusions: 1 rater (4) flagged; left out of the analysis" in screened[-1].read_text(encoding="utf-8")
     lenient = export_study(store, protocol, tmp_path / "lenient", min_median_ms=BOT_MS)
     assert not pd.read_csv(lenient[-2])["flagged"].any()  # the threshold is a parameter
+
+
+def test_a_rater_answering_as_soon_as_the_minimum_viewing_time_allows_is_flagged(store: Store, tmp_path: Path) -> None:
+    """A study that refuses answers sooner than 1 s (``create --min-view-ms 1000``) cannot see a median under 1 s: the
+    too-fast threshold moves with it, to 1 s beyond the minimum."""
+    answered_study(store, tmp_path, ACR, [HUMAN_RESPONSE_MS, 1100])
+    with store.session() as session, session.begin():
+        session.execute(update(Study).values(min_view_ms=1000))  # as the command line stores it
+    raters = pd.read_csv(export_study(store, ACR, tmp_path / "out")[-2], keep_default_na=False)
+    assert raters["flag_reason"].tolist() == ["", "too fast: median 1100 ms < 2000 ms"]
