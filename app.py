@@ -21,6 +21,7 @@ from pathlib import Path
 import gradio as gr
 import torch
 
+from sr_app import comparison
 from sr_app.data_dir import data_dir_from_env, remember_app_url
 from sr_app.engines import ENGINES, Engine
 from sr_app.images import DEFAULT_MAX_PIXELS
@@ -60,9 +61,9 @@ def build_app(
     Raises :class:`WeightsError` when one of ``models`` cannot be loaded.
     """
     settings = Settings(device=device, precision=precision, weights_dir=weights_dir, engine=engine)
-    methods = compare.load_methods([*REGISTRY.values(), *models], settings)
+    methods = comparison.load_methods([*REGISTRY.values(), *models], settings)
     for method in methods:
-        print(compare.panel_label(method) + (f": {method.reason}" if method.upscaler is None else ""))
+        print(comparison.panel_label(method) + (f": {method.reason}" if method.upscaler is None else ""))
     failed = [method.reason for method in methods[len(REGISTRY) :] if method.upscaler is None]
     if failed:
         raise WeightsError("; ".join(failed))

@@ -30,8 +30,8 @@ from PIL import Image  # noqa: E402
 from skimage import data as skdata  # noqa: E402
 
 from app import build_app  # noqa: E402
+from sr_app.comparison import UPSCALE, load_methods, title  # noqa: E402
 from sr_app.methods import Settings  # noqa: E402
-from sr_app.ui.compare import UPSCALE, load_methods, title  # noqa: E402
 from sr_app.weights import WEIGHTS_DIR  # noqa: E402
 
 

@@ -33,8 +33,8 @@ from gradio_client import Client, handle_file  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from benchmarks.live_app import LiveApp  # noqa: E402
+from sr_app.comparison import UPSCALE  # noqa: E402
 from sr_app.images import load_rgb  # noqa: E402
-from sr_app.ui.compare import UPSCALE  # noqa: E402
 from sr_app.upscalers import SCALE  # noqa: E402
 
 #: The messages of the app's refusals, by kind (regular expressions matched against the client's exception).

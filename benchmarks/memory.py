@@ -29,7 +29,8 @@ from gradio_client import Client, handle_file  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from benchmarks.live_app import LiveApp  # noqa: E402
-from sr_app.ui.compare import EXAMPLES_DIR, UPSCALE  # noqa: E402
+from sr_app.comparison import UPSCALE  # noqa: E402
+from sr_app.ui.compare import EXAMPLES_DIR  # noqa: E402
 
 #: Seconds to let the server settle after a round before its RSS is read.
 SETTLE_S = 5

@@ -25,34 +25,26 @@ from PIL import Image
 import app
 from app import build_app
 from conftest import TINY_CONFIG
-from sr_app.images import load_rgb
-from sr_app.methods import REGISTRY, Settings
-from sr_app.models import EDSR
-from sr_app.ui.compare import (
-    EXAMPLES_DIR,
+from sr_app.comparison import (
     GROUND_TRUTH,
     INPUT,
     MODES,
     ORIGINAL,
-    OUTPUT_DIR,
-    RUN_LABELS,
     UPSCALE,
     Comparison,
     LoadedMethod,
-    Saved,
     compare,
-    compare_crops,
-    compare_pair,
     crop_box,
-    discard,
     load_methods,
-    magnify,
     panel_label,
     results_table,
-    run_label,
-    save,
-    upscale,
 )
+from sr_app.images import load_rgb
+from sr_app.methods import REGISTRY, Settings
+from sr_app.models import EDSR
+from sr_app.resize import magnify
+from sr_app.ui.compare import EXAMPLES_DIR, RUN_LABELS, compare_crops, compare_pair, run_label, upscale
+from sr_app.ui.saved import OUTPUT_DIR, Saved, discard, save
 from sr_app.upscalers import SCALE, ModelUpscaler
 from sr_app.weights import save_weights
 from survey.__main__ import main as survey_main

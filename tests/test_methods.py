@@ -37,6 +37,7 @@ from torch import nn
 
 import app
 from sr_app import methods as methods_module
+from sr_app.comparison import UPSCALE, load_methods
 from sr_app.images import load_rgb, rgb_to_tensor, tensor_to_rgb
 from sr_app.methods import (
     REGISTRY,
@@ -49,7 +50,6 @@ from sr_app.methods import (
 )
 from sr_app.metrics import psnr_y, ssim_y
 from sr_app.resize import magnify, make_lr
-from sr_app.ui.compare import UPSCALE, load_methods
 from sr_app.upscalers import SCALE, ModelUpscaler
 from sr_app.weights import WeightsError
 from survey.db import Stimulus

@@ -31,9 +31,10 @@ from skimage import data as skdata
 from spandrel.architectures.ESRGAN import ESRGAN
 
 import app
+from sr_app.comparison import INPUT, UPSCALE
 from sr_app.images import load_rgb
 from sr_app.resize import magnify
-from sr_app.ui.compare import INPUT, OUTPUT_DIR, UPSCALE
+from sr_app.ui.saved import OUTPUT_DIR
 from sr_app.ui.share import Quota, delete_shared, list_ids, load_shared, shared_dir
 from sr_app.ui.viewer import file_url
 from sr_app.upscalers import SCALE, BicubicUpscaler

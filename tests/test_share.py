@@ -16,23 +16,12 @@ import numpy as np
 import pytest
 
 from conftest import exit_status
+from sr_app.comparison import GROUND_TRUTH, Comparison, LoadedMethod, compare, load_methods, results_table
 from sr_app.data_dir import remember_app_url
 from sr_app.images import load_rgb
 from sr_app.methods import REGISTRY
-from sr_app.ui.compare import (
-    EXAMPLES_DIR,
-    GROUND_TRUTH,
-    OUTPUT_DIR,
-    Comparison,
-    LoadedMethod,
-    Saved,
-    compare,
-    load_methods,
-    open_shared,
-    results_table,
-    save,
-    share_comparison,
-)
+from sr_app.ui.compare import EXAMPLES_DIR, open_shared, share_comparison
+from sr_app.ui.saved import OUTPUT_DIR, Saved, save
 from sr_app.ui.share import (
     ID_PATTERN,
     META_FILE,

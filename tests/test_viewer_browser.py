@@ -23,10 +23,11 @@ import torch
 from PIL import Image
 
 from conftest import TINY_CONFIG
+from sr_app.comparison import UPSCALE
 from sr_app.images import load_rgb
 from sr_app.methods import REGISTRY
 from sr_app.models import EDSR
-from sr_app.ui.compare import EXAMPLES_DIR, RUN_LABELS, SELF_ENSEMBLE_LABEL, UPSCALE
+from sr_app.ui.compare import EXAMPLES_DIR, RUN_LABELS, SELF_ENSEMBLE_LABEL
 from sr_app.ui.share import ID_PATTERN, SHARE_PARAM, shared_dir
 from sr_app.ui.viewer import View, viewer_html
 from sr_app.weights import save_weights

@@ -1,30 +1,11 @@
-"""The Compare tab: one image through the ×4 methods the user picks, in a viewer that pans and zooms them together.
+"""The Compare tab: one image through the ×4 methods the user picks (:mod:`sr_app.comparison`: "Upscale" or
+"Ground truth" mode, optionally as self-ensembles), in a viewer that pans and zooms them together.
 
-Two modes:
-
-* **Upscale**: the image is the low-resolution input; every method makes it ×4.
-* **Ground truth**: the image is the original. It is cropped to a multiple of 4 and downscaled ×4 with the
-  project's MATLAB bicubic (``sr_app.resize.make_lr``); every method upscales that, and PSNR/SSIM (BT.601 Y,
-  4 px shaved) are measured against the original exactly as ``python -m train.evaluate`` measures them. The original
-  is shown beside the methods.
-
-Every method of the registry (:mod:`sr_app.methods`) and every model the user added (``app.py --model
-label=path``) can be picked; the registry's default methods and the user's models are picked at first. With
-"Self-ensemble" ticked, networks average their outputs over the 8 flips and rotations of the input (EDSR's "EDSR+",
-8× the time) and are named with a "+".
-
-The pure functions (:func:`load_methods`, :func:`compare`, :func:`crop_box`, :func:`draw_box`,
-:func:`results_table`) do the work; the event handlers (:func:`upscale`, :func:`show_comparison`,
-:func:`share_comparison`, :func:`open_shared`, and for API users :func:`compare_crops` and :func:`compare_pair`) turn
-their results into component values and user errors into ``gr.Error``, and :func:`build_compare_tab` lays the tab out
-and wires them. Every image leaves the server as lossless PNG; the viewer is :mod:`sr_app.ui.viewer`, shared
-comparisons are :mod:`sr_app.ui.share`.
-
-Memory stays bounded however many people use the tab: a comparison's full-size images are written once as PNG files
-into a folder of its own (:func:`save`) and a session keeps only a :class:`Saved` handle (paths, labels, table);
-crops are cut from the files when asked for. The folder is removed when the session's next comparison replaces it,
-when the session's state is deleted (an hour after the comparison, or after the page is closed), and otherwise (a
-restart) once it is ``KEEP_SECONDS`` old.
+The event handlers (:func:`upscale`, :func:`show_comparison`, :func:`share_comparison`, :func:`open_shared`, and for
+API users :func:`compare_crops` and :func:`compare_pair`) turn the comparison's results into component values and
+user errors into ``gr.Error``, and :func:`build_compare_tab` lays the tab out and wires them. A session keeps its
+comparison as PNG files (:mod:`sr_app.ui.saved`) and every image leaves the server as lossless PNG; the viewer is
+:mod:`sr_app.ui.viewer`, shared comparisons are :mod:`sr_app.ui.share`.
 """
 
 from __future__ import annotations
@@ -32,12 +13,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import re
-import shutil
 import sys
-import tempfile
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -45,221 +21,31 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image, ImageDraw
 
+from sr_app.comparison import GROUND_TRUTH, MODES, UPSCALE, LoadedMethod, compare, crop_box, draw_box, title
 from sr_app.errors import user_error
-from sr_app.images import DEFAULT_MAX_PIXELS, UPLOAD_SUFFIXES, ImageError, decode_image, encode_png
-from sr_app.methods import REGISTRY, Method, Settings
-from sr_app.metrics import psnr_y, ssim_y
-from sr_app.resize import magnify, make_lr
+from sr_app.images import DEFAULT_MAX_PIXELS, UPLOAD_SUFFIXES, ImageError, decode_image
+from sr_app.resize import magnify
+from sr_app.ui.saved import KEEP_SECONDS, OUTPUT_DIR, Saved, discard, save
 from sr_app.ui.share import DEFAULT_QUOTA, SHARE_PARAM, Quota, ShareError, load_shared, save_shared, shared_dir
-from sr_app.ui.viewer import View, empty_html, viewer_component, viewer_html
-from sr_app.upscalers import SCALE, ModelUpscaler, Upscaler
-from sr_app.weights import WeightsError
+from sr_app.ui.viewer import empty_html, viewer_component, viewer_html
+from sr_app.upscalers import SCALE
 
-MODES = ("Upscale", "Ground truth")
-UPSCALE, GROUND_TRUTH = MODES
 #: The run button's text in each mode.
 RUN_LABELS = {UPSCALE: "Upscale ×4", GROUND_TRUTH: "Downscale ×4, upscale and score"}
-#: Names of the two images that are not method outputs: the methods' input and, in ground-truth mode, the original.
-INPUT, ORIGINAL = "input", "original"
-#: Display names of the images that are not method outputs.
-TITLES = {INPUT: "Input", ORIGINAL: "Original"}
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
-#: Smallest side of an original in ground-truth mode: cropped to a multiple of 4 and shaved by 4 px per border,
-#: it must still hold SSIM's 11 px Gaussian window (20 - 2 × 4 = 12 ≥ 11).
-MIN_GROUND_TRUTH_SIDE = 20
 DEFAULT_CROP, DEFAULT_ZOOM = 64, 4
 #: Limits of ``/compare_crops``: the crop's side in output pixels, the zoom, and the side of a magnified crop.
 MAX_CROP, MAX_ZOOM, MAX_MAGNIFIED = 512, 16, 2048
-BOX_COLOUR = (255, 0, 80)
 NO_COMPARISON = "Upscale an image first (upload one or pick an example, then press Upscale)."
 EXPIRED = "This comparison's images were removed after an hour; upscale the image again."
 EMPTY_VIEWER = "Upload an image or pick an example, pick methods and press the button: the results appear here."
 SELF_ENSEMBLE_LABEL = "Self-ensemble (networks ×8 slower)"
-#: Where full-size PNGs are written, a folder per comparison; the viewer and the downloads serve them from here as
-#: static files, so a folder is kept as long as a page may still show it (the comparison's lifetime in the session).
-OUTPUT_DIR = Path(tempfile.gettempdir()) / "sr_lab_compare"
-#: How long a session keeps its comparison, and the age at which any folder left in ``OUTPUT_DIR`` is removed.
-KEEP_SECONDS = 3600
 #: Browser script turning a share id into the link to send: this page's address with ``?compare=<id>``.
 LINK_JS = f"(id) => new URL('?{SHARE_PARAM}=' + id, location.href).href"
 
 #: The C library, to hand freed memory back to the system (glibc on Linux; ``None`` elsewhere).
 LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if sys.platform == "linux" else None
-
-#: A region of the output images: top, left, height, width in output pixels, all multiples of ``SCALE``.
-Box = tuple[int, int, int, int]
-#: Called before each method runs with the fraction done (0 to 1) and what runs now, e.g. ``gr.Progress()``.
-Report = Callable[[float, str], object]
-
-
-def title(name: str) -> str:
-    """The display name of a registry method or of ``INPUT``/``ORIGINAL``; a user's model is shown by its label."""
-    return TITLES[name] if name in TITLES else REGISTRY[name].title if name in REGISTRY else name
-
-
-@dataclass(frozen=True)
-class LoadedMethod:
-    """A method as the app sees it: loaded, or unavailable with the reason; picked at first or not."""
-
-    name: str
-    upscaler: Upscaler | None
-    reason: str = ""
-    picked: bool = False
-
-
-def load_methods(methods: Sequence[Method] | None = None, settings: Settings | None = None) -> list[LoadedMethod]:
-    """Each method loaded once; one that cannot be loaded (missing weights, an optional package not installed) is
-    kept as unavailable with the reason. Registry defaults and users' models are picked at first."""
-    loaded = []
-    for method in REGISTRY.values() if methods is None else methods:
-        picked = method.default or method.name not in REGISTRY
-        try:
-            loaded.append(LoadedMethod(method.name, method.load(settings or Settings()), picked=picked))
-        except WeightsError as error:
-            loaded.append(LoadedMethod(method.name, None, str(error)))
-    return loaded
-
-
-def panel_label(method: LoadedMethod) -> str:
-    """'EDSR', or 'EDSR-SRGAN · unavailable' without weights."""
-    return title(method.name) + (" · unavailable" if method.upscaler is None else "")
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """One image through the picked methods, in memory (see :class:`Saved` for what a session keeps of it).
-
-    Attributes:
-        lr: the methods' input, uint8 HWC RGB.
-        hr: the original cropped to ``SCALE ×`` the input size (ground-truth mode), else ``None``.
-        outputs: method name -> its uint8 HWC RGB output, ``SCALE ×`` the input size, in the order they ran.
-        seconds: method name -> wall-clock time of its upscaler call, in seconds.
-        devices: method name -> where it ran ("cpu", "cuda", ...).
-        scores: method name -> (PSNR in dB, SSIM in [0, 1]) against ``hr``; empty in upscale mode.
-        ensembled: the methods that ran as self-ensembles.
-        stem: the upload's file name without suffix, to name downloads.
-    """
-
-    lr: np.ndarray
-    hr: np.ndarray | None
-    outputs: dict[str, np.ndarray]
-    seconds: dict[str, float]
-    devices: dict[str, str] = field(default_factory=dict)
-    scores: dict[str, tuple[float, float]] = field(default_factory=dict)
-    ensembled: frozenset[str] = frozenset()
-    stem: str = "image"
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """(height, width) of the outputs, in pixels."""
-        return self.lr.shape[0] * SCALE, self.lr.shape[1] * SCALE
-
-    @property
-    def mode(self) -> str:
-        return UPSCALE if self.hr is None else GROUND_TRUTH
-
-    @property
-    def names(self) -> list[str]:
-        """Every image that can be viewed: the input, the outputs, and the original when there is one."""
-        return [INPUT, *self.outputs, *([ORIGINAL] if self.hr is not None else [])]
-
-    def title(self, name: str) -> str:
-        """The display name of image ``name``; a method that ran as a self-ensemble gets a "+" (as EDSR+)."""
-        return title(name) + ("+" if name in self.ensembled else "")
-
-    def label(self, name: str) -> str:
-        """'EDSR · 30.12 dB · cpu · 410 ms' (the score in ground-truth mode), 'Input', 'Original'."""
-        if name not in self.outputs:
-            return self.title(name)
-        score = f"{self.scores[name][0]:.2f} dB · " if name in self.scores else ""
-        return f"{self.title(name)} · {score}{self.devices.get(name, '?')} · {self.seconds[name] * 1000:.0f} ms"
-
-    def view(self, name: str) -> np.ndarray:
-        """Image ``name`` (one of :attr:`names`) at the output size; the input magnified by nearest neighbour."""
-        if name == INPUT:
-            return magnify(self.lr, SCALE)
-        return self.hr if name == ORIGINAL else self.outputs[name]
-
-
-@dataclass(frozen=True)
-class Saved:
-    """A comparison as a session keeps it: its images as PNG files in a folder of its own, and what is said of them.
-
-    Attributes:
-        folder: the comparison's folder in ``OUTPUT_DIR``.
-        files: image name -> its PNG file at the output size, ``<stem>_<name>.png``, in the order of the views
-            (the input magnified ×4 by nearest neighbour, the outputs, the original in ground-truth mode).
-        labels: image name -> its label in the viewer (:meth:`Comparison.label`).
-        titles: image name -> its caption on crops (:meth:`Comparison.title`).
-        table: the results table (:func:`results_table`).
-        stem: the upload's file name without suffix.
-        mode: one of ``MODES``.
-        size: (height, width) of every file, in pixels.
-    """
-
-    folder: Path
-    files: dict[str, Path]
-    labels: dict[str, str]
-    titles: dict[str, str]
-    table: pd.DataFrame
-    stem: str
-    mode: str
-    size: tuple[int, int]
-
-    @property
-    def names(self) -> list[str]:
-        return list(self.files)
-
-    def file(self, name: str) -> Path:
-        """The PNG file of image ``name``; ``ValueError`` saying what to choose for any other name."""
-        if name == ORIGINAL and self.mode == UPSCALE:
-            raise ValueError("“Original” exists only in Ground truth mode.")
-        if name not in self.files:
-            raise ValueError(f"No image called {name!r}; choose from {', '.join(self.names)}.")
-        return self.files[name]
-
-    def views(self) -> list[View]:
-        """The viewer's images, in order."""
-        return [View(self.labels[name], path) for name, path in self.files.items()]
-
-    def region(self, name: str, box: Box) -> np.ndarray:
-        """The ``box`` region of image ``name``, read from its file (uint8 HWC RGB)."""
-        top, left, height, width = box
-        with Image.open(self.files[name]) as image:
-            return np.asarray(image.crop((left, top, left + width, top + height)))
-
-    def overview(self) -> tuple[np.ndarray, int]:
-        """The image the user gave (the original in ground-truth mode, else the input) and how many output pixels
-        one of its pixels spans."""
-        scale = SCALE if self.mode == UPSCALE else 1
-        with Image.open(self.files[INPUT if self.mode == UPSCALE else ORIGINAL]) as image:
-            return np.asarray(image.reduce(scale) if scale > 1 else image), scale
-
-
-def save(comparison: Comparison) -> Saved:
-    """Write every image of ``comparison`` as a PNG (fast compression, see :func:`encode_png`) into a new folder of
-    ``OUTPUT_DIR``, named ``<stem>_<name>.png`` for downloads; folders older than ``KEEP_SECONDS`` are removed here."""
-    OUTPUT_DIR.mkdir(exist_ok=True)
-    for folder in OUTPUT_DIR.iterdir():
-        if time.time() - folder.stat().st_mtime > KEEP_SECONDS:
-            shutil.rmtree(folder, ignore_errors=True)
-    folder = Path(tempfile.mkdtemp(dir=OUTPUT_DIR))
-    files = {}
-    for name in comparison.names:
-        files[name] = folder / f"{comparison.stem}_{name}.png"
-        files[name].write_bytes(encode_png(comparison.view(name)))
-    return Saved(
-        folder,
-        files,
-        {name: comparison.label(name) for name in files},
-        {name: comparison.title(name) for name in files},
-        results_table(comparison),
-        comparison.stem,
-        comparison.mode,
-        comparison.size,
-    )
 
 
 def release_memory() -> None:
@@ -267,89 +53,6 @@ def release_memory() -> None:
     to 32 MB: tiles, PNG buffers) for reuse, so without this the server's RSS would stay at its busiest moment."""
     if LIBC is not None and hasattr(LIBC, "malloc_trim"):  # glibc; musl has none
         LIBC.malloc_trim(0)
-
-
-def discard(saved: Saved | None) -> None:
-    """Remove a comparison's folder (once the session no longer holds it)."""
-    if saved is not None:
-        shutil.rmtree(saved.folder, ignore_errors=True)
-
-
-def compare(
-    image: np.ndarray,
-    mode: str,
-    methods: list[LoadedMethod],
-    stem: str = "image",
-    self_ensemble: bool = False,
-    report: Report | None = None,
-) -> Comparison:
-    """Run every available method on a uint8 HWC RGB image in ``mode`` (one of ``MODES``); networks
-    (:class:`ModelUpscaler`) as self-ensembles when ``self_ensemble``; ``report`` hears of each method as it starts."""
-    if mode == UPSCALE:
-        lr, hr = image, None
-    elif mode == GROUND_TRUTH:
-        if min(image.shape[:2]) < MIN_GROUND_TRUTH_SIDE:
-            raise ImageError(
-                f"Ground truth mode needs an original of at least {MIN_GROUND_TRUTH_SIDE}×{MIN_GROUND_TRUTH_SIDE} "
-                f"pixels to measure PSNR/SSIM; this one is {image.shape[1]}×{image.shape[0]}."
-            )
-        lr, hr = make_lr(image, SCALE)
-    else:
-        raise ValueError(f"Unknown mode {mode!r}; choose from {', '.join(MODES)}.")
-    runs = [method for method in methods if method.upscaler is not None]
-    outputs, seconds, devices, scores, ensembled = {}, {}, {}, {}, set()
-    for i, method in enumerate(runs):
-        upscaler = method.upscaler
-        if self_ensemble and isinstance(upscaler, ModelUpscaler):
-            upscaler = upscaler.with_self_ensemble()
-            ensembled.add(method.name)
-        if report is not None:
-            report(i / len(runs), f"{title(method.name)} ({i + 1} of {len(runs)})")
-        start = time.perf_counter()
-        outputs[method.name] = upscaler(lr)
-        seconds[method.name] = time.perf_counter() - start
-        devices[method.name] = upscaler.device
-        if hr is not None:
-            sr = outputs[method.name]
-            scores[method.name] = (psnr_y(sr, hr, shave=SCALE), ssim_y(sr, hr, shave=SCALE))
-    return Comparison(lr, hr, outputs, seconds, devices, scores, frozenset(ensembled), stem)
-
-
-def crop_box(x: float, y: float, size: int, image_size: tuple[int, int]) -> Box:
-    """The square of side ``size`` (output pixels) centred near (x, y), snapped to the ``SCALE`` grid so that it
-    matches whole input pixels, and moved or shrunk to lie inside an image of ``image_size`` (height, width)."""
-    height, width = image_size
-    side = max(SCALE, min(int(size), height, width) // SCALE * SCALE)
-    top = min(max(int(y) - side // 2, 0), height - side) // SCALE * SCALE
-    left = min(max(int(x) - side // 2, 0), width - side) // SCALE * SCALE
-    return top, left, side, side
-
-
-def draw_box(image: np.ndarray, box: Box, scale: int = 1) -> np.ndarray:
-    """A copy of a uint8 HWC RGB image with the outline of ``box`` (given in pixels × ``scale``) drawn on it."""
-    top, left, height, width = (v // scale for v in box)
-    line = max(1, min(image.shape[:2]) // 150)
-    canvas = Image.fromarray(image)
-    ImageDraw.Draw(canvas).rectangle(
-        (left - line, top - line, left + width + line - 1, top + height + line - 1), outline=BOX_COLOUR, width=line
-    )
-    return np.asarray(canvas)
-
-
-def results_table(comparison: Comparison) -> pd.DataFrame:
-    """One row per method that ran: device, time, and in ground-truth mode PSNR (2 decimals) and SSIM (4)."""
-    rows = []
-    for name, seconds in comparison.seconds.items():
-        row: dict[str, object] = {
-            "Method": comparison.title(name),
-            "Device": comparison.devices.get(name, "?"),
-            "Time (ms)": round(seconds * 1000),
-        }
-        if comparison.hr is not None:
-            psnr, ssim = comparison.scores[name]
-            row |= {"PSNR (dB)": round(psnr, 2), "SSIM": round(ssim, 4)}
-        rows.append(row)
-    return pd.DataFrame(rows)
 
 
 # ---- event handlers -------------------------------------------------------------------------------------------
