@@ -4,7 +4,7 @@ The database is SQLite in the data directory by default (foreign keys on, WAL jo
 concurrent raters wait instead of failing); any SQLAlchemy URL can be given through ``DATABASE_URL`` instead
 (PostgreSQL works: nothing here is SQLite-only). Stimulus PNGs live next to the database in the data directory,
 ``$SR_LAB_DATA`` or ``~/.local/share/sr-lab`` by default, never inside the package. What the survey creates there is
-private to its owner (folders :data:`PRIVATE_DIR`, files :data:`PRIVATE_FILE`); what exists already is left as it is.
+private to its owner (:mod:`survey.private_files`); what exists already is left as it is.
 
 Times are naive ``datetime`` values in UTC (SQLite keeps no time zone, so all dialects store the same thing).
 
@@ -21,7 +21,6 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
 
 from sqlalchemy import (
     Boolean,
@@ -46,6 +45,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, rela
 from sqlalchemy.schema import CreateColumn
 
 from sr_app.data_dir import data_dir_from_env
+from survey.private_files import create_private_file, private_dir
 
 #: Absolute Category Rating scale (ITU-T P.910): score -> label. The one source of truth for the score range.
 ACR_LABELS: dict[int, str] = {5: "Excellent", 4: "Good", 3: "Fair", 2: "Poor", 1: "Bad"}
@@ -84,9 +84,6 @@ DATABASE_FILE = "sr-lab.db"
 STIMULI_DIR = "stimuli"
 #: How long a SQLite writer waits for another one before giving up, in milliseconds.
 SQLITE_BUSY_TIMEOUT_MS = 15_000
-#: Modes of the folders and files the survey creates (the data folder, stimulus folders, the SQLite database and
-#: secrets): readable by their owner only.
-PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600
 
 
 def new_token() -> str:
@@ -333,29 +330,6 @@ class Store:
         return self.study_dir(study_public_id) / f"{token}.png"
 
 
-def private_dir(path: Path) -> Path:
-    """Folder ``path``, created (with its missing parents) with mode :data:`PRIVATE_DIR` if it does not exist; an
-    existing folder keeps its mode."""
-    path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
-    return path
-
-
-def create_private_file(path: Path) -> IO[str]:
-    """New file ``path`` with mode :data:`PRIVATE_FILE`, opened for writing text; ``FileExistsError`` if it exists."""
-    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE), "w")
-
-
-def stored_secret(path: Path) -> tuple[str, bool]:
-    """The random secret kept in file ``path`` (created, readable by its owner only, if missing): (secret, created)."""
-    if path.is_file():
-        return path.read_text().strip(), False
-    secret = secrets.token_urlsafe(16)
-    private_dir(path.parent)
-    with create_private_file(path) as file:
-        file.write(secret + "\n")
-    return secret, True
-
-
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite connections get foreign keys, WAL and a busy timeout."""
     engine = create_engine(url)
@@ -390,8 +364,8 @@ def open_store(data_dir: str | Path | None = None, database_url: str | None = No
 
 
 def _create_private_sqlite_file(url: str) -> None:
-    """Create the file of SQLite database ``url`` empty, with mode :data:`PRIVATE_FILE`, if it does not exist (SQLite
-    would create it readable by everyone, and gives its journal files the database file's mode)."""
+    """Create the file of SQLite database ``url`` empty and private (:func:`create_private_file`) if it does not exist
+    (SQLite would create it readable by everyone, and gives its journal files the database file's mode)."""
     parsed = make_url(url)
     database = parsed.database or ""
     if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:") or database.startswith("file:"):

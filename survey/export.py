@@ -47,15 +47,15 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
+from survey.answers import Viewing
 from survey.db import LEFT, PC, RIGHT, Choice, Condition, Rater, Rating, SourceImage, Stimulus, Store, Trial
 from survey.errors import SurveyError
 from survey.pairwise import analyse_pairs, rater_agreement
-from survey.raters import Viewing
 from survey.report import AnalysisT, PairReport, StudyReport, html_report
 from survey.stats import MIN_MEDIAN_RESPONSE_MS, analyse, gold_check, screen_raters, speed_check, too_fast_threshold
 from survey.studies import get_study, summarize
 
-#: How the browser showed the photo, with every answer (:class:`survey.raters.Viewing`).
+#: How the browser showed the photo, with every answer (:class:`survey.answers.Viewing`).
 VIEWING_COLUMNS = [field.name for field in dataclasses.fields(Viewing)]
 RATINGS_COLUMNS = ["rater", "image", "method", "score", "response_ms", "rated_at", *VIEWING_COLUMNS]
 RATERS_COLUMNS = [

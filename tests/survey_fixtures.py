@@ -13,7 +13,7 @@ from PIL import Image
 from sqlalchemy import update
 
 from survey.db import MAX_SCORE, MIN_SCORE, Base, Choice, Rating, Store, make_engine, open_store
-from survey.ui.rate import OPAQUE_ID
+from survey.ui.rater_requests import OPAQUE_ID
 
 TEST_DATABASE_ENV = "SR_LAB_TEST_DATABASE_URL"
 #: A random id as the survey hands them out (``survey.ui.rate.OPAQUE_ID``), standing alone.

@@ -52,10 +52,12 @@ from sr_app.metrics import psnr_y, ssim_y
 from sr_app.resize import magnify, make_lr
 from sr_app.upscalers import SCALE, ModelUpscaler
 from sr_app.weights import WeightsError
+from survey.answers import submit_rating
+from survey.creation import create_study
 from survey.db import Stimulus
 from survey.export import export_study
-from survey.raters import start_rater, submit_rating
-from survey.studies import create_study, list_studies
+from survey.raters import start_rater
+from survey.studies import list_studies
 from tests.survey_fixtures import image_folder, tmp_store
 from train import evaluate
 

@@ -17,10 +17,12 @@ from sqlalchemy import select
 from sr_app.images import ImageError, load_rgb
 from sr_app.resize import make_lr
 from survey.__main__ import main as survey_main
+from survey.answers import submit_rating
+from survey.creation import create_study
 from survey.db import REFERENCE, Stimulus, Store
 from survey.export import export_study
-from survey.raters import start_rater, submit_rating
-from survey.studies import create_study, list_studies
+from survey.raters import start_rater
+from survey.studies import list_studies
 from tests.survey_fixtures import image_folder, png_chunks, tmp_store
 from train.evaluate import main as evaluate_main
 

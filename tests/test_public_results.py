@@ -21,11 +21,13 @@ from gradio_client.exceptions import AppError
 from limits import parse
 from sqlalchemy import select, update
 
+from survey.answers import submit_choice, submit_rating
+from survey.creation import create_study
 from survey.db import ACR, LEFT, PC, RIGHT, Rater, Stimulus, Store, Study
 from survey.export import FORMULA_PREFIXES, export_study
-from survey.raters import start_rater, submit_choice, submit_rating
+from survey.raters import start_rater
 from survey.stats import MIN_MEDIAN_RESPONSE_MS
-from survey.studies import StudySummary, create_study
+from survey.studies import StudySummary
 from survey.ui.results import WRONG_PASSWORD, AdminLogin, build_results_tab, results_export
 from tests.survey_fixtures import HUMAN_RESPONSE_MS, image_folder, set_response_times
 

@@ -23,6 +23,7 @@ from PIL import Image
 from sqlalchemy import func, select, update
 
 from survey.__main__ import main
+from survey.creation import create_study
 from survey.db import (
     DATABASE_FILE,
     PC,
@@ -39,8 +40,9 @@ from survey.db import (
 )
 from survey.raters import FULL_TEXT, ID_TAKEN
 from survey.stimuli import png_bytes
-from survey.studies import StudySummary, create_study, list_studies
-from survey.ui.rate import BlocksWithRaterPage, RateLimits, app_kwargs
+from survey.studies import StudySummary, list_studies
+from survey.ui.rate import BlocksWithRaterPage, app_kwargs
+from survey.ui.rater_requests import RateLimits
 from tests.survey_fixtures import image_folder, tmp_store
 
 NO_LIMITS = RateLimits(open=None, start=None, answer=None)

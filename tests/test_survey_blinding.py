@@ -13,10 +13,12 @@ from gradio_client.exceptions import AppError
 
 from sr_app.images import load_rgb
 from sr_app.methods import REGISTRY
+from survey.creation import create_study
 from survey.db import NEAREST, REFERENCE, Store
 from survey.errors import SurveyError
-from survey.studies import StudySummary, create_study
-from survey.ui.rate import BlocksWithRaterPage, RateLimits, RaterPage, rater_answer, rater_open, rater_start
+from survey.studies import StudySummary
+from survey.ui.rate import BlocksWithRaterPage, RaterPage, rater_answer, rater_open, rater_start
+from survey.ui.rater_requests import RateLimits
 from survey.ui.results import WRONG_PASSWORD, build_results_tab, results_export, results_show, results_studies
 from tests.survey_fixtures import blank_random_ids, image_folder, png_chunks, tmp_store
 

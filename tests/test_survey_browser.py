@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import select as sql_select
 
 from sr_app.methods import REGISTRY
+from survey.creation import create_study
 from survey.db import NEAREST, REFERENCE, Condition, Rating, SourceImage, Stimulus, Store
-from survey.studies import create_study
 from survey.ui.rate import BlocksWithRaterPage
 from survey.ui.results import build_results_tab
 from tests.survey_fixtures import blank_random_ids, image_folder, tmp_store

@@ -14,11 +14,13 @@ from sqlalchemy import select
 from sr_app.images import load_rgb
 from sr_app.resize import make_lr
 from survey.__main__ import main
+from survey.answers import Viewing, submit_rating
+from survey.creation import create_study
 from survey.db import DATABASE_FILE, NEAREST, REFERENCE, Rating, SourceImage, Stimulus, Store, open_store
 from survey.export import RATERS_COLUMNS, RATINGS_COLUMNS, export_study
-from survey.raters import Viewing, start_rater, submit_rating
+from survey.raters import start_rater
 from survey.stimuli import Crop
-from survey.studies import StudySummary, create_study, list_studies
+from survey.studies import StudySummary, list_studies
 from tests.survey_fixtures import image_folder, set_response_times, tmp_store
 
 #: How an attentive rater scores each condition, gold items included.

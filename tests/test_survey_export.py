@@ -10,8 +10,10 @@ import pytest
 from sqlalchemy import select
 
 from survey.__main__ import main
+from survey.answers import submit_rating
 from survey.charts import mos_chart
-from survey.db import Stimulus, Store, stored_secret
+from survey.creation import create_study
+from survey.db import Stimulus, Store
 from survey.export import (
     CSV_FILES,
     RATERS_COLUMNS,
@@ -21,10 +23,11 @@ from survey.export import (
     load_ratings,
     write_csv,
 )
-from survey.raters import start_rater, submit_rating
+from survey.private_files import stored_secret
+from survey.raters import start_rater
 from survey.report import BY_METHOD
 from survey.stats import BOOT_COLUMNS, MOS_COLUMNS, WILCOXON_COLUMNS, mos
-from survey.studies import StudySummary, create_study
+from survey.studies import StudySummary
 from survey.ui.results import ADMIN_PASSWORD_ENV, ADMIN_PASSWORD_FILE, admin_password, results_show
 from tests.survey_fixtures import image_folder, set_response_times, tmp_store
 

@@ -21,10 +21,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event, select
 
 from survey import db
+from survey.answers import submit_rating
+from survey.creation import create_study
 from survey.db import DATABASE_FILE, Rating, Store, open_store
 from survey.errors import STORAGE_ERROR, StorageError
-from survey.raters import Progress, start_rater, submit_rating
-from survey.studies import StudySummary, create_study
+from survey.raters import Progress, start_rater
+from survey.studies import StudySummary
 from survey.ui.rate import app_kwargs, rater_start
 from tests.survey_fixtures import image_folder
 

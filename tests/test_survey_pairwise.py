@@ -18,6 +18,8 @@ from scipy import stats as sps
 from sqlalchemy import select
 
 from sr_app.images import load_rgb
+from survey.answers import submit_choice, submit_rating
+from survey.creation import create_study
 from survey.db import (
     ACR,
     DATABASE_FILE,
@@ -47,10 +49,10 @@ from survey.pairwise import (
     win_rate,
 )
 from survey.plan import simulate_choices
-from survey.raters import progress, start_rater, submit_choice, submit_rating
+from survey.raters import progress, start_rater
 from survey.schedule import pair_schedule
 from survey.stats import BOOT_COLUMNS, analyse, cluster_bootstrap, mos
-from survey.studies import StudySummary, create_study, list_studies
+from survey.studies import StudySummary, list_studies
 from survey.ui.rate import rater_answer, rater_open, rater_start
 from tests.survey_fixtures import blank_random_ids, image_folder, simulate_ratings, tmp_store
 from tests.test_survey_rater_page import FORBIDDEN, OPAQUE

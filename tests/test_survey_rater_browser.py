@@ -19,9 +19,10 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import select
 
+from survey.creation import create_study
 from survey.db import LEFT, PC, RIGHT, SIDE_BY_SIDE, TIE, Choice, Rating, Store
-from survey.studies import create_study
-from survey.ui.rate import RateLimits, app_kwargs
+from survey.ui.rate import app_kwargs
+from survey.ui.rater_requests import RateLimits
 from tests.survey_fixtures import blank_random_ids, image_folder, tmp_store
 from tests.test_survey_rater_page import FORBIDDEN
 

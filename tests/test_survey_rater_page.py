@@ -14,10 +14,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from sr_app.methods import REGISTRY
+from survey.creation import create_study
 from survey.db import NEAREST, PC, REFERENCE, SIDE_BY_SIDE, Rater, SourceImage, Stimulus, Store, Study
 from survey.export import export_study
-from survey.studies import StudySummary, create_study
-from survey.ui.rate import PAGE_HTML, RateLimits, app_kwargs
+from survey.studies import StudySummary
+from survey.ui.rate import PAGE_HTML, app_kwargs
+from survey.ui.rater_requests import RateLimits
 from tests.survey_fixtures import blank_random_ids, image_folder, png_chunks, tmp_store
 
 CODE = "C0MPLETE-7Q"

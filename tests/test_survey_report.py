@@ -10,13 +10,15 @@ import pytest
 from sqlalchemy import select
 
 from survey.__main__ import main
+from survey.answers import submit_choice, submit_rating
 from survey.charts import SIGNIFICANCE_COLOURS, heatmap, scores_chart, significance_matrix
+from survey.creation import create_study
 from survey.db import LEFT, PC, RIGHT, TIE, Stimulus, Store
 from survey.export import CHOICES_COLUMNS, PC_CSV_FILES, PC_RATERS_COLUMNS, REPORT_FILE, export_study
 from survey.pairwise import SCORE_COLUMNS, WINS_COLUMNS
-from survey.raters import start_rater, submit_choice, submit_rating
+from survey.raters import start_rater
 from survey.report import PC_SCORES, PC_WINS
-from survey.studies import StudySummary, create_study
+from survey.studies import StudySummary
 from survey.ui.results import results_show
 from tests.survey_fixtures import image_folder, set_response_times, tmp_store
 

@@ -13,13 +13,15 @@ import pandas as pd
 import pytest
 
 from survey.__main__ import main
+from survey.answers import submit_rating
+from survey.creation import create_study
 from survey.db import DATABASE_URL_ENV, MAX_SCORE, MIN_SCORE, REFERENCE, Store
 from survey.errors import SurveyError
 from survey.export import export_study
-from survey.raters import start_rater, submit_rating
+from survey.raters import start_rater
 from survey.report import DMOS
 from survey.stats import DMOS_BOUNDS, dmos, mos
-from survey.studies import StudySummary, create_study
+from survey.studies import StudySummary
 from survey.ui.results import build_results_tab, results_show
 from tests.survey_fixtures import image_folder, tmp_store
 

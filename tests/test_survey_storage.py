@@ -11,11 +11,13 @@ from sqlalchemy.exc import IntegrityError
 from sr_app.images import load_rgb
 from sr_app.resize import make_lr
 from sr_app.weights import WeightsError
+from survey.answers import submit_rating
+from survey.creation import create_study
 from survey.db import CLOSED, NEAREST, REFERENCE, Assignment, Rater, Rating, Stimulus, Store, open_store
 from survey.errors import SurveyError
-from survey.raters import progress, start_rater, submit_rating
+from survey.raters import progress, start_rater
 from survey.schedule import playlist
-from survey.studies import StudySummary, create_study, list_studies, set_status
+from survey.studies import StudySummary, list_studies, set_status
 from tests.survey_fixtures import image_folder, png_chunks, tmp_store
 
 TOKEN = re.compile(r"[A-Za-z0-9_-]{22}")

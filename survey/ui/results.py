@@ -29,9 +29,10 @@ from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
 from sr_app.errors import user_error
-from survey.db import PC, Store, stored_secret
+from survey.db import PC, Store
 from survey.errors import SurveyError
 from survey.export import every_rater_flagged, export_study, study_report
+from survey.private_files import stored_secret
 from survey.report import counted, sections
 from survey.studies import list_studies, rater_path, summarize
 
