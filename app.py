@@ -22,6 +22,7 @@ import gradio as gr
 import torch
 
 from sr_app import comparison
+from sr_app.cli import run_command
 from sr_app.data_dir import data_dir_from_env, remember_app_url
 from sr_app.engines import ENGINES, Engine
 from sr_app.images import DEFAULT_MAX_PIXELS
@@ -138,23 +139,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.concurrency < 1:
         parser.error("--concurrency must be at least 1")
-    try:
-        models = [resolve(spec, trusted=args.trust_model) for spec in args.model]
-        built_in = [model.name for model in models if model.name in REGISTRY]
-        if built_in:
-            raise MethodError(f"--model takes label=path/to/model.pth; {', '.join(built_in)} is already in the app")
-        demo = build_app(
-            device=args.device,
-            precision=args.precision,
-            max_pixels=args.max_pixels,
-            data_dir=args.data_dir,
-            models=models,
-            concurrency=args.concurrency,
-            share_quota=Quota(args.share_quota_mb, args.share_max_count),
-            engine=args.engine,
-        )
-    except (MethodError, WeightsError) as error:
-        parser.exit(2, f"error: {error}\n")
+    models = [resolve(spec, trusted=args.trust_model) for spec in args.model]
+    built_in = [model.name for model in models if model.name in REGISTRY]
+    if built_in:
+        raise MethodError(f"--model takes label=path/to/model.pth; {', '.join(built_in)} is already in the app")
+    demo = build_app(
+        device=args.device,
+        precision=args.precision,
+        max_pixels=args.max_pixels,
+        data_dir=args.data_dir,
+        models=models,
+        concurrency=args.concurrency,
+        share_quota=Quota(args.share_quota_mb, args.share_max_count),
+        engine=args.engine,
+    )
     # Jobs running at once share the CPU's threads rather than each asking for all of them.
     torch.set_num_threads(max(1, torch.get_num_threads() // args.concurrency))
     demo.launch(
@@ -166,4 +164,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -27,17 +27,15 @@ that started with it (``reset-rater`` lets it start afresh elsewhere).
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from sr_app.cli import add_data_dir_option, run_command
 from sr_app.data_dir import DEFAULT_BASE_URL, app_url
-from sr_app.images import ImageError
 from sr_app.methods import REGISTRY
-from sr_app.weights import WEIGHTS_DIR, WeightsError
+from sr_app.weights import WEIGHTS_DIR
 from survey.creation import DEFAULT_MIN_VIEW_MS, create_study
 from survey.db import ACR, CLOSED, FLIP, OPEN, PC, PRESENTATIONS, PROTOCOLS, Store, open_store
-from survey.errors import SurveyError
 from survey.export import CSV_FILES, PC_CSV_FILES, REPORT_FILE, export_study
 from survey.plan import (
     IMAGE_SD,
@@ -65,7 +63,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m survey", description="Manage blind MOS (ACR) and pair comparison (PC) studies."
     )
-    parser.add_argument("--data-dir", type=Path, help="folder of the database and stimuli (default $SR_LAB_DATA)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     create = commands.add_parser("create", help="create a study and precompute its stimuli")
@@ -118,8 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("list", help="list studies with their status, counts and rater links")
     listing.add_argument("--base-url", help=BASE_URL_HELP)
 
-    for name, text in (("close", "stop accepting ratings"), ("open", "accept ratings again")):
-        status = commands.add_parser(name, help=text)
+    statuses = [
+        commands.add_parser(name, help=text)
+        for name, text in (("close", "stop accepting ratings"), ("open", "accept ratings again"))
+    ]
+    for status in statuses:
         status.add_argument("--study", required=True, help="study name")
 
     reset = commands.add_parser(
@@ -159,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"simulated studies per number of raters (default {SIMULATIONS[ACR]} acr, {SIMULATIONS[PC]} pc)",
     )  # fmt: skip
     planning.add_argument("--seed", type=int, default=0, help="random seed of the simulations (default 0)")
+    data_commands = [create, listing, *statuses, reset, export]  # plan reads and writes no data
+    add_data_dir_option(parser, data_commands, help="folder of the database and stimuli (default $SR_LAB_DATA)")
     return parser
 
 
@@ -208,24 +210,19 @@ def run(args: argparse.Namespace, store: Store) -> None:
             print(path)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    try:
-        if args.command == "plan":  # a simulation: it reads and writes no data
-            assumptions = Assumptions(args.rater_sd, args.image_sd, args.noise_sd)
-            print(
-                plan_text(
-                    args.protocol, args.conditions, args.images, args.difference, assumptions, args.power,
-                    args.ci_width, args.simulations, args.seed,
-                )
-            )  # fmt: skip
-        else:
-            run(args, open_store(args.data_dir))
-    except (SurveyError, WeightsError, ImageError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    if args.command == "plan":  # a simulation: it reads and writes no data
+        assumptions = Assumptions(args.rater_sd, args.image_sd, args.noise_sd)
+        print(
+            plan_text(
+                args.protocol, args.conditions, args.images, args.difference, assumptions, args.power,
+                args.ci_width, args.simulations, args.seed,
+            )
+        )  # fmt: skip
+    else:
+        run(args, open_store(args.data_dir))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_command(main)

@@ -66,3 +66,11 @@ def exit_status(main: Callable[[Sequence[str] | None], object], argv: Sequence[s
     with pytest.raises(SystemExit) as exited:
         run_command(main, argv)
     return exited.value.code or 0
+
+
+def error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    """The message of the one line ``error: <message>`` a command stopped by a user error wrote to stderr; fails when
+    stderr holds anything else (a traceback, more lines)."""
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    return err.removeprefix("error: ").rstrip("\n")

@@ -24,7 +24,7 @@ from PIL import Image
 
 import app
 from app import build_app
-from conftest import TINY_CONFIG
+from conftest import TINY_CONFIG, exit_status
 from sr_app.comparison import (
     GROUND_TRUTH,
     INPUT,
@@ -418,7 +418,7 @@ def test_the_app_records_its_address_for_the_rater_links_survey_create_prints(
         torch.set_num_threads(threads)
     images = image_folder(tmp_path / "hr", n_images=2)
     args = ["--data-dir", str(data_dir), "create", "--name", "s", "--images", str(images), "--methods", "bicubic"]
-    assert survey_main(args) == 0
+    assert exit_status(survey_main, args) == 0
     assert f"rater link: http://127.0.0.1:{port}/" in capsys.readouterr().out
-    assert survey_main(["--data-dir", str(data_dir), "list", "--base-url", "https://lab.example/"]) == 0
+    assert exit_status(survey_main, ["list", "--data-dir", str(data_dir), "--base-url", "https://lab.example/"]) == 0
     assert "rater link: https://lab.example/" in capsys.readouterr().out

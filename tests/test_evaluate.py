@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from conftest import error_line, exit_status
 from sr_app.resize import imresize, make_lr
 from train.evaluate import CSV_COLUMNS, main, vgg54_distance
 from train.losses import VGG54
@@ -63,21 +64,21 @@ def test_without_lr_folder_lr_is_made_from_hr_and_outputs_are_saved(
     assert saved.size == (160, 160) and np.asarray(saved).dtype == np.uint8
 
 
-def test_missing_weights_give_a_clear_error(eval_data: Path, tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match="Weights file not found"):
-        main(["--data", str(eval_data / "Set5"), "--methods", "edsr", "--weights-dir", str(tmp_path)])
+def test_missing_weights_give_a_clear_error(eval_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    argv = ["--data", str(eval_data / "Set5"), "--methods", "edsr", "--weights-dir", str(tmp_path)]
+    assert exit_status(main, argv) == 1
+    assert "Weights file not found" in error_line(capsys)
 
 
 def test_unknown_method_is_refused(eval_data: Path, capsys: pytest.CaptureFixture) -> None:
-    with pytest.raises(SystemExit):
-        main(["--data", str(eval_data / "Set5"), "--methods", "bicubic,srcnn"])
+    assert exit_status(main, ["--data", str(eval_data / "Set5"), "--methods", "bicubic,srcnn"]) == 2
     assert "Unknown method 'srcnn'; choose from bicubic, edsr" in capsys.readouterr().err
 
 
-def test_data_folder_without_images_is_refused(tmp_path: Path) -> None:
+def test_data_folder_without_images_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     (tmp_path / "Empty" / "HR").mkdir(parents=True)
-    with pytest.raises(SystemExit, match="No images found"):
-        main(["--data", str(tmp_path / "Empty"), "--methods", "bicubic"])
+    assert exit_status(main, ["--data", str(tmp_path / "Empty"), "--methods", "bicubic"]) == 1
+    assert error_line(capsys) == f"No images found in {tmp_path / 'Empty' / 'HR'}"
 
 
 def test_vgg54_distance_is_zero_for_hr_and_grows_with_blur(photo: np.ndarray) -> None:

@@ -1,11 +1,12 @@
+import re
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import TINY_CONFIG
+from conftest import TINY_CONFIG, error_line, exit_status
 from sr_app.models import EDSR, EDSRConfig, SRResNetConfig, build_network
-from sr_app.weights import load_weights, save_weights
+from sr_app.weights import WeightsError, load_weights, save_weights
 from train.interpolate import interpolate_networks, main
 
 
@@ -46,22 +47,34 @@ def test_command_writes_the_blend_with_the_gan_provenance_and_without_stale_scor
     assert "Set5_psnr" not in metadata and "Set5_ssim" not in metadata
 
 
-@pytest.mark.parametrize(
-    ("alpha", "gan_config", "message"),
-    [
-        ("1.5", TINY_CONFIG, "alpha must be between 0 and 1, got 1.5"),
-        ("0.5", EDSRConfig(n_blocks=3, n_feats=16), "but .* was expected"),
-    ],
-)
-def test_a_bad_alpha_or_mismatched_networks_stop_with_a_message_and_write_nothing(
-    tmp_path: Path, alpha: str, gan_config: EDSRConfig, message: str
-) -> None:
-    psnr_file, gan_file, out = tmp_path / "edsr.safetensors", tmp_path / "gan.safetensors", tmp_path / "out.safetensors"
+def blend_command(tmp_path: Path, gan_config: EDSRConfig, alpha: str) -> list[str]:
+    """Arguments of ``python -m train.interpolate`` blending two random networks saved in ``tmp_path`` into
+    ``tmp_path/out.safetensors``."""
+    psnr_file, gan_file = tmp_path / "edsr.safetensors", tmp_path / "gan.safetensors"
     save_weights(random_network(0), psnr_file)
     save_weights(random_network(1, gan_config), gan_file)
-    with pytest.raises(SystemExit, match=message):
-        main([str(gan_file), "--psnr", str(psnr_file), "--alpha", alpha, "--out", str(out)])
-    assert not out.exists()
+    return [str(gan_file), "--psnr", str(psnr_file), "--alpha", alpha, "--out", str(tmp_path / "out.safetensors")]
+
+
+def test_an_alpha_outside_0_to_1_is_a_usage_error_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert exit_status(main, blend_command(tmp_path, TINY_CONFIG, "1.5")) == 2
+    assert "error: --alpha must be between 0 and 1, got 1.5" in capsys.readouterr().err
+    assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_mismatched_networks_stop_with_a_message_and_write_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert exit_status(main, blend_command(tmp_path, EDSRConfig(n_blocks=3, n_feats=16), "0.5")) == 1
+    assert re.fullmatch(r".*gan\.safetensors holds .*, but .* was expected", error_line(capsys))
+    assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_networks_of_different_shapes_are_not_blended() -> None:
+    with pytest.raises(WeightsError, match="cannot blend networks of different shapes"):
+        interpolate_networks(random_network(0), random_network(1, EDSRConfig(n_blocks=3, n_feats=16)), 0.5)
 
 
 def test_networks_with_batch_norm_blend_their_statistics() -> None:

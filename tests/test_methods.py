@@ -36,6 +36,7 @@ from sqlalchemy import select
 from torch import nn
 
 import app
+from conftest import error_line, exit_status
 from sr_app import methods as methods_module
 from sr_app.comparison import UPSCALE, load_methods
 from sr_app.images import load_rgb, rgb_to_tensor, tensor_to_rgb
@@ -350,20 +351,17 @@ def test_a_study_with_a_missing_model_stores_nothing(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("x=/nonexistent.pth", "error: Model file not found: /nonexistent.pth"),
-        ("edsr", "error: --model takes label=path/to/model.pth; edsr is already in the app"),
-        ("bad", "error: Unknown method 'bad'; choose from "),
+        ("x=/nonexistent.pth", "Model file not found: /nonexistent.pth"),
+        ("edsr", "--model takes label=path/to/model.pth; edsr is already in the app"),
+        ("bad", "Unknown method 'bad'; choose from "),
     ],
 )
 def test_app_refuses_to_start_with_an_unusable_model(
     spec: str, message: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     monkeypatch.setattr(gr.Blocks, "launch", lambda *args, **kwargs: pytest.fail("the app started"))
-    with pytest.raises(SystemExit) as exit_:
-        app.main(["--device", "cpu", "--data-dir", str(tmp_path), "--model", spec])
-    assert exit_.value.code == 2
-    err = capsys.readouterr().err
-    assert err.startswith(message) and err.count("\n") == 1
+    assert exit_status(app.main, ["--device", "cpu", "--data-dir", str(tmp_path), "--model", spec]) == 1
+    assert error_line(capsys).startswith(message)
 
 
 # ---- Real-ESRGAN ×4, optional ----------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 from sqlalchemy import select
 
+from conftest import error_line, exit_status
 from sr_app.images import ImageError, load_rgb
 from sr_app.resize import make_lr
 from survey.__main__ import main as survey_main
@@ -83,8 +84,7 @@ def test_a_folder_is_scored_next_to_computed_methods_under_its_own_name(
 
 
 def test_with_neither_methods_nor_outputs_nothing_is_scored(dataset: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit):
-        evaluate_main(["--data", str(dataset), "--methods", ""])
+    assert exit_status(evaluate_main, ["--data", str(dataset), "--methods", ""]) == 2
     assert "--methods names no method" in capsys.readouterr().err
 
 
@@ -128,14 +128,14 @@ BROKEN: dict[str, tuple[Callable[[Path], object], str]] = {
 
 @pytest.mark.parametrize("case", BROKEN)
 def test_evaluate_refuses_a_broken_folder_before_scoring(
-    case: str, dataset: Path, outputs: Path, tmp_path: Path, tiny_weights_dir: Path
+    case: str, dataset: Path, outputs: Path, tmp_path: Path, tiny_weights_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     spoil, message = BROKEN[case]
     spoil(outputs)
     saved = tmp_path / "saved"
     args = ["--data", str(dataset), "--outputs", str(outputs.parent), "--methods", "edsr", "--save", str(saved)]
-    with pytest.raises(SystemExit, match=re.escape(message.format(d=outputs))):
-        evaluate_main([*args, "--weights-dir", str(tiny_weights_dir)])
+    assert exit_status(evaluate_main, [*args, "--weights-dir", str(tiny_weights_dir)]) == 1
+    assert message.format(d=outputs) in error_line(capsys)
     assert not saved.exists()
 
 
@@ -152,11 +152,12 @@ def test_survey_refuses_a_broken_folder_and_stores_nothing(
 
 
 def test_a_folder_named_like_a_method_of_the_same_run_is_refused(
-    dataset: Path, outputs: Path, store: Store, tmp_path: Path
+    dataset: Path, outputs: Path, store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     clash = "{d}/bicubic is named 'bicubic', which this run already uses"
-    with pytest.raises(SystemExit, match=re.escape(clash.format(d=outputs))):
-        evaluate_main(["--data", str(dataset), "--methods", "bicubic", "--outputs", str(outputs.parent)])
+    args = ["--data", str(dataset), "--methods", "bicubic", "--outputs", str(outputs.parent)]
+    assert exit_status(evaluate_main, args) == 1
+    assert clash.format(d=outputs) in error_line(capsys)
     with pytest.raises(ImageError, match=re.escape(clash.format(d=outputs))):
         create_study(store, "byo", dataset / "HR", ["bicubic"], outputs=outputs)
     (outputs / "bicubic").rename(outputs / REFERENCE)
@@ -200,11 +201,11 @@ def test_the_command_line_surveys_a_folder_without_methods(
     dataset: Path, outputs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data = ["--data-dir", str(tmp_path / "data"), "create", "--images", str(dataset / "HR")]
-    assert survey_main([*data, "--name", "none"]) == 2
-    assert "A study needs methods to compare" in capsys.readouterr().err
+    assert exit_status(survey_main, [*data, "--name", "none"]) == 1
+    assert "A study needs methods to compare" in error_line(capsys)
     (outputs / "bicubic" / "photo2.png").unlink()
-    assert survey_main([*data, "--name", "broken", "--outputs", str(outputs)]) == 2
-    assert f"error: Missing output {outputs}/bicubic/photo2.png" in capsys.readouterr().err
+    assert exit_status(survey_main, [*data, "--name", "broken", "--outputs", str(outputs)]) == 1
+    assert error_line(capsys).startswith(f"Missing output {outputs}/bicubic/photo2.png")
     shutil.copy(outputs / "bicubic" / "photo1.png", outputs / "bicubic" / "photo2.png")  # any image of the right size
-    assert survey_main([*data, "--name", "byo", "--outputs", str(outputs), "--anchors"]) == 0
+    assert exit_status(survey_main, [*data, "--name", "byo", "--outputs", str(outputs), "--anchors"]) == 0
     assert "3 images × 2 conditions (bicubic, nearest)" in capsys.readouterr().out

@@ -31,6 +31,7 @@ from skimage import data as skdata
 from spandrel.architectures.ESRGAN import ESRGAN
 
 import app
+from conftest import error_line, exit_status
 from sr_app.comparison import INPUT, UPSCALE
 from sr_app.images import load_rgb
 from sr_app.resize import magnify
@@ -217,11 +218,9 @@ def test_a_torchscript_model_is_refused_without_trust_model(
     jit_loads = []
     monkeypatch.setattr(torch.jit, "load", lambda *args, **kwargs: jit_loads.append(args))
     argv = ["--device", "cpu", "--data-dir", str(tmp_path / "data"), "--model", f"mine={script}"]
-    with pytest.raises(SystemExit) as exit_:
-        app.main(argv)
-    assert exit_.value.code == 2 and jit_loads == []  # nothing in the file ran
-    err = capsys.readouterr().err
-    assert err.startswith(f"error: {script} is a TorchScript file: loading it runs code") and "--trust-model" in err
+    assert exit_status(app.main, argv) == 1 and jit_loads == []  # nothing in the file ran
+    message = error_line(capsys)
+    assert message.startswith(f"{script} is a TorchScript file: loading it runs code") and "--trust-model" in message
     monkeypatch.undo()
 
     class Launched(Exception):

@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import func, select, update
 
+from conftest import error_line, exit_status
 from survey.__main__ import main
 from survey.creation import create_study
 from survey.db import (
@@ -130,7 +131,7 @@ def test_the_owner_resets_an_unfinished_crowd_id_and_keeps_finished_ones(
         ).json()
 
     reset = ["--data-dir", str(data), "reset-rater", "--study", "public", "--rater"]
-    assert main([*reset, "bob"]) == 0
+    assert exit_status(main, [*reset, "bob"]) == 0
     assert "Rater bob of public reset: their unfinished session and 1 answer deleted" in capsys.readouterr().out
     fresh = page.post(f"/rate/{study.public_id}/open", json={"external_id": "bob"}).json()
     assert fresh["view"] == "welcome"  # another browser may now start with the id, afresh
@@ -139,8 +140,10 @@ def test_the_owner_resets_an_unfinished_crowd_id_and_keeps_finished_ones(
     stale = page.post(f"/rate/{study.public_id}/open", json={"external_id": "bob", "token": old["token"]})
     assert stale.status_code == 400  # the old browser's token is gone
 
-    assert main([*reset, "carol"]) == 2 and "has finished public; their answers are kept" in capsys.readouterr().err
-    assert main([*reset, "dave"]) == 2 and "No rater of public has the id 'dave'" in capsys.readouterr().err
+    assert exit_status(main, [*reset, "carol"]) == 1
+    assert "has finished public; their answers are kept" in error_line(capsys)
+    assert exit_status(main, [*reset, "dave"]) == 1
+    assert "No rater of public has the id 'dave'" in error_line(capsys)
     assert answers_stored(store) == 9  # carol's, none of bob's first session
 
 
@@ -260,15 +263,15 @@ def test_the_command_line_caps_raters_and_sets_the_viewing_time(
 ) -> None:
     data = ["--data-dir", str(tmp_path / "data")]
     create = [*data, "create", "--images", str(image_folder(tmp_path / "hr")), "--methods", "bicubic", "--anchors"]
-    assert main([*create, "--name", "default"]) == 0 and "answers after 1000 ms" in capsys.readouterr().out
-    assert main([*create, "--name", "capped", "--max-raters", "30", "--min-view-ms", "0"]) == 0
+    assert exit_status(main, [*create, "--name", "default"]) == 0 and "answers after 1000 ms" in capsys.readouterr().out
+    assert exit_status(main, [*create, "--name", "capped", "--max-raters", "30", "--min-view-ms", "0"]) == 0
     out = capsys.readouterr().out
     assert "at most 30 raters" in out and "answers after" not in out
     summaries = {s.name: s for s in list_studies(open_store(tmp_path / "data"))}
     assert (summaries["default"].max_raters, summaries["default"].min_view_ms) == (None, 1000)
     assert (summaries["capped"].max_raters, summaries["capped"].min_view_ms) == (30, 0)
-    assert main([*create, "--name", "bad", "--max-raters", "0"]) == 2
-    assert "room for at least 1 rater" in capsys.readouterr().err
+    assert exit_status(main, [*create, "--name", "bad", "--max-raters", "0"]) == 1
+    assert "room for at least 1 rater" in error_line(capsys)
 
 
 # Strict answers: a JSON integer on the scale, or exactly a choice; anything else is a 400 and stores nothing.

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import select
 
+from conftest import error_line, exit_status
 from sr_app.images import load_rgb
 from sr_app.resize import make_lr
 from survey.__main__ import main
@@ -76,9 +77,10 @@ def test_bad_crops_are_refused_with_the_reason_and_write_nothing(
 ) -> None:
     data = ["--data-dir", str(tmp_path / "data")]
     images = str(image_folder(tmp_path / "hr"))
-    assert main([*data, "create", "--name", "c", "--images", images, "--methods", "bicubic", "--crop", crop]) == 2
-    assert message in capsys.readouterr().err
-    assert main([*data, "list"]) == 0 and "No studies yet" in capsys.readouterr().out
+    create = [*data, "create", "--name", "c", "--images", images, "--methods", "bicubic", "--crop", crop]
+    assert exit_status(main, create) == 1
+    assert message in error_line(capsys)
+    assert exit_status(main, [*data, "list"]) == 0 and "No studies yet" in capsys.readouterr().out
     stimuli = tmp_path / "data" / "stimuli"
     assert not stimuli.exists() or not any(stimuli.iterdir())
 
@@ -87,14 +89,14 @@ def test_the_command_line_creates_a_crowd_study(tmp_path: Path, capsys: pytest.C
     data = ["--data-dir", str(tmp_path / "data")]
     images = str(image_folder(tmp_path / "hr"))
     create = [*data, "create", "--name", "crowd", "--images", images, "--methods", "bicubic", "--anchors"]
-    assert main([*create, "--reference", "--crop", "16x16", "--completion-code", "C0DE-1", "--gold"]) == 0
+    assert exit_status(main, [*create, "--reference", "--crop", "16x16", "--completion-code", "C0DE-1", "--gold"]) == 0
     out = capsys.readouterr().out
     assert "3 images × 3 conditions (bicubic, reference, nearest; gold items; completion code C0DE-1)" in out
     assert "0 raters (0 finished), 0 ratings" in out and "/rate/" in out
     (summary,) = list_studies(open_store(tmp_path / "data"))
     assert summary.completion_code == "C0DE-1" and summary.gold
     pc = [*create, "--name", "pc", "--protocol", "pc", "--gold"]
-    assert main(pc) == 2 and "pair comparison studies (protocol pc) have none" in capsys.readouterr().err
+    assert exit_status(main, pc) == 1 and "pair comparison studies (protocol pc) have none" in error_line(capsys)
 
 
 @pytest.fixture()

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import select
 
+from conftest import error_line, exit_status
 from survey.__main__ import main
 from survey.answers import submit_rating
 from survey.charts import mos_chart
@@ -112,19 +113,19 @@ def test_the_command_line_creates_lists_closes_and_exports(tmp_path: Path, capsy
     data = ["--data-dir", str(tmp_path / "data")]
     images = str(image_folder(tmp_path / "hr"))
     create = [*data, "create", "--name", "cli", "--images", images, "--methods", "bicubic", "--anchors"]
-    assert main(create) == 0
+    assert exit_status(main, create) == 0
     assert "/rate/" in capsys.readouterr().out
-    assert main([*data, "list"]) == 0
+    assert exit_status(main, [*data, "list"]) == 0
     assert "cli [open]" in capsys.readouterr().out
-    assert main([*data, "close", "--study", "cli"]) == 0
-    assert main([*data, "export", "--study", "cli", "--out", str(tmp_path / "out")]) == 0
+    assert exit_status(main, [*data, "close", "--study", "cli"]) == 0
+    assert exit_status(main, [*data, "export", "--study", "cli", "--out", str(tmp_path / "out")]) == 0
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted([*CSV_FILES, REPORT_FILE])
     capsys.readouterr()
     missing = [*data, "create", "--name", "gan", "--images", images, "--methods", "edsr_srgan"]
-    assert main([*missing, "--weights-dir", str(tmp_path)]) == 2
-    assert "edsr_srgan_x4.safetensors" in capsys.readouterr().err
-    assert main([*data, "export", "--study", "nope", "--out", str(tmp_path / "x")]) == 2
-    assert "No study named 'nope'; known studies: cli" in capsys.readouterr().err
+    assert exit_status(main, [*missing, "--weights-dir", str(tmp_path)]) == 1
+    assert "edsr_srgan_x4.safetensors" in error_line(capsys)
+    assert exit_status(main, [*data, "export", "--study", "nope", "--out", str(tmp_path / "x")]) == 1
+    assert "No study named 'nope'; known studies: cli" in error_line(capsys)
 
 
 def test_results_view_shows_both_raters_sets_and_a_chart(store: Store, rated: StudySummary) -> None:

@@ -6,6 +6,7 @@ import re
 import numpy as np
 import pytest
 
+from conftest import error_line, exit_status
 from survey.__main__ import main
 from survey.db import ACR, LEFT, PC, RIGHT
 from survey.errors import SurveyError
@@ -66,14 +67,15 @@ def test_power_grows_and_the_interval_narrows_with_raters() -> None:
 
 def test_the_plan_command_prints_the_table_and_the_raters_needed(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["plan", "--protocol", "pc", "--conditions", "a,b,c", "--images", "6", "--difference", "0.85"]
-    assert main([*argv, "--simulations", "5", "--ci-width", "1.5"]) == 0
+    assert exit_status(main, [*argv, "--simulations", "5", "--ci-width", "1.5"]) == 0
     out = capsys.readouterr().out
     assert "PC: 3 conditions (a, b, c) × 6 images, neighbours preferred with p = 0.85" in out
     assert "raters  power  CI width" in out
     rows = [[float(x) for x in row] for row in re.findall(r"^ +(\d+) +([\d.]+) +([\d.]+)$", out, re.MULTILINE)]
     assert rows[0][0] == 4 and all(0 <= power <= 1 and width > 0 for _, power, width in rows)
     assert "80 % power (Holm-adjusted sign tests" in out and "95 % interval width ≤ 1.5 log strength" in out
-    assert main(["plan", "--conditions", "3", "--images", "6", "--difference", "0.3", "--simulations", "3"]) == 0
+    acr = ["plan", "--conditions", "3", "--images", "6", "--difference", "0.3", "--simulations", "3"]
+    assert exit_status(main, acr) == 0
     assert "ACR: 3 conditions (c1, c2, c3) × 6 images, neighbours 0.3 MOS points apart" in capsys.readouterr().out
-    assert main([*argv[:-1], "1.5"]) == 2
-    assert "between 0.5 and 1" in capsys.readouterr().err
+    assert exit_status(main, [*argv[:-1], "1.5"]) == 1
+    assert "between 0.5 and 1" in error_line(capsys)

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import select
 
+from conftest import error_line, exit_status
 from survey.__main__ import main
 from survey.answers import submit_choice, submit_rating
 from survey.charts import SIGNIFICANCE_COLOURS, heatmap, scores_chart, significance_matrix
@@ -81,14 +82,14 @@ def test_the_command_line_creates_and_exports_a_pair_comparison(
     data = ["--data-dir", str(tmp_path / "data")]
     images = str(image_folder(tmp_path / "hr"))
     create = [*data, "create", "--name", "cli-pc", "--images", images, "--methods", "bicubic", "--anchors"]
-    assert main([*create, "--protocol", "pc", "--allow-tie", "--presentation", "side-by-side"]) == 0
+    assert exit_status(main, [*create, "--protocol", "pc", "--allow-tie", "--presentation", "side-by-side"]) == 0
     assert "cli-pc [open] pair comparison" in capsys.readouterr().out
-    assert main([*data, "export", "--study", "cli-pc", "--out", str(tmp_path / "out")]) == 0
+    assert exit_status(main, [*data, "export", "--study", "cli-pc", "--out", str(tmp_path / "out")]) == 0
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted([*PC_CSV_FILES, REPORT_FILE])
     capsys.readouterr()
     acr_with_ties = [*data, "create", "--name", "acr", "--images", images, "--methods", "bicubic", "--allow-tie"]
-    assert main(acr_with_ties) == 2
-    assert "options of pair comparison studies" in capsys.readouterr().err
+    assert exit_status(main, acr_with_ties) == 1
+    assert "options of pair comparison studies" in error_line(capsys)
 
 
 def test_the_html_report_is_self_contained_and_describes_the_design(

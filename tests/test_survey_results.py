@@ -12,6 +12,7 @@ import httpx
 import pandas as pd
 import pytest
 
+from conftest import error_line, exit_status
 from survey.__main__ import main
 from survey.answers import submit_rating
 from survey.creation import create_study
@@ -98,9 +99,9 @@ def test_with_every_rater_flagged_leaving_them_out_says_so_instead_of_showing_no
         export_study(store, "flat", tmp_path / "out", exclude_flagged=True)
     monkeypatch.setenv(DATABASE_URL_ENV, store.engine.url.render_as_string(hide_password=False))
     args = ["--data-dir", str(store.data_dir), "export", "--study", "flat", "--out", str(tmp_path / "cli")]
-    assert main([*args, "--exclude-flagged"]) == 2
-    assert "Export without --exclude-flagged" in capsys.readouterr().err and not (tmp_path / "cli").exists()
-    assert main(args) == 0 and len(pd.read_csv(tmp_path / "cli" / "ratings.csv")) == 8
+    assert exit_status(main, [*args, "--exclude-flagged"]) == 1
+    assert "Export without --exclude-flagged" in error_line(capsys) and not (tmp_path / "cli").exists()
+    assert exit_status(main, args) == 0 and len(pd.read_csv(tmp_path / "cli" / "ratings.csv")) == 8
 
 
 def test_intervals_never_reach_past_the_scale() -> None:

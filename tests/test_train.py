@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import REPO, TINY_CONFIG
+from conftest import REPO, TINY_CONFIG, error_line, exit_status
 from sr_app.methods import REGISTRY
 from sr_app.models import CONFIGS, EDSR, EDSRConfig
 from sr_app.weights import load_weights, save_weights
@@ -96,21 +96,39 @@ def test_nan_loss_stops_with_a_message(hr_folder: Path, tmp_path: Path) -> None:
         run(Diverging, config)
 
 
-def test_folder_without_images_is_a_clear_error(tmp_path: Path) -> None:
+def test_folder_without_images_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "empty").mkdir()
-    with pytest.raises(SystemExit, match="No images .* found in"):
-        main(train_args(tmp_path / "empty", tmp_path / "run", "--iterations", "1"))
+    assert exit_status(main, train_args(tmp_path / "empty", tmp_path / "run", "--iterations", "1")) == 1
+    assert error_line(capsys).startswith("No images (png, jpg, bmp, tif, webp) found in")
 
 
-def test_unreadable_image_is_a_clear_error(hr_folder: Path, tmp_path: Path) -> None:
+def test_unreadable_image_is_a_clear_error(hr_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (hr_folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
-    with pytest.raises(SystemExit, match="Cannot read image .*broken.png"):
-        main(train_args(hr_folder, tmp_path / "run", "--iterations", "1"))
+    assert exit_status(main, train_args(hr_folder, tmp_path / "run", "--iterations", "1")) == 1
+    assert error_line(capsys).startswith(f"Cannot read image {hr_folder / 'broken.png'}")
 
 
-def test_missing_init_weights_is_a_clear_error(hr_folder: Path, tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match="Weights file not found"):
-        main(train_args(hr_folder, tmp_path / "run", "--iterations", "1", "--init", str(tmp_path / "no.safetensors")))
+def test_images_all_smaller_than_the_patch_are_a_clear_error(
+    hr_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert exit_status(main, [*train_args(hr_folder, tmp_path / "run"), "--lr-patch", "48"]) == 1  # 160 px < 192
+    assert error_line(capsys) == "All 4 images are smaller than the 192 px HR patch size"
+
+
+def test_missing_init_weights_is_a_clear_error(
+    hr_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "no.safetensors"
+    assert exit_status(main, train_args(hr_folder, tmp_path / "run", "--iterations", "1", "--init", str(missing))) == 1
+    assert "Weights file not found" in error_line(capsys)
+
+
+def test_an_unknown_device_is_a_usage_error(
+    hr_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert exit_status(main, train_args(hr_folder, tmp_path / "run", "--device", "gpu0")) == 2
+    assert "error: argument --device: Invalid device string: 'gpu0'" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow
@@ -215,11 +233,14 @@ class Planted:
         return Path.touch, (self.marker,)
 
 
-def test_resume_refuses_a_checkpoint_that_would_unpickle_objects(hr_folder: Path, tmp_path: Path) -> None:
+def test_resume_refuses_a_checkpoint_that_would_unpickle_objects(
+    hr_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out, marker = tmp_path / "run", tmp_path / "unpickled"
     main(train_args(hr_folder, out, "--iterations", "5"))
     state = torch.load(out / "checkpoint.pt", weights_only=True)
     torch.save(state | {"extra": Planted(marker)}, out / "checkpoint.pt")
-    with pytest.raises(SystemExit, match="checkpoint.pt holds more than tensors and plain values"):
-        main(train_args(hr_folder, out, "--iterations", "10", "--resume"))
+    capsys.readouterr()  # the first run's progress bar
+    assert exit_status(main, train_args(hr_folder, out, "--iterations", "10", "--resume")) == 1
+    assert error_line(capsys) == f"{out}/checkpoint.pt holds more than tensors and plain values; refusing to load it"
     assert not marker.exists()

@@ -19,10 +19,15 @@ from typing import Any
 
 import torch
 
+from sr_app.errors import UserError
 from sr_app.models import CONFIGS, NetworkConfig
 
 #: The checkpoint's file name in the run folder.
 CHECKPOINT_NAME = "checkpoint.pt"
+
+
+class CheckpointError(UserError, ValueError):
+    """A run's checkpoint cannot be resumed: it holds more than tensors and plain values, or another network."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +72,7 @@ class Checkpoint:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as error:
-            raise ValueError(f"{path} holds more than tensors and plain values; refusing to load it") from error
+            raise CheckpointError(f"{path} holds more than tensors and plain values; refusing to load it") from error
         progress = Progress(
             state["iteration"],
             state["best_psnr"],

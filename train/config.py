@@ -13,6 +13,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Self
 
+import torch
+
 from sr_app.methods import REGISTRY
 from sr_app.models import NetworkConfig
 from train.checkpoint import CHECKPOINT_NAME
@@ -85,6 +87,15 @@ def _plain(value: object) -> object:
     return value
 
 
+def device_name(text: str) -> str:
+    """``--device``: a device name torch knows (``cuda``, ``cuda:1``, ``mps``, ``cpu``); another is a usage error."""
+    try:
+        torch.device(text)
+    except RuntimeError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+    return text
+
+
 def add_arguments(parser: argparse.ArgumentParser, recipe: type[TrainConfig]) -> None:
     """The command-line flags of every :class:`TrainConfig` field but ``network`` and ``command``, with ``recipe``'s
     defaults."""
@@ -111,5 +122,5 @@ def add_arguments(parser: argparse.ArgumentParser, recipe: type[TrainConfig]) ->
     parser.add_argument("--export", type=Path, help="weights file to write (default: the method's file in OUT)")
     parser.add_argument("--resume", action="store_true", help=f"continue from OUT/{CHECKPOINT_NAME}")
     parser.add_argument("--init", type=Path, help="start the generator from this weights file")
-    parser.add_argument("--device", help="cuda, mps or cpu (default: best available)")
+    parser.add_argument("--device", type=device_name, help="cuda, mps or cpu (default: best available)")
     parser.add_argument("--seed", type=int, default=recipe.seed)

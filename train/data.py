@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
 
-from sr_app.images import list_images, load_rgb, rgb_to_tensor
+from sr_app.images import ImageError, list_images, load_rgb, rgb_to_tensor
 from sr_app.resize import make_lr
 from sr_app.scoring import BenchmarkImage
 
@@ -55,7 +55,7 @@ class PatchDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         if small:
             log.warning("Skipping %d of %d images smaller than a %d px HR patch", len(small), len(paths), p_hr)
         if not self.pairs:
-            raise ValueError(f"All {len(paths)} images are smaller than the {p_hr} px HR patch size")
+            raise ImageError(f"All {len(paths)} images are smaller than the {p_hr} px HR patch size")
 
     def __len__(self) -> int:
         return len(self.pairs) * self.repeat
@@ -119,7 +119,7 @@ def load_benchmark(folder: str | Path, scale: int = 4) -> list[BenchmarkImage]:
             lr = load_rgb(lr_folder / path.name)
             hr = hr[: lr.shape[0] * scale, : lr.shape[1] * scale]
             if hr.shape[:2] != (lr.shape[0] * scale, lr.shape[1] * scale):
-                raise ValueError(f"{path.name}: HR {hr.shape[:2]} is smaller than {scale} × LR {lr.shape[:2]}")
+                raise ImageError(f"{path.name}: HR {hr.shape[:2]} is smaller than {scale} × LR {lr.shape[:2]}")
         else:
             lr, hr = make_lr(hr, scale)
         images.append(BenchmarkImage(path.stem, lr, hr))

@@ -26,16 +26,17 @@ import numpy as np
 import pandas as pd
 import torch
 
+from sr_app.cli import run_command
 from sr_app.engines import ENGINES
-from sr_app.images import ImageError, load_rgb, rgb_to_tensor
+from sr_app.images import load_rgb, rgb_to_tensor
 from sr_app.methods import Method, MethodError, Settings, as_method, parse_methods
 from sr_app.metrics import shave_border
 from sr_app.outputs import read_outputs
 from sr_app.scoring import METRICS, BenchmarkImage, score_images, score_outputs
 from sr_app.upscalers import PRECISIONS, SCALE
-from sr_app.weights import WEIGHTS_DIR, WeightsError
+from sr_app.weights import WEIGHTS_DIR
 from train.data import load_benchmark
-from train.losses import VGG54, VGGWeightsError, content_loss
+from train.losses import VGG54, content_loss
 
 
 def metric_names(vgg54: bool = False) -> list[str]:
@@ -150,16 +151,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         methods = [] if args.outputs else method_list(DEFAULT_METHODS)
     if not methods and not args.outputs:
         parser.error("--methods names no method; name at least one, or score precomputed ones with --outputs")
-    try:
-        settings = Settings(
-            precision=args.precision,
-            self_ensemble=args.self_ensemble,
-            weights_dir=args.weights_dir,
-            engine=args.engine,
-        )
-        scores = evaluate(args.data, methods, args.save, settings, args.vgg54, args.outputs)
-    except (WeightsError, VGGWeightsError, ImageError, OSError, ValueError) as error:
-        raise SystemExit(f"error: {error}") from error
+    settings = Settings(
+        precision=args.precision, self_ensemble=args.self_ensemble, weights_dir=args.weights_dir, engine=args.engine
+    )
+    scores = evaluate(args.data, methods, args.save, settings, args.vgg54, args.outputs)
     print(summary_table(scores).to_string())
     if args.csv:
         args.csv.parent.mkdir(parents=True, exist_ok=True)
@@ -167,4 +162,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -22,6 +22,7 @@ from typing import ClassVar, get_args
 import torch
 from torch import nn
 
+from sr_app.cli import run_command
 from sr_app.methods import REGISTRY
 from sr_app.weights import WEIGHTS_DIR, read_config
 from train.config import TrainConfig, add_arguments
@@ -168,11 +169,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     init = args.init or WEIGHTS_DIR / REGISTRY[args.generator].weights
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    try:
-        run(GANTrainer, GANConfig.from_args(args, network=read_config(init), init=init))
-    except (OSError, ValueError, RuntimeError) as error:
-        raise SystemExit(f"error: {error}") from error
+    run(GANTrainer, GANConfig.from_args(args, network=read_config(init), init=init))
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

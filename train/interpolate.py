@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from sr_app.cli import run_command
 from sr_app.methods import REGISTRY
 from sr_app.models import build_network
 from sr_app.weights import WEIGHTS_DIR, WeightsError, load_weights, save_weights
@@ -30,11 +31,12 @@ SCORE_SUFFIXES = ("_psnr", "_ssim", "_psnr_raw")
 
 
 def interpolate_networks(psnr: nn.Module, gan: nn.Module, alpha: float) -> nn.Module:
-    """A copy of ``psnr`` whose every parameter and buffer is ``(1 - alpha) * psnr + alpha * gan``."""
+    """A copy of ``psnr`` whose every parameter and buffer is ``(1 - alpha) * psnr + alpha * gan``; raises
+    :class:`WeightsError` when the two networks differ in shape."""
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
     if psnr.config != gan.config:
-        raise ValueError(f"cannot blend networks of different shapes: {psnr.config} and {gan.config}")
+        raise WeightsError(f"cannot blend networks of different shapes: {psnr.config} and {gan.config}")
     gan_state = gan.state_dict()
     blended = {  # integer buffers (batch norm's update counts) are kept from the PSNR network
         name: torch.lerp(value, gan_state[name], alpha) if value.is_floating_point() else value
@@ -57,14 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not 0.0 <= args.alpha <= 1.0:
+        parser.error(f"--alpha must be between 0 and 1, got {args.alpha:g}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    try:
-        psnr, _ = load_weights(args.psnr)
-        gan, metadata = load_weights(args.gan, expected=psnr.config)
-        blended = interpolate_networks(psnr, gan, args.alpha)
-    except (OSError, ValueError, WeightsError) as error:
-        raise SystemExit(f"error: {error}") from error
+    psnr, _ = load_weights(args.psnr)
+    gan, metadata = load_weights(args.gan, expected=psnr.config)
+    blended = interpolate_networks(psnr, gan, args.alpha)
     kept = {key: value for key, value in metadata.items() if key != "config" and not key.endswith(SCORE_SUFFIXES)}
     psnr_shown = shown_path(args.psnr)
     save_weights(blended, args.out, **kept, interpolation_alpha=args.alpha, interpolated_with=psnr_shown)
@@ -72,4 +74,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -37,7 +37,7 @@ from sr_app.models import build_network
 from sr_app.scoring import METRICS, BenchmarkImage, score_images
 from sr_app.upscalers import ModelUpscaler
 from sr_app.weights import load_weights, save_weights
-from train.checkpoint import Checkpoint, Progress
+from train.checkpoint import Checkpoint, CheckpointError, Progress
 from train.config import TrainConfig
 from train.data import Batch, PatchDataset, endless, load_benchmark, make_loader
 from train.distributed import is_main_process, setup_distributed, teardown_distributed, wrap_distributed
@@ -185,7 +185,7 @@ def set_up(config: TrainConfig) -> torch.device:
     process's device."""
     rank, world, device = setup_distributed(config.device)
     if config.batch_size % world:
-        raise ValueError(f"--batch-size {config.batch_size} is not divisible by {world} processes")
+        raise UserError(f"--batch-size {config.batch_size} is not divisible by {world} processes")
     torch.manual_seed(config.seed + rank)
     config.out.mkdir(parents=True, exist_ok=True)
     return device
@@ -209,7 +209,7 @@ def resume(trainer: Trainer, config: TrainConfig, start: Progress) -> Progress:
     """
     checkpoint = Checkpoint.load(config.checkpoint_file, start)
     if checkpoint.network != config.network:
-        raise ValueError(f"{config.checkpoint_file} is for {checkpoint.network}, not {config.network}")
+        raise CheckpointError(f"{config.checkpoint_file} is for {checkpoint.network}, not {config.network}")
     trainer.load_state_dict(checkpoint.trainer)
     torch.set_rng_state(checkpoint.rng)
     log.info("Resumed from %s at iteration %d", config.checkpoint_file, checkpoint.progress.iteration)

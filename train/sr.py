@@ -16,6 +16,7 @@ import argparse
 import logging
 from collections.abc import Sequence
 
+from sr_app.cli import run_command
 from sr_app.models import CONFIGS, EDSRConfig, NetworkConfig
 from train.config import TrainConfig, add_arguments
 from train.loop import Trainer, run
@@ -42,11 +43,8 @@ def main(argv: Sequence[str] | None = None, prog: str = TrainConfig.command) -> 
     args = build_parser(prog).parse_args(argv)
     config = TrainConfig.from_args(args, network=network_config(args), command=prog)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    try:
-        run(Trainer, config)
-    except (OSError, ValueError, RuntimeError) as error:
-        raise SystemExit(f"error: {error}") from error
+    run(Trainer, config)
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)
