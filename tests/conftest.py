@@ -1,9 +1,14 @@
-"""Shared fixtures: the benchmark sets in ../shared/data and small generated images and weights."""
+"""The fixtures that test modules share: the benchmark sets in ../shared/data, small generated images and weights,
+a fresh survey store and a headless Chromium. A module defines a fixture of its own only where it is particular to
+that module (it may override one of these, as ``test_survey_faults.py`` overrides ``store``).
+
+Plain helpers that tests call with arguments stay importable: the constants here (``from conftest import …``) and the
+survey helpers in ``survey_fixtures.py`` (``from tests.survey_fixtures import …``)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +20,15 @@ from sr_app.cli import run_command
 from sr_app.methods import REGISTRY
 from sr_app.models import EDSR, EDSRConfig
 from sr_app.weights import save_weights
+from survey.db import Store
+from tests.survey_fixtures import tmp_store
 
 REPO = Path(__file__).resolve().parents[1]
 EVAL_DATA = REPO.parent / "shared" / "data" / "eval"
 #: A small EDSR that trains and runs in milliseconds.
 TINY_CONFIG = EDSRConfig(n_blocks=2, n_feats=16)
+#: Debian's Chromium, which the browser tests drive (Playwright's own browser downloads are never used).
+CHROMIUM = Path("/usr/bin/chromium")
 
 
 @pytest.fixture(scope="session")
@@ -59,6 +68,27 @@ def tiny_weights_dir(tmp_path: Path) -> Path:
     folder = tmp_path / "weights"
     save_weights(EDSR(TINY_CONFIG), folder / REGISTRY["edsr"].weights, iterations=0)
     return folder
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> Store:
+    """A fresh survey store in ``tmp_path/data`` (see :func:`survey_fixtures.tmp_store`: SQLite, or PostgreSQL)."""
+    return tmp_store(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Headless :data:`CHROMIUM` driven by Playwright, one per test module (each test opens its own pages); the test is
+    skipped without Chromium or the ``playwright`` package."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
+    playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    with playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 def exit_status(main: Callable[[Sequence[str] | None], object], argv: Sequence[str]) -> int:

@@ -1,4 +1,8 @@
-"""Helpers for the survey tests: simulated raters, tiny image folders and stores."""
+"""Helpers for the survey tests: simulated raters, tiny image folders and stores.
+
+Plain functions, not fixtures: tests call them with arguments of their own, so they import them by hand
+(``from tests.survey_fixtures import …``). The fixtures built on them live in ``conftest.py`` (``store``, a fresh
+:func:`tmp_store`); a test calls :func:`tmp_store` itself only for a store it opens mid-test."""
 
 from __future__ import annotations
 

@@ -99,12 +99,6 @@ SR_MODELS: dict[str, tuple[Callable[[], nn.Module], str]] = {
 PADDING_13_BY_17 = {"esrgan.pth": (0, 0), "swinir.pth": (0, 3), "safmn.pth": (7, 3), "mmrealsr.pth": (0, 3)}
 
 
-@pytest.fixture(scope="module")
-def photo() -> np.ndarray:
-    """A real 512×512 uint8 RGB photo."""
-    return skdata.astronaut()
-
-
 @torch.no_grad()
 def spread(model: nn.Module, last: str, photo: np.ndarray) -> nn.Module:
     """``model`` with its last convolution ``last`` (followed at most by pixel shuffle and an offset) rescaled so that

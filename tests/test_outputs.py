@@ -24,7 +24,7 @@ from survey.db import REFERENCE, Stimulus, Store
 from survey.export import export_study
 from survey.raters import start_rater
 from survey.studies import list_studies
-from tests.survey_fixtures import image_folder, png_chunks, tmp_store
+from tests.survey_fixtures import image_folder, png_chunks
 from train.evaluate import main as evaluate_main
 
 #: (height, width) of the generated ground truth; scored cropped to 28 × 32.
@@ -43,11 +43,6 @@ def outputs(dataset: Path, tmp_path: Path) -> Path:
     """``ROOT/Mine`` as ``train.evaluate --save ROOT`` writes it for bicubic: ``bicubic/photo{0,1,2}.png``."""
     evaluate_main(["--data", str(dataset), "--methods", "bicubic", "--save", str(tmp_path / "out")])
     return tmp_path / "out" / "Mine"
-
-
-@pytest.fixture()
-def store(tmp_path: Path) -> Store:
-    return tmp_store(tmp_path)
 
 
 def test_saved_outputs_score_exactly_as_computing_them(tmp_path: Path, tiny_weights_dir: Path) -> None:

@@ -44,14 +44,9 @@ from survey.stimuli import png_bytes
 from survey.studies import StudySummary, list_studies
 from survey.ui.rate import BlocksWithRaterPage, app_kwargs
 from survey.ui.rater_requests import RateLimits
-from tests.survey_fixtures import image_folder, tmp_store
+from tests.survey_fixtures import image_folder
 
 NO_LIMITS = RateLimits(open=None, start=None, answer=None)
-
-
-@pytest.fixture()
-def store(tmp_path: Path) -> Store:
-    return tmp_store(tmp_path)
 
 
 def new_study(store: Store, tmp_path: Path, name: str = "public", **options: object) -> StudySummary:

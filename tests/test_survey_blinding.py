@@ -20,7 +20,7 @@ from survey.studies import StudySummary
 from survey.ui.rate import BlocksWithRaterPage, RaterPage, rater_answer, rater_open, rater_start
 from survey.ui.rater_requests import RateLimits
 from survey.ui.results import WRONG_PASSWORD, build_results_tab, results_export, results_show, results_studies
-from tests.survey_fixtures import blank_random_ids, image_folder, png_chunks, tmp_store
+from tests.survey_fixtures import blank_random_ids, image_folder, png_chunks
 
 PASSWORD = "correct horse"
 STUDY_NAME = "private-edsr-vs-bicubic"
@@ -28,11 +28,6 @@ STUDY_NAME = "private-edsr-vs-bicubic"
 FORBIDDEN = re.compile("|".join([*REGISTRY, NEAREST, REFERENCE, "anchor", STUDY_NAME]), re.IGNORECASE)
 #: A stored stimulus or calibration PNG: named by a 128-bit random token, nothing else.
 OPAQUE_PNG = re.compile(r"[A-Za-z0-9_-]{22}\.png")
-
-
-@pytest.fixture()
-def store(tmp_path: Path) -> Store:
-    return tmp_store(tmp_path)
 
 
 @pytest.fixture()

@@ -13,6 +13,7 @@ import gradio as gr
 import pytest
 from sqlalchemy import select as sql_select
 
+from conftest import CHROMIUM
 from sr_app.methods import REGISTRY
 from survey.creation import create_study
 from survey.db import NEAREST, REFERENCE, Condition, Rating, SourceImage, Stimulus, Store
@@ -20,7 +21,6 @@ from survey.ui.rate import BlocksWithRaterPage
 from survey.ui.results import build_results_tab
 from tests.survey_fixtures import blank_random_ids, image_folder, tmp_store
 
-CHROMIUM = Path("/usr/bin/chromium")
 FORBIDDEN = re.compile("|".join([*REGISTRY, NEAREST, REFERENCE]), re.IGNORECASE)
 PASSWORD = "password"
 TIMEOUT_MS = 30_000

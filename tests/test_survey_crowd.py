@@ -22,15 +22,10 @@ from survey.export import RATERS_COLUMNS, RATINGS_COLUMNS, export_study
 from survey.raters import start_rater
 from survey.stimuli import Crop
 from survey.studies import StudySummary, list_studies
-from tests.survey_fixtures import image_folder, set_response_times, tmp_store
+from tests.survey_fixtures import image_folder, set_response_times
 
 #: How an attentive rater scores each condition, gold items included.
 CAREFUL = {NEAREST: 1, "bicubic": 3, REFERENCE: 5}
-
-
-@pytest.fixture()
-def store(tmp_path: Path) -> Store:
-    return tmp_store(tmp_path)
 
 
 def stimulus_info(store: Store) -> dict[str, tuple[str, str, bool]]:

@@ -30,7 +30,7 @@ from survey.report import BY_METHOD
 from survey.stats import BOOT_COLUMNS, MOS_COLUMNS, WILCOXON_COLUMNS, mos
 from survey.studies import StudySummary
 from survey.ui.results import ADMIN_PASSWORD_ENV, ADMIN_PASSWORD_FILE, admin_password, results_show
-from tests.survey_fixtures import image_folder, set_response_times, tmp_store
+from tests.survey_fixtures import image_folder, set_response_times
 
 #: The score the simulated raters mean to give each condition.
 BASE_SCORE = {"nearest": 1, "bicubic": 3, "reference": 5}
@@ -42,11 +42,6 @@ DOCUMENTED_COLUMNS = {
     "wilcoxon.csv": WILCOXON_COLUMNS,
     "raters.csv": RATERS_COLUMNS,
 }
-
-
-@pytest.fixture()
-def store(tmp_path: Path) -> Store:
-    return tmp_store(tmp_path)
 
 
 @pytest.fixture()

@@ -54,7 +54,7 @@ from survey.schedule import pair_schedule
 from survey.stats import BOOT_COLUMNS, analyse, cluster_bootstrap, mos
 from survey.studies import StudySummary, list_studies
 from survey.ui.rate import rater_answer, rater_open, rater_start
-from tests.survey_fixtures import blank_random_ids, image_folder, simulate_ratings, tmp_store
+from tests.survey_fixtures import blank_random_ids, image_folder, simulate_ratings
 from tests.test_survey_rater_page import FORBIDDEN, OPAQUE
 
 #: True Bradley–Terry log strengths, mean 0: from 27 % to 73 % preference between neighbours... up to 87 %.
@@ -261,11 +261,6 @@ OLD_STUDIES_TABLE = """CREATE TABLE studies (
     status VARCHAR(8) NOT NULL CHECK (status IN ('open', 'closed')), created_at DATETIME NOT NULL,
     calibration_high VARCHAR(32) NOT NULL, calibration_low VARCHAR(32) NOT NULL,
     PRIMARY KEY (id), UNIQUE (public_id), UNIQUE (name))"""
-
-
-@pytest.fixture()
-def store(tmp_path: Path) -> Store:
-    return tmp_store(tmp_path)
 
 
 @pytest.fixture()

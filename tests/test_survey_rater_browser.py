@@ -23,11 +23,10 @@ from survey.creation import create_study
 from survey.db import LEFT, PC, RIGHT, SIDE_BY_SIDE, TIE, Choice, Rating, Store
 from survey.ui.rate import app_kwargs
 from survey.ui.rater_requests import RateLimits
-from tests.survey_fixtures import blank_random_ids, image_folder, tmp_store
+from tests.survey_fixtures import blank_random_ids, image_folder
 from tests.test_survey_rater_page import FORBIDDEN
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-CHROMIUM = Path("/usr/bin/chromium")
 TIMEOUT_MS = 30_000
 PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 3, "is_mobile": True, "has_touch": True}
 DESKTOP = {"viewport": {"width": 1280, "height": 800}}
@@ -68,11 +67,6 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture()
-def store(tmp_path: Path) -> Store:
-    return tmp_store(tmp_path)
-
-
 @contextlib.contextmanager
 def serve(store: Store, limits: RateLimits) -> Iterator[str]:
     """The rater page of ``store``'s studies with ``limits``, served by uvicorn in a thread (as under the app, without
@@ -94,17 +88,6 @@ def url(store: Store) -> Iterator[str]:
     """The rater page without a limit on answers: the tests answer as fast as the page lets them."""
     with serve(store, RateLimits(answer=None)) as address:
         yield address
-
-
-@pytest.fixture()
-def browser() -> Iterator[object]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
-    playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
-    with playwright.sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
-        yield browser
-        browser.close()
 
 
 def expect():

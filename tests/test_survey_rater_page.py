@@ -20,7 +20,7 @@ from survey.export import export_study
 from survey.studies import StudySummary
 from survey.ui.rate import PAGE_HTML, app_kwargs
 from survey.ui.rater_requests import RateLimits
-from tests.survey_fixtures import blank_random_ids, image_folder, png_chunks, tmp_store
+from tests.survey_fixtures import blank_random_ids, image_folder, png_chunks
 
 CODE = "C0MPLETE-7Q"
 #: Words that would tell a rater which condition they see, or that they are in a lab's app.
@@ -29,11 +29,6 @@ FORBIDDEN = re.compile("|".join([*REGISTRY, NEAREST, REFERENCE, "anchor", "gradi
 OPAQUE = re.compile(r"[A-Za-z0-9_-]{22}")
 PHONE = {"viewport_width": 390, "viewport_height": 844, "device_pixel_ratio": 3.0, "scale": 1.0, "display_ms": 2150}
 NO_LIMITS = RateLimits(open=None, start=None, answer=None)
-
-
-@pytest.fixture()
-def store(tmp_path: Path) -> Store:
-    return tmp_store(tmp_path)
 
 
 @pytest.fixture()

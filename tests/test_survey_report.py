@@ -21,17 +21,12 @@ from survey.raters import start_rater
 from survey.report import PC_SCORES, PC_WINS
 from survey.studies import StudySummary
 from survey.ui.results import results_show
-from tests.survey_fixtures import image_folder, set_response_times, tmp_store
+from tests.survey_fixtures import image_folder, set_response_times
 
 #: How the simulated raters rank the conditions (higher is better); equal ranks are answered "no difference".
 RANK = {"nearest": 0, "bicubic": 1, "reference": 2}
 #: Addresses that would make a report depend on something outside it (the SVG namespace is only a name).
 EXTERNAL = re.compile(r"(?:src|href)\s*=|https?://(?!www\.w3\.org/2000/svg)|<script|<link|@import", re.IGNORECASE)
-
-
-@pytest.fixture()
-def store(tmp_path: Path) -> Store:
-    return tmp_store(tmp_path)
 
 
 @pytest.fixture()

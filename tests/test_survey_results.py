@@ -24,14 +24,9 @@ from survey.report import DMOS
 from survey.stats import DMOS_BOUNDS, dmos, mos
 from survey.studies import StudySummary
 from survey.ui.results import build_results_tab, results_show
-from tests.survey_fixtures import image_folder, tmp_store
+from tests.survey_fixtures import image_folder
 
 PASSWORD = "owner"
-
-
-@pytest.fixture()
-def store(tmp_path: Path) -> Store:
-    return tmp_store(tmp_path)
 
 
 def rated(store: Store, tmp_path: Path, scores: list[int]) -> StudySummary:

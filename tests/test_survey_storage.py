@@ -18,14 +18,9 @@ from survey.errors import SurveyError
 from survey.raters import progress, start_rater
 from survey.schedule import playlist
 from survey.studies import StudySummary, list_studies, set_status
-from tests.survey_fixtures import image_folder, png_chunks, tmp_store
+from tests.survey_fixtures import image_folder, png_chunks
 
 TOKEN = re.compile(r"[A-Za-z0-9_-]{22}")
-
-
-@pytest.fixture()
-def store(tmp_path: Path) -> Store:
-    return tmp_store(tmp_path)
 
 
 @pytest.fixture()

@@ -32,7 +32,6 @@ from sr_app.ui.share import ID_PATTERN, SHARE_PARAM, shared_dir
 from sr_app.ui.viewer import View, viewer_html
 from sr_app.weights import save_weights
 
-CHROMIUM = Path("/usr/bin/chromium")
 TIMEOUT_MS = 60_000
 SCREENSHOT = Path("/tmp/compare_viewer.png")
 #: Every image of the viewer, main view first (only the image it shows): [left, top, width, height] on screen.
@@ -58,9 +57,6 @@ def test_viewer_markup_labels_every_view_and_keys_the_first_nine(tmp_path: Path)
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The app with a random tiny EDSR: Compare picks bicubic and EDSR."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
-    pytest.importorskip("playwright.sync_api", reason="pip install playwright")
     weights = tmp_path_factory.mktemp("weights")
     torch.manual_seed(0)
     save_weights(EDSR(TINY_CONFIG), weights / REGISTRY["edsr"].weights, iterations=0)
@@ -83,18 +79,6 @@ def launch(weights_dir: Path, data_dir: Path, port: int):
     demo = build_app(weights_dir=weights_dir, device="cpu", precision="fp32", data_dir=data_dir)
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     return demo
-
-
-@pytest.fixture(scope="module")
-def browser(app_url: str) -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture(scope="module")
