@@ -160,6 +160,7 @@ def test_ground_truth_mode_labels_views_with_scores_and_shows_the_original(
     assert run_label(UPSCALE).value == "Upscale ×4"
 
 
+@pytest.mark.slow
 def test_self_ensemble_changes_networks_only_and_leaves_the_shared_upscaler_alone(
     methods: list[LoadedMethod], image: np.ndarray
 ) -> None:
@@ -323,6 +324,7 @@ def png_with_size(png: bytes, width: int, height: int) -> bytes:
     return png[:8] + struct.pack(">I", 13) + header + struct.pack(">I", zlib.crc32(header)) + png[33:]
 
 
+@pytest.mark.slow
 def test_api_upscale_returns_lossless_pngs(
     client: Client, methods: list[LoadedMethod], image: np.ndarray, tmp_path: Path
 ) -> None:
@@ -344,6 +346,7 @@ def test_api_upscale_returns_lossless_pngs(
     np.testing.assert_array_equal(load_rgb(after), methods[1].upscaler(image))
 
 
+@pytest.mark.slow
 def test_api_ground_truth_mode(client: Client, methods: list[LoadedMethod], image: np.ndarray, tmp_path: Path) -> None:
     path = write_png(image, tmp_path / "original.png")
     files, table = client.predict(handle_file(str(path)), GROUND_TRUTH, api_name="/upscale")
@@ -382,6 +385,7 @@ def bad_uploads(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     return paths
 
 
+@pytest.mark.slow
 def test_api_bad_uploads_give_clear_errors_and_the_app_keeps_working(
     client: Client, image: np.ndarray, tmp_path: Path
 ) -> None:
@@ -394,6 +398,7 @@ def test_api_bad_uploads_give_clear_errors_and_the_app_keeps_working(
         assert load_rgb(files[1]).shape == (44 * SCALE, 36 * SCALE, 3), name
 
 
+@pytest.mark.slow
 def test_modes_are_the_api_choices(client: Client) -> None:
     info = client.view_api(print_info=False, return_format="dict")
     endpoints = info["named_endpoints"]
@@ -405,6 +410,7 @@ def test_modes_are_the_api_choices(client: Client) -> None:
 # ---- app.py and the survey's rater links ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_app_records_its_address_for_the_rater_links_survey_create_prints(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -73,6 +73,7 @@ def test_a_spandrel_model_exports_and_gives_torch_fp32(tmp_path: Path, photo: np
     assert grey_levels_apart(upscaler(lr), method.load(settings)(lr)) <= 2
 
 
+@pytest.mark.slow
 def test_an_engine_not_installed_leaves_the_network_to_torch_with_a_note(
     monkeypatch: pytest.MonkeyPatch, photo: np.ndarray
 ) -> None:

@@ -81,6 +81,7 @@ def test_data_folder_without_images_is_refused(tmp_path: Path, capsys: pytest.Ca
     assert error_line(capsys) == f"No images found in {tmp_path / 'Empty' / 'HR'}"
 
 
+@pytest.mark.slow
 def test_vgg54_distance_is_zero_for_hr_and_grows_with_blur(photo: np.ndarray) -> None:
     vgg = VGG54()
     hr = photo[:256, :256]
@@ -89,6 +90,7 @@ def test_vgg54_distance_is_zero_for_hr_and_grows_with_blur(photo: np.ndarray) ->
     assert 0 < vgg54_distance(vgg, blurred[2], hr) < vgg54_distance(vgg, blurred[4], hr)
 
 
+@pytest.mark.slow
 def test_vgg54_column_in_the_csv_and_the_table(eval_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     csv = tmp_path / "scores.csv"
     main(["--data", str(eval_data / "Set5"), "--methods", "bicubic", "--vgg54", "--csv", str(csv)])

@@ -70,6 +70,7 @@ def test_the_lists_here_cover_the_whole_corpus(corpus: dict[str, Case]) -> None:
     assert all(corpus[name].expect for name in REFUSED) and not any(corpus[name].expect for name in DECODED)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", REFUSED)
 def test_hostile_files_are_refused_clearly_and_the_app_keeps_serving(
     client: Client, corpus: dict[str, Case], good: Path, name: str
@@ -77,6 +78,7 @@ def test_hostile_files_are_refused_clearly_and_the_app_keeps_serving(
     assert check(client, corpus[name], good).startswith("refused: ")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", DECODED)
 def test_unusual_but_valid_files_are_upscaled(client: Client, corpus: dict[str, Case], good: Path, name: str) -> None:
     assert check(client, corpus[name], good).startswith("upscaled to ")

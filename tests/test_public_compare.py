@@ -42,6 +42,7 @@ from sr_app.upscalers import SCALE, BicubicUpscaler
 from sr_app.web import MAX_BODY_BYTES, SECURITY_HEADERS
 from tests.test_app import free_port
 
+pytestmark = pytest.mark.slow  # the whole app, run in this process
 #: The share store of the app under test holds at most this many comparisons.
 SHARE_COUNT = 2
 
@@ -132,7 +133,6 @@ def test_crops_out_of_range_are_refused_with_a_message(app_url: str, tmp_path: P
     assert [load_rgb(crop["image"]).shape for crop in crops] == [(256, 256, 3)] * 2
 
 
-@pytest.mark.slow
 def test_two_sessions_upscale_at_the_same_time_and_each_gets_its_own_images(
     app_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -209,7 +209,6 @@ def test_a_huge_request_body_is_refused_before_it_is_read(app_url: str) -> None:
     assert response.status_code == 400 and "error" in response.json()
 
 
-@pytest.mark.slow
 def test_a_torchscript_model_is_refused_without_trust_model(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

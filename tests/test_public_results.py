@@ -160,6 +160,7 @@ def test_exports_leave_no_temporary_folder_behind(
     assert len(pd.read_csv(next(file for file in files if file.name == "ratings.csv"))) == 6
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("protocol", [ACR, PC])
 def test_a_bot_answering_in_300_ms_is_flagged_too_fast_and_left_out_on_request(
     store: Store, tmp_path: Path, protocol: str

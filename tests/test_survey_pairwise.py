@@ -228,6 +228,7 @@ def test_cluster_bootstrap_widens_with_rater_and_image_differences() -> None:
     assert ((by_method["ci95_low_boot"] < by_method["mos"]) & (by_method["mos"] < by_method["ci95_high_boot"])).all()
 
 
+@pytest.mark.slow
 def test_the_cluster_bootstrap_covers_the_true_mean_where_the_pooled_t_interval_does_not() -> None:
     """200 simulated studies of 20 raters × 10 images with rater leniency and image difficulty (sd 0.3 each) and
     noise (sd 0.6), 200 bootstrap resamples each."""

@@ -56,6 +56,7 @@ def test_a_large_effect_needs_few_raters_and_a_tiny_one_many(protocol: str, larg
     assert raters_needed(hard, 0.8, 9)[0] is None and hard[-1].n_raters == 64  # every count tried, none enough
 
 
+@pytest.mark.slow
 def test_power_grows_and_the_interval_narrows_with_raters() -> None:
     rows = plan(ACR, true_values(ACR, NAMES, 0.3), 10, target_ci_width=0.01, n_simulations=20)
     assert [row.n_raters for row in rows] == [4, 8, 12, 16, 24, 32, 48, 64]

@@ -43,6 +43,7 @@ def train_args(hr_folder: Path, out: Path, *extra: str) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_training_reduces_the_loss_and_exports_weights(hr_folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     main(train_args(hr_folder, out, "--iterations", "60", "--log-every", "20"))
@@ -53,6 +54,7 @@ def test_training_reduces_the_loss_and_exports_weights(hr_folder: Path, tmp_path
     assert metadata["iterations"] == "60" and str(hr_folder) in metadata["data"]
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_saved_iteration(hr_folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     main(train_args(hr_folder, out, "--iterations", "10"))
@@ -64,6 +66,7 @@ def test_resume_continues_from_the_saved_iteration(hr_folder: Path, tmp_path: Pa
     assert list(pd.read_csv(out / "log.csv").iteration) == [5, 10, 15]
 
 
+@pytest.mark.slow
 def test_a_resumed_run_decays_at_its_new_lr_step(hr_folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     main(train_args(hr_folder, out, "--iterations", "5"))
@@ -72,6 +75,7 @@ def test_a_resumed_run_decays_at_its_new_lr_step(hr_folder: Path, tmp_path: Path
     assert list(pd.read_csv(out / "log.csv").lr) == [1e-3, 5e-4, 5e-4]
 
 
+@pytest.mark.slow
 def test_validation_exports_the_best_weights_with_their_scores(
     hr_folder: Path, eval_data: Path, tmp_path: Path
 ) -> None:
@@ -153,6 +157,7 @@ def test_two_process_ddp_run(hr_folder: Path, tmp_path: Path) -> None:
     load_weights(out / "edsr_x4.safetensors", expected=TINY_CONFIG)
 
 
+@pytest.mark.slow
 def test_init_from_weights_counts_the_total_training_length(
     hr_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -165,6 +170,7 @@ def test_init_from_weights_counts_the_total_training_length(
     assert metadata["init"] == "first/edsr_x4.safetensors"  # not this machine's absolute path
 
 
+@pytest.mark.slow
 def test_a_resumed_run_keeps_the_init_it_started_from(
     hr_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -178,6 +184,7 @@ def test_a_resumed_run_keeps_the_init_it_started_from(
     assert (metadata["iterations"], metadata["iterations_total"], metadata["init"]) == ("5", "15", "init.safetensors")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("arch", "loss"), [("srresnet", "mse"), ("swift_srgan", "l1")])
 def test_every_architecture_trains_and_exports_its_registry_file(
     arch: str, loss: str, hr_folder: Path, tmp_path: Path
@@ -200,6 +207,7 @@ def test_the_command_line_builds_the_config_with_the_recipe_defaults() -> None:
     assert config.export_file == Path("run") / REGISTRY["edsr"].weights
 
 
+@pytest.mark.slow
 def test_a_run_records_its_config_at_every_start_and_in_the_checkpoint(hr_folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     main(train_args(hr_folder, out, "--iterations", "5"))
@@ -212,6 +220,7 @@ def test_a_run_records_its_config_at_every_start_and_in_the_checkpoint(hr_folder
     assert Checkpoint.load(out / "checkpoint.pt", Progress()).train_config == config
 
 
+@pytest.mark.slow
 def test_a_checkpoint_written_before_the_config_record_resumes(hr_folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     main(train_args(hr_folder, out, "--iterations", "5"))
@@ -233,6 +242,7 @@ class Planted:
         return Path.touch, (self.marker,)
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_checkpoint_that_would_unpickle_objects(
     hr_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

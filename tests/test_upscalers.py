@@ -14,6 +14,7 @@ def test_bicubic_is_the_matlab_imresize(photo: np.ndarray) -> None:
     assert np.array_equal(load_upscaler("bicubic")(lr), imresize(lr, 4))
 
 
+@pytest.mark.slow
 def test_shipped_edsr_upscales_8_bit_rgb_by_four(photo: np.ndarray) -> None:
     upscaler = load_upscaler("edsr", Settings(device="cpu"))
     sr = upscaler(photo[:30, :44])
@@ -21,6 +22,7 @@ def test_shipped_edsr_upscales_8_bit_rgb_by_four(photo: np.ndarray) -> None:
     assert upscaler.device == "cpu"
 
 
+@pytest.mark.slow
 def test_tiled_result_equals_whole_image_within_one_grey_level(photo: np.ndarray) -> None:
     lr = photo[100:196, 150:270]  # 96 × 120: 3 × 3 tiles of 40 px
     model = load_upscaler("edsr", Settings(device="cpu", tile=None)).model

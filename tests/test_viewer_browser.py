@@ -146,6 +146,7 @@ def assert_one_to_one(page, dpr: float) -> None:
 
 
 @pytest.mark.browser
+@pytest.mark.slow
 def test_views_pan_zoom_and_flip_together_and_show_pixels_1_to_1(browser, app_url: str, photo: Path) -> None:
     page = open_page(browser, app_url, dpr=1)
     expect = pytest.importorskip("playwright.sync_api").expect
@@ -205,6 +206,7 @@ def test_views_pan_zoom_and_flip_together_and_show_pixels_1_to_1(browser, app_ur
 
 
 @pytest.mark.browser
+@pytest.mark.slow
 def test_one_to_one_on_a_high_density_screen(browser, app_url: str, photo: Path) -> None:
     page = open_page(browser, app_url, dpr=2)
     try:
@@ -215,6 +217,7 @@ def test_one_to_one_on_a_high_density_screen(browser, app_url: str, photo: Path)
 
 
 @pytest.mark.browser
+@pytest.mark.slow
 def test_a_bad_upload_is_one_message_and_no_error_badges(browser, app_url: str, tmp_path: Path) -> None:
     (tmp_path / "bad.png").write_bytes(b"not an image")
     page = open_page(browser, app_url, dpr=1)
@@ -231,6 +234,7 @@ def test_a_bad_upload_is_one_message_and_no_error_badges(browser, app_url: str, 
 
 
 @pytest.mark.browser
+@pytest.mark.slow
 def test_a_shared_link_opens_the_comparison_read_only_after_a_restart(browser, tmp_path: Path, photo: Path) -> None:
     """Share from the page, restart the app on the same data folder, open the link: the stored images, 1:1."""
     expect = pytest.importorskip("playwright.sync_api").expect
