@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import gradio as gr
-import torch
 
 from sr_app import comparison
 from sr_app.cli import run_command
@@ -108,8 +107,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--concurrency",
         type=int,
         default=DEFAULT_CONCURRENCY,
-        help=f"jobs run at once, for all users together (default {DEFAULT_CONCURRENCY}); each gets the CPU's torch "
-        "threads divided by this",
+        help=f"jobs run at once, for all users together (default {DEFAULT_CONCURRENCY}); network computations among "
+        "them take turns on the device, each with all of its threads",
     )
     parser.add_argument("--data-dir", type=Path, help="survey database and stimuli (default: $SR_LAB_DATA)")
     parser.add_argument(
@@ -153,8 +152,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         share_quota=Quota(args.share_quota_mb, args.share_max_count),
         engine=args.engine,
     )
-    # Jobs running at once share the CPU's threads rather than each asking for all of them.
-    torch.set_num_threads(max(1, torch.get_num_threads() // args.concurrency))
     demo.launch(
         server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_FILE_SIZE,
         prevent_thread_lock=True,
