@@ -136,6 +136,14 @@ def _is_full(session: Session, study: Study) -> bool:
     return raters >= study.max_raters
 
 
+def _take_turns_starting(session: Session, study: Study) -> None:
+    """Make the raters starting ``study`` at the same moment, in any process, take turns until the session commits, so
+    that :func:`_is_full` after it counts every earlier start: an UPDATE that changes nothing locks the study's row
+    (PostgreSQL) or the database (SQLite: a write transaction, waited for within the busy timeout)."""
+    session.execute(update(Study).where(Study.id == study.id).values(max_raters=Study.max_raters))
+    session.refresh(study)
+
+
 def study_intro(store: Store, study_id: str) -> StudyIntro:
     """Instructions and calibration examples of the study whose rater link holds ``study_id``."""
     with store.session() as session:
@@ -203,6 +211,7 @@ def start_rater(
     try:
         with storage_errors(), store.session() as session, session.begin():
             study = _study_by_public_id(session, study_id)
+            _take_turns_starting(session, study)
             if study.status != OPEN:
                 raise StudyUnavailable(CLOSED_TEXT)
             if _is_full(session, study):

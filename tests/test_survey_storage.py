@@ -177,6 +177,32 @@ def test_concurrent_raters_lose_nothing(store: Store, study: StudySummary) -> No
     assert count_ratings(store) == n_threads * 9
 
 
+def test_raters_starting_at_once_never_exceed_the_cap(store: Store, tmp_path: Path) -> None:
+    study = create_study(store, "capped", image_folder(tmp_path / "hr", n_images=2), ["bicubic"], max_raters=3)
+    n_threads = 10
+    barrier, started, refused = threading.Barrier(n_threads), [], []
+
+    def start() -> None:
+        barrier.wait()
+        try:
+            started.append(start_rater(store, study.public_id).token)
+        except SurveyError as error:  # full, or (SQLite) the database busy with another start: try again later
+            refused.append(error)
+
+    threads = [threading.Thread(target=start) for _ in range(n_threads)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with store.session() as session:
+        assert session.scalar(select(func.count()).select_from(Rater)) == len(started) <= 3
+    assert len(started) + len(refused) == n_threads
+    while len(started) < 3:  # places left by busy refusals are still free
+        started.append(start_rater(store, study.public_id).token)
+    with pytest.raises(SurveyError, match="full"):
+        start_rater(store, study.public_id)
+
+
 def test_concurrent_identical_submissions_store_one(store: Store, study: StudySummary) -> None:
     state = start_rater(store, study.public_id)
     barrier, errors = threading.Barrier(4), []
