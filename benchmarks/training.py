@@ -7,7 +7,7 @@
 The bare step is the update written out by hand: the same network (``channels_last``), the same batch, bf16
 autocast for bf16, L1 loss, ``zero_grad``, ``backward`` and an Adam step. Both start from the same weights and are
 timed in one process, interleaved (one step of each per round, so that other work on the machine slows both alike):
-the fastest of ``--steps`` rounds after a warm-up round (``benchmarks.inference.fastest``). Random tensors stand in
+the fastest of ``--steps`` rounds after a warm-up round (``sr_app.engines.time_interleaved``). Random tensors stand in
 for data.
 
 ``--loader FOLDER`` then trains ``--steps`` more rounds on real patches through a DataLoader as ``python -m train.sr``
@@ -32,7 +32,8 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.inference import fastest, synchronize  # noqa: E402
+from benchmarks.inference import synchronize  # noqa: E402
+from sr_app.engines import time_interleaved  # noqa: E402
 from sr_app.models import CONFIGS, build_network  # noqa: E402
 from sr_app.upscalers import default_device, use_bf16  # noqa: E402
 from train.config import TrainConfig  # noqa: E402
@@ -102,7 +103,7 @@ def compare(args: argparse.Namespace, patch: int, precision: str, device: torch.
         for side in (patch, patch * config.scale)
     )
     steps = {"bare": lambda: bare(lr, hr), "trainer": lambda: trainer.train_step(lr, hr)}
-    seconds = fastest(steps, args.steps, synchronize(device))
+    seconds = {name: min(times) for name, times in time_interleaved(steps, args.steps, synchronize(device)).items()}
     ratio = seconds["trainer"] / seconds["bare"]
     print(f"{patch} | {precision} | {seconds['bare']:.3f} | {seconds['trainer']:.3f} | {ratio:.2f}")
     if args.loader:
