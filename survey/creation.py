@@ -26,6 +26,7 @@ from survey.db import (
     ACR,
     COMPLETION_CODE_MAX_CHARS,
     FLIP,
+    GOLD,
     GOLD_RANGES,
     NEAREST,
     OPEN,
@@ -308,7 +309,7 @@ def _make_stimuli(
     if gold_source:
         gold_name, (lr, hr) = gold_source
         versions = fixed_versions(lr, hr)
-        image = SourceImage(name=gold_name, width=hr.shape[1], height=hr.shape[0], gold=True)
+        image = SourceImage(name=gold_name, width=hr.shape[1], height=hr.shape[0], role=GOLD)
         _add_image(store, study, image, hr, {condition: versions[condition] for condition in GOLD_RANGES})
 
 

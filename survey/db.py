@@ -61,6 +61,16 @@ NEAREST = "nearest"
 #: order, left out of the analysis; a rater who scores one outside its range is flagged.
 GOLD_RANGES: dict[str, tuple[int, int]] = {NEAREST: (MIN_SCORE, 2), REFERENCE: (4, MAX_SCORE)}
 
+#: What a source image is for. Its versions are the study's stimuli (:data:`STUDY_IMAGE`), or items mixed into every
+#: rater's order and left out of the analysis: gold items (:data:`GOLD`), trapping items that show the rater which
+#: answer to give (:data:`TRAP`: an instruction drawn on the photo for ACR, the expected score in
+#: ``Stimulus.expected_score``; for PC a pair whose :data:`BROKEN` version is visibly damaged), and the training round
+#: shown before the study (:data:`TRAINING`, ITU-T P.808's training section: answered, never analysed).
+STUDY_IMAGE, GOLD, TRAP, TRAINING = "study", "gold", "trap", "training"
+IMAGE_ROLES = (STUDY_IMAGE, GOLD, TRAP, TRAINING)
+#: The condition of a PC trapping pair's damaged version (the other version is :data:`REFERENCE`).
+BROKEN = "broken"
+
 #: Longest external rater id (from a crowd platform's link) and completion code, in characters.
 EXTERNAL_ID_MAX_CHARS = 128
 COMPLETION_CODE_MAX_CHARS = 64
@@ -133,6 +143,16 @@ class Study(Base):
     #: Least time from sending a stimulus (or pair) to accepting an answer to it, in milliseconds (0: none, as in
     #: studies made before it existed). Sooner answers are refused and not stored.
     min_view_ms: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    #: Crowd checks (``survey create --crowd``), all off in studies made before them. ``training_items``: how many
+    #: training stimuli (ACR) or pairs (PC) every rater answers first; ``training_pause_s``: a rater who comes back
+    #: after a pause longer than this (seconds) does the training round again (0: never); ``qualification``: a rater
+    #: starts only if their browser window holds the largest stimulus at 1:1 in device pixels (P.808's environment
+    #: check); ``withhold_code``: the completion code is shown only to a rater whose own answers pass the checks
+    #: that need no other rater (:func:`survey.screening.own_answer_reasons`).
+    training_items: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    training_pause_s: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    qualification: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    withhold_code: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     images: Mapped[list[SourceImage]] = relationship(back_populates="study", order_by="SourceImage.name")
     conditions: Mapped[list[Condition]] = relationship(back_populates="study", order_by="Condition.id")
@@ -142,7 +162,8 @@ class Study(Base):
 class SourceImage(Base):
     """A ground-truth image of a study, cropped to a multiple of the scale (``width``, ``height`` in pixels).
 
-    A ``gold`` image is not part of the study's analysis: its versions are gold items (:data:`GOLD_RANGES`)."""
+    Only images of ``role`` :data:`STUDY_IMAGE` are part of the study's analysis; the versions of the others are gold,
+    trapping or training items (:data:`IMAGE_ROLES`)."""
 
     __tablename__ = "source_images"
     __table_args__ = (UniqueConstraint("study_id", "name"),)
@@ -152,7 +173,9 @@ class SourceImage(Base):
     name: Mapped[str] = mapped_column(String(255))
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
-    gold: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    role: Mapped[str] = mapped_column(
+        String(8), CheckConstraint(f"role IN {IMAGE_ROLES}"), default=STUDY_IMAGE, server_default=STUDY_IMAGE
+    )
 
     study: Mapped[Study] = relationship(back_populates="images")
     stimuli: Mapped[list[Stimulus]] = relationship(back_populates="image")
@@ -183,6 +206,9 @@ class Stimulus(Base):
     public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_token)
     image_id: Mapped[int] = mapped_column(ForeignKey("source_images.id", ondelete="CASCADE"), index=True)
     condition_id: Mapped[int] = mapped_column(ForeignKey("conditions.id", ondelete="CASCADE"), index=True)
+
+    #: ACR trapping items only: the score the instruction drawn on the photo asks for.
+    expected_score: Mapped[int | None] = mapped_column(Integer)
 
     image: Mapped[SourceImage] = relationship(back_populates="stimuli")
     condition: Mapped[Condition] = relationship(back_populates="stimuli")
@@ -359,8 +385,17 @@ def open_store(data_dir: str | Path | None = None, database_url: str | None = No
     _create_private_sqlite_file(url)
     engine = make_engine(url)
     Base.metadata.create_all(engine)
-    add_missing_columns(engine)
+    if "source_images.role" in add_missing_columns(engine):
+        _roles_from_gold_flags(engine)
     return Store(engine, folder)
+
+
+def _roles_from_gold_flags(engine: Engine) -> None:
+    """Give the gold images of a database made before image roles existed (which marked them with a ``gold`` column,
+    no longer mapped and left in place) the role :data:`GOLD`."""
+    if "gold" in {column["name"] for column in inspect(engine).get_columns(SourceImage.__tablename__)}:
+        with engine.begin() as connection:
+            connection.execute(text(f"UPDATE source_images SET role = '{GOLD}' WHERE gold"))
 
 
 def _create_private_sqlite_file(url: str) -> None:

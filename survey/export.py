@@ -48,7 +48,21 @@ from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
 from survey.answers import Viewing
-from survey.db import LEFT, PC, RIGHT, Choice, Condition, Rater, Rating, SourceImage, Stimulus, Store, Trial
+from survey.db import (
+    GOLD,
+    LEFT,
+    PC,
+    RIGHT,
+    STUDY_IMAGE,
+    Choice,
+    Condition,
+    Rater,
+    Rating,
+    SourceImage,
+    Stimulus,
+    Store,
+    Trial,
+)
 from survey.errors import SurveyError
 from survey.pairwise import analyse_pairs, rater_agreement
 from survey.report import AnalysisT, PairReport, StudyReport, html_report
@@ -76,9 +90,9 @@ TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
-def load_ratings(store: Store, name: str, gold: bool = False) -> pd.DataFrame:
-    """Every score of study ``name`` (of its gold items instead, when ``gold``): columns :data:`RATINGS_COLUMNS`,
-    ordered by time."""
+def load_ratings(store: Store, name: str, role: str = STUDY_IMAGE) -> pd.DataFrame:
+    """Every score of study ``name`` given to the versions of its images of ``role`` (:data:`survey.db.IMAGE_ROLES`;
+    by default the study's own): columns :data:`RATINGS_COLUMNS`, ordered by time."""
     with store.session() as session:
         study = get_study(session, name)
         rows = session.execute(
@@ -94,7 +108,7 @@ def load_ratings(store: Store, name: str, gold: bool = False) -> pd.DataFrame:
             .join(Stimulus, Rating.stimulus_id == Stimulus.id)
             .join(SourceImage, Stimulus.image_id == SourceImage.id)
             .join(Condition, Stimulus.condition_id == Condition.id)
-            .where(SourceImage.study_id == study.id, SourceImage.gold == gold)
+            .where(SourceImage.study_id == study.id, SourceImage.role == role)
             .order_by(Rating.created_at, Rating.id)
         ).all()
     return pd.DataFrame([tuple(row) for row in rows], columns=RATINGS_COLUMNS)
@@ -223,7 +237,7 @@ def study_report(store: Store, name: str, min_median_ms: float | None = None) ->
     if min_median_ms is None:
         min_median_ms = too_fast_threshold(summary.min_view_ms)
     with store.session() as session:
-        images = [image.name for image in get_study(session, name).images if not image.gold]
+        images = [image.name for image in get_study(session, name).images if image.role == STUDY_IMAGE]
     if summary.protocol == PC:
         choices = load_choices(store, name)
         analysis = analyse_pairs(choices)
@@ -231,7 +245,7 @@ def study_report(store: Store, name: str, min_median_ms: float | None = None) ->
         screened = without_flagged(choices, raters, analyse_pairs, analysis)
         return PairReport(summary, images, raters, all_raters=analysis, screened=screened, choices=choices)
     ratings = load_ratings(store, name)
-    raters = load_raters(store, name, ratings, load_ratings(store, name, gold=True), min_median_ms)
+    raters = load_raters(store, name, ratings, load_ratings(store, name, role=GOLD), min_median_ms)
     everyone = analyse(ratings)
     screened = without_flagged(ratings, raters, analyse, everyone)
     return StudyReport(summary, images, raters, all_raters=everyone, screened=screened, ratings=ratings)

@@ -11,15 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, false, func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from survey.db import (
     ACR,
     CLOSED,
     FLIP,
+    GOLD,
     OPEN,
     PC,
+    STUDY_IMAGE,
     Assignment,
     Choice,
     Rater,
@@ -88,16 +90,16 @@ def summarize(store: Store, name: str) -> StudySummary:
             answers = select(func.count()).select_from(Choice).join(Rater).where(Rater.study_id == study.id)
         else:
             answers = select(func.count()).select_from(Rating).join(Stimulus).join(SourceImage)
-            answers = answers.where(SourceImage.study_id == study.id, SourceImage.gold == false())
-        images = [image for image in study.images if not image.gold]
+            answers = answers.where(SourceImage.study_id == study.id, SourceImage.role == STUDY_IMAGE)
+        images = [image for image in study.images if image.role == STUDY_IMAGE]
         shown = {stimulus.condition_id for image in images for stimulus in image.stimuli}
         return StudySummary(
             name=study.name, public_id=study.public_id, status=study.status, created_at=study.created_at,
             images=len(images), conditions=tuple(c.name for c in study.conditions if c.id in shown),
             raters=raters or 0, finished_raters=finished or 0, ratings=session.scalar(answers) or 0,
             protocol=study.protocol, allow_tie=study.allow_tie, presentation=study.presentation,
-            completion_code=study.completion_code, gold=len(images) < len(study.images), max_raters=study.max_raters,
-            min_view_ms=study.min_view_ms,
+            completion_code=study.completion_code, gold=any(image.role == GOLD for image in study.images),
+            max_raters=study.max_raters, min_view_ms=study.min_view_ms,
         )  # fmt: skip
 
 

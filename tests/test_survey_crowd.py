@@ -17,7 +17,18 @@ from sr_app.resize import make_lr
 from survey.__main__ import main
 from survey.answers import Viewing, submit_rating
 from survey.creation import create_study
-from survey.db import DATABASE_FILE, NEAREST, REFERENCE, Rating, SourceImage, Stimulus, Store, open_store
+from survey.db import (
+    DATABASE_FILE,
+    GOLD,
+    NEAREST,
+    REFERENCE,
+    STUDY_IMAGE,
+    Rating,
+    SourceImage,
+    Stimulus,
+    Store,
+    open_store,
+)
 from survey.export import RATERS_COLUMNS, RATINGS_COLUMNS, export_study
 from survey.raters import start_rater
 from survey.stimuli import Crop
@@ -31,7 +42,8 @@ CAREFUL = {NEAREST: 1, "bicubic": 3, REFERENCE: 5}
 def stimulus_info(store: Store) -> dict[str, tuple[str, str, bool]]:
     """Stimulus id → (image, condition, whether the image is the gold one)."""
     with store.session() as session:
-        return {s.public_id: (s.image.name, s.condition.name, s.image.gold) for s in session.scalars(select(Stimulus))}
+        stimuli = session.scalars(select(Stimulus))
+        return {s.public_id: (s.image.name, s.condition.name, s.image.role == GOLD) for s in stimuli}
 
 
 def test_crop_cuts_the_centre_of_every_image_and_output_at_multiples_of_4(store: Store, tmp_path: Path) -> None:
@@ -203,3 +215,27 @@ def test_a_database_from_before_the_rater_page_gets_the_new_columns(tmp_path: Pa
     with store.session() as session:
         rating = session.scalars(select(Rating)).one()
         assert (rating.viewport_width, rating.display_ms, rating.rater.external_id) == (390, 900, "p1")
+
+
+def test_gold_images_of_a_database_from_before_image_roles_keep_their_role(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    with sqlite3.connect(data / DATABASE_FILE) as connection:
+        for table in OLD_TABLES.values():
+            connection.execute(table)
+        connection.execute("ALTER TABLE source_images ADD COLUMN gold BOOLEAN DEFAULT 0 NOT NULL")  # as it was then
+        connection.execute(
+            "INSERT INTO studies VALUES (1, 'old-id', 'old', 'Rate.', 'open', '2024-01-01 00:00:00', 'h', 'l', 'acr', "
+            "0, 'flip')"
+        )
+        connection.execute(
+            "INSERT INTO source_images (id, study_id, name, width, height, gold) "
+            "VALUES (1, 1, 'photo', 32, 32, 0), (2, 1, 'gold-photo', 32, 32, 1)"
+        )
+    store = open_store(data, database_url=f"sqlite:///{data / DATABASE_FILE}")
+    with store.session() as session:
+        assert dict(session.execute(select(SourceImage.name, SourceImage.role)).tuples().all()) == {
+            "photo": STUDY_IMAGE, "gold-photo": GOLD,
+        }  # fmt: skip
+    (old,) = list_studies(store)
+    assert old.gold and old.images == 1
