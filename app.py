@@ -30,7 +30,7 @@ from sr_app.ui import compare
 from sr_app.ui.share import DEFAULT_QUOTA, Quota
 from sr_app.upscalers import PRECISIONS, Precision
 from sr_app.weights import WEIGHTS_DIR, WeightsError
-from survey.db import open_store
+from survey.store import open_store
 from survey.ui.rate import BlocksWithRaterPage
 from survey.ui.results import admin_password, build_results_tab
 

@@ -51,7 +51,8 @@ from sqlalchemy import select  # noqa: E402
 from benchmarks.live_app import LiveApp  # noqa: E402
 from benchmarks.survey_load import fresh_store  # noqa: E402
 from survey.creation import DEFAULT_MIN_VIEW_MS, create_study  # noqa: E402
-from survey.db import DATABASE_URL_ENV, MAX_SCORE, MIN_SCORE, Rater, Rating, Stimulus, Store  # noqa: E402
+from survey.db import MAX_SCORE, MIN_SCORE, Rater, Rating, Stimulus, Store  # noqa: E402
+from survey.store import DATABASE_URL_ENV  # noqa: E402
 from survey.studies import rater_path  # noqa: E402
 from survey.ui.rater_requests import RateLimits  # noqa: E402
 

@@ -26,8 +26,9 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from survey.creation import create_study  # noqa: E402
-from survey.db import Base, Store, make_engine, open_store  # noqa: E402
+from survey.db import Base, Store  # noqa: E402
 from survey.raters import start_rater  # noqa: E402
+from survey.store import make_engine, open_store  # noqa: E402
 from survey.ui.rate import rater_answer  # noqa: E402
 
 

@@ -35,7 +35,7 @@ from sr_app.data_dir import DEFAULT_BASE_URL, app_url
 from sr_app.methods import REGISTRY
 from sr_app.weights import WEIGHTS_DIR
 from survey.creation import DEFAULT_MIN_VIEW_MS, create_study
-from survey.db import ACR, CLOSED, FLIP, OPEN, PC, PRESENTATIONS, PROTOCOLS, Store, open_store
+from survey.db import ACR, CLOSED, FLIP, OPEN, PC, PRESENTATIONS, PROTOCOLS, Store
 from survey.export import CSV_FILES, PC_CSV_FILES, REPORT_FILE, export_study
 from survey.plan import (
     IMAGE_SD,
@@ -49,6 +49,7 @@ from survey.plan import (
 )
 from survey.report import counted
 from survey.stimuli import Crop
+from survey.store import open_store
 from survey.studies import StudySummary, list_studies, rater_path, reset_rater, set_status
 
 BASE_URL_HELP = f"address of the app for rater links (default: the one it recorded at start, or {DEFAULT_BASE_URL})"

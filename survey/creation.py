@@ -10,6 +10,7 @@ when creation fails. The catalogue of studies is :mod:`survey.studies`.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -22,8 +23,10 @@ from sr_app.images import list_images
 from sr_app.methods import Method, Settings
 from sr_app.outputs import read_outputs
 from sr_app.weights import WEIGHTS_DIR
+from survey.crowd import NO_CROWD_CHECKS, TRAP_SCORES, CrowdChecks, broken_version, trap_version
 from survey.db import (
     ACR,
+    BROKEN,
     COMPLETION_CODE_MAX_CHARS,
     FLIP,
     GOLD,
@@ -34,6 +37,8 @@ from survey.db import (
     PRESENTATIONS,
     PROTOCOLS,
     REFERENCE,
+    TRAINING,
+    TRAP,
     Condition,
     SourceImage,
     Stimulus,
@@ -44,13 +49,18 @@ from survey.db import (
 from survey.errors import SurveyError
 from survey.private_files import PRIVATE_DIR, private_dir
 from survey.stimuli import (
+    DEFAULT_GOLD_IMAGE,
+    DEFAULT_TRAINING_IMAGE,
+    GOLD_PREFIX,
+    TRAINING_PREFIX,
+    TRAP_PREFIX,
     Conditions,
     Crop,
     Precomputed,
     calibration_examples,
     fixed_versions,
-    gold_truth,
     ground_truth,
+    outside_truth,
     png_bytes,
     study_methods,
 )
@@ -94,6 +104,8 @@ def create_study(
     gold_image: str | Path | None = None,
     max_raters: int | None = None,
     min_view_ms: int = 0,
+    crowd: CrowdChecks = NO_CROWD_CHECKS,
+    training_image: str | Path | None = None,
 ) -> StudySummary:
     """Create a study from a folder of ground-truth images and precompute every stimulus.
 
@@ -128,6 +140,9 @@ def create_study(
         max_raters: at most this many raters may start (at least 1); no cap by default.
         min_view_ms: an answer given sooner than this many milliseconds after its stimulus was sent is refused; 0
             (none) by default here, :data:`DEFAULT_MIN_VIEW_MS` from the command line.
+        crowd: the crowd checks (:class:`survey.crowd.CrowdChecks`): trapping items made from the study's images,
+            a training round made from ``training_image`` (default scikit-image's astronaut) by the original, the
+            nearest-neighbour ×4 and the computed methods, the window qualification, the code only for passing raters.
 
     Conditions are the computed methods, then the output folders by name, then the reference and the anchor.
 
@@ -142,15 +157,24 @@ def create_study(
     _check_name_free(store, name)
     paths = _study_images(images_dir)
     precomputed = _read_precomputed(outputs, paths, computed)
-    gold_source = gold_truth(gold_image, paths[0], crop) if gold else None
+    _check_training(protocol, crowd.training_items, len(computed))
+    gold_source = outside_truth(gold_image, DEFAULT_GOLD_IMAGE, GOLD_PREFIX, paths[0], crop) if gold else None
+    training_source = (
+        outside_truth(training_image, DEFAULT_TRAINING_IMAGE, TRAINING_PREFIX, paths[0], crop)
+        if crowd.training_items
+        else None
+    )
     settings = Settings(device=device, weights_dir=weights_dir)
     conditions = _resolve_conditions(protocol, computed, precomputed, settings, reference=reference, anchors=anchors)
-    study = _new_study(
-        name, instructions, protocol, allow_tie, presentation, completion_code, conditions, gold=gold_source is not None
-    )
+    study = _new_study(name, instructions, protocol, allow_tie, presentation, completion_code, conditions)
     study.max_raters, study.min_view_ms = max_raters, min_view_ms
+    study.training_items, study.training_pause_s = crowd.training_items, crowd.training_pause_s
+    study.qualification, study.withhold_code = crowd.qualification, crowd.withhold_code
     with _stimuli_folder(store, study):
         _make_stimuli(store, study, conditions, paths, crop, calibration, gold_source)
+        _add_traps(store, study, paths, crop, crowd.traps)
+        if training_source:
+            _add_training(store, study, conditions, training_source)
         _write_rows(store, study)
     return summarize(store, name)
 
@@ -254,12 +278,9 @@ def _new_study(
     presentation: str,
     completion_code: str | None,
     conditions: Conditions,
-    *,
-    gold: bool,
 ) -> Study:
-    """The row of a new open study with its conditions (and, with ``gold``, those of the gold items), new random
-    public id and calibration tokens, and the default instructions of its protocol unless ``instructions`` are given;
-    not stored yet."""
+    """The row of a new open study with its conditions, new random public id and calibration tokens, and the default
+    instructions of its protocol unless ``instructions`` are given; not stored yet."""
     if instructions is None:
         instructions = DEFAULT_PC_INSTRUCTIONS if protocol == PC else DEFAULT_INSTRUCTIONS
     study = Study(
@@ -267,8 +288,7 @@ def _new_study(
         calibration_high=new_token(), calibration_low=new_token(), protocol=protocol, allow_tie=allow_tie,
         presentation=presentation, completion_code=completion_code,
     )  # fmt: skip
-    gold_conditions = list(GOLD_RANGES) if gold else []
-    study.conditions = [Condition(name=c) for c in dict.fromkeys([*conditions.names, *gold_conditions])]
+    study.conditions = [Condition(name=c) for c in conditions.names]
     return study
 
 
@@ -313,10 +333,58 @@ def _make_stimuli(
         _add_image(store, study, image, hr, {condition: versions[condition] for condition in GOLD_RANGES})
 
 
+def _check_training(protocol: str, items: int, computed: int) -> None:
+    """:class:`SurveyError` if a training round of ``items`` stimuli (ACR) or pairs (PC) needs more versions than the
+    original, the nearest-neighbour ×4 and the ``computed`` methods make."""
+    versions = 2 + computed
+    most = versions if protocol == ACR else versions * (versions - 1) // 2
+    if items > most:
+        raise SurveyError(
+            f"A training round of {items} {'photos' if protocol == ACR else 'pairs'} needs more versions of the "
+            f"training photo than this study makes (at most {most}: the original, nearest-neighbour ×4 and the "
+            f"{computed} computed method(s))."
+        )
+
+
+def _add_traps(store: Store, study: Study, paths: list[Path], crop: Crop | None, count: int) -> None:
+    """Add ``count`` trapping items to ``study``, made from its images in turn (:mod:`survey.crowd`): ACR, the
+    original with an instruction to give one of :data:`~survey.crowd.TRAP_SCORES`; PC, the original beside a broken
+    version of it."""
+    for k in range(count):
+        path = paths[k % len(paths)]
+        hr = ground_truth(path, crop)[1]
+        image = SourceImage(name=f"{TRAP_PREFIX}{k}/{path.stem}", width=hr.shape[1], height=hr.shape[0], role=TRAP)
+        if study.protocol == PC:
+            _add_image(store, study, image, hr, {REFERENCE: hr, BROKEN: broken_version(hr, seed=k)})
+        else:
+            score = TRAP_SCORES[k % len(TRAP_SCORES)]
+            _add_image(store, study, image, hr, {TRAP: trap_version(hr, score)})
+            image.stimuli[-1].expected_score = score
+
+
+def _add_training(
+    store: Store, study: Study, conditions: Conditions, source: tuple[str, tuple[np.ndarray, np.ndarray]]
+) -> None:
+    """Add the training photo's versions to ``study``: the original, nearest-neighbour ×4 and the computed methods'
+    in that order (from the top of the scale to the bottom, then between), as many as its training round needs (PC:
+    enough for that many pairs of them, the first pairs in that order)."""
+    name, (lr, hr) = source
+    ordered = {**fixed_versions(lr, hr), **{method: upscaler(lr) for method, upscaler in conditions.upscalers.items()}}
+    needed = study.training_items
+    if study.protocol == PC:
+        needed = next(k for k in itertools.count(2) if k * (k - 1) // 2 >= study.training_items)
+    versions = dict(list(ordered.items())[:needed])
+    image = SourceImage(name=name, width=hr.shape[1], height=hr.shape[0], role=TRAINING)
+    _add_image(store, study, image, hr, versions)
+
+
 def _add_image(store: Store, study: Study, image: SourceImage, hr: np.ndarray, rgbs: dict[str, np.ndarray]) -> None:
     """Write the versions ``rgbs`` (by condition) of one image whose original is ``hr`` and add the image, with a
     stimulus for each version, to ``study``."""
     by_name = {condition.name: condition for condition in study.conditions}
+    for name in [name for name in rgbs if name not in by_name]:  # a condition of gold, trapping or training items
+        by_name[name] = Condition(name=name)
+        study.conditions.append(by_name[name])
     for condition, rgb in rgbs.items():
         if rgb.shape != hr.shape:
             raise RuntimeError(f"{condition} made {rgb.shape} from {image.name}, expected {hr.shape}")

@@ -30,10 +30,12 @@ from sr_app.upscalers import SCALE, Upscaler
 from survey.db import NEAREST, REFERENCE
 from survey.errors import SurveyError
 
-#: The image whose versions are the gold items when none is given: scikit-image's coffee cup (not the calibration cat).
-DEFAULT_GOLD_IMAGE = "coffee"
-#: Name of a study's gold image: a file stem cannot contain "/", so it never clashes with one of the study's images.
-GOLD_PREFIX = "gold/"
+#: The images whose versions are the gold items and the training round when none is given: scikit-image's coffee cup
+#: and astronaut (neither the calibration cat nor each other).
+DEFAULT_GOLD_IMAGE, DEFAULT_TRAINING_IMAGE = "coffee", "astronaut"
+#: Names of a study's gold, training and trapping images: a file stem cannot contain "/", so they never clash with
+#: one of the study's images.
+GOLD_PREFIX, TRAINING_PREFIX, TRAP_PREFIX = "gold/", "training/", "trap/"
 #: The output files of a study's precomputed conditions, by condition and image stem (:mod:`sr_app.outputs`).
 Precomputed = dict[str, dict[str, Path]]
 
@@ -155,13 +157,14 @@ def calibration_examples(calibration: str | Path | None, crop: Crop | None) -> t
     return calibration_hr, magnify(calibration_lr, SCALE)
 
 
-def gold_truth(
-    gold_image: str | Path | None, first_image: Path, crop: Crop | None
+def outside_truth(
+    image: str | Path | None, default: str, prefix: str, first_image: Path, crop: Crop | None
 ) -> tuple[str, tuple[np.ndarray, np.ndarray]]:
-    """(Name, (LR, HR)) of a study's gold image: ``gold_image``, default scikit-image's coffee cup, cut to the size of
-    the study's first image (cut to ``crop`` if given) where it is larger; the name starts with :data:`GOLD_PREFIX`."""
-    gold_name = Path(gold_image).stem if gold_image else DEFAULT_GOLD_IMAGE
-    gold_rgb = load_rgb(gold_image) if gold_image else getattr(skdata, DEFAULT_GOLD_IMAGE)()
+    """(Name, (LR, HR)) of an image outside the study whose versions are gold or training items: ``image``, else
+    scikit-image's photo ``default``, cut to the size of the study's first image (cut to ``crop`` if given) where it
+    is larger; the name starts with ``prefix`` (:data:`GOLD_PREFIX`, :data:`TRAINING_PREFIX`)."""
+    name = Path(image).stem if image else default
+    rgb = load_rgb(image) if image else getattr(skdata, default)()
     height, width = ground_truth(first_image, crop)[1].shape[:2]
-    size = Crop(min(width, gold_rgb.shape[1] // SCALE * SCALE), min(height, gold_rgb.shape[0] // SCALE * SCALE))
-    return GOLD_PREFIX + gold_name, make_lr(size.cut(gold_rgb, gold_name), SCALE)
+    size = Crop(min(width, rgb.shape[1] // SCALE * SCALE), min(height, rgb.shape[0] // SCALE * SCALE))
+    return prefix + name, make_lr(size.cut(rgb, name), SCALE)

@@ -16,7 +16,8 @@ import pandas as pd
 from PIL import Image
 from sqlalchemy import update
 
-from survey.db import MAX_SCORE, MIN_SCORE, Base, Choice, Rating, Store, make_engine, open_store
+from survey.db import MAX_SCORE, MIN_SCORE, Base, Choice, Rating, Store
+from survey.store import make_engine, open_store
 from survey.ui.rater_requests import OPAQUE_ID
 
 TEST_DATABASE_ENV = "SR_LAB_TEST_DATABASE_URL"

@@ -61,7 +61,7 @@ def is_ui(name: str) -> bool:
 
 def test_the_rules_see_the_whole_project() -> None:
     assert {"app", "sr_app.methods", "survey.db", "train.loop"} <= GRAPH.keys()
-    assert "sr_app.models" in GRAPH["sr_app.weights"] and "survey.db" in GRAPH["app"]
+    assert "sr_app.models" in GRAPH["sr_app.weights"] and "survey.store" in GRAPH["app"]
 
 
 @pytest.mark.parametrize("name", sorted(n for n in MODULES if package(n) == "sr_app"))

@@ -25,22 +25,10 @@ from sqlalchemy import func, select, update
 from conftest import error_line, exit_status
 from survey.__main__ import main
 from survey.creation import create_study
-from survey.db import (
-    DATABASE_FILE,
-    PC,
-    Assignment,
-    Choice,
-    Rater,
-    Rating,
-    Stimulus,
-    Store,
-    Study,
-    Trial,
-    open_store,
-    utc_now,
-)
+from survey.db import PC, Assignment, Choice, Rater, Rating, Stimulus, Store, Study, Trial, utc_now
 from survey.raters import FULL_TEXT, ID_TAKEN
 from survey.stimuli import png_bytes
+from survey.store import DATABASE_FILE, open_store
 from survey.studies import StudySummary, list_studies
 from survey.ui.rate import BlocksWithRaterPage, app_kwargs
 from survey.ui.rater_requests import RateLimits

@@ -17,21 +17,11 @@ from sr_app.resize import make_lr
 from survey.__main__ import main
 from survey.answers import Viewing, submit_rating
 from survey.creation import create_study
-from survey.db import (
-    DATABASE_FILE,
-    GOLD,
-    NEAREST,
-    REFERENCE,
-    STUDY_IMAGE,
-    Rating,
-    SourceImage,
-    Stimulus,
-    Store,
-    open_store,
-)
+from survey.db import GOLD, NEAREST, REFERENCE, STUDY_IMAGE, Rating, SourceImage, Stimulus, Store
 from survey.export import RATERS_COLUMNS, RATINGS_COLUMNS, export_study
 from survey.raters import start_rater
 from survey.stimuli import Crop
+from survey.store import DATABASE_FILE, open_store
 from survey.studies import StudySummary, list_studies
 from tests.survey_fixtures import image_folder, set_response_times
 

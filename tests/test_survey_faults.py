@@ -20,12 +20,13 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import event, select
 
-from survey import db
+from survey import store as survey_store
 from survey.answers import submit_rating
 from survey.creation import create_study
-from survey.db import DATABASE_FILE, Rating, Store, open_store
+from survey.db import Rating, Store
 from survey.errors import STORAGE_ERROR, StorageError
 from survey.raters import Progress, start_rater
+from survey.store import DATABASE_FILE, open_store
 from survey.studies import StudySummary
 from survey.ui.rate import app_kwargs, rater_start
 from tests.survey_fixtures import image_folder
@@ -36,7 +37,7 @@ BUSY_TIMEOUT_MS = 300
 @pytest.fixture()
 def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
     """A SQLite store whose writers give up after :data:`BUSY_TIMEOUT_MS` instead of the app's 15 s."""
-    monkeypatch.setattr(db, "SQLITE_BUSY_TIMEOUT_MS", BUSY_TIMEOUT_MS)
+    monkeypatch.setattr(survey_store, "SQLITE_BUSY_TIMEOUT_MS", BUSY_TIMEOUT_MS)
     store = open_store(tmp_path / "data", database_url=f"sqlite:///{tmp_path / 'data' / DATABASE_FILE}")
     yield store
     store.engine.dispose()

@@ -20,22 +20,7 @@ from sqlalchemy import select
 from sr_app.images import load_rgb
 from survey.answers import submit_choice, submit_rating
 from survey.creation import create_study
-from survey.db import (
-    ACR,
-    DATABASE_FILE,
-    LEFT,
-    MAX_SCORE,
-    MIN_SCORE,
-    PC,
-    RIGHT,
-    SIDE_BY_SIDE,
-    TIE,
-    Choice,
-    Rater,
-    Stimulus,
-    Store,
-    open_store,
-)  # fmt: skip
+from survey.db import ACR, LEFT, MAX_SCORE, MIN_SCORE, PC, RIGHT, SIDE_BY_SIDE, TIE, Choice, Rater, Stimulus, Store
 from survey.errors import SurveyError
 from survey.pairwise import (
     REGULARISATION,
@@ -52,6 +37,7 @@ from survey.plan import simulate_choices
 from survey.raters import progress, start_rater
 from survey.schedule import pair_schedule
 from survey.stats import BOOT_COLUMNS, analyse, cluster_bootstrap, mos
+from survey.store import DATABASE_FILE, open_store  # fmt: skip
 from survey.studies import StudySummary, list_studies
 from survey.ui.rate import rater_answer, rater_open, rater_start
 from tests.survey_fixtures import blank_random_ids, image_folder, simulate_ratings

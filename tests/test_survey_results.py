@@ -16,12 +16,13 @@ from conftest import error_line, exit_status
 from survey.__main__ import main
 from survey.answers import submit_rating
 from survey.creation import create_study
-from survey.db import DATABASE_URL_ENV, MAX_SCORE, MIN_SCORE, REFERENCE, Store
+from survey.db import MAX_SCORE, MIN_SCORE, REFERENCE, Store
 from survey.errors import SurveyError
 from survey.export import export_study
 from survey.raters import start_rater
 from survey.report import DMOS
 from survey.stats import DMOS_BOUNDS, dmos, mos
+from survey.store import DATABASE_URL_ENV
 from survey.studies import StudySummary
 from survey.ui.results import build_results_tab, results_show
 from tests.survey_fixtures import image_folder

@@ -13,10 +13,11 @@ from sr_app.resize import make_lr
 from sr_app.weights import WeightsError
 from survey.answers import submit_rating
 from survey.creation import create_study
-from survey.db import CLOSED, NEAREST, REFERENCE, Assignment, Rater, Rating, Stimulus, Store, open_store
+from survey.db import CLOSED, NEAREST, REFERENCE, Assignment, Rater, Rating, Stimulus, Store
 from survey.errors import SurveyError
 from survey.raters import progress, start_rater
 from survey.schedule import playlist
+from survey.store import open_store
 from survey.studies import StudySummary, list_studies, set_status
 from tests.survey_fixtures import image_folder, png_chunks
 
