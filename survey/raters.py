@@ -17,20 +17,24 @@ who finished. ACR studies may hold gold items (:data:`~survey.db.GOLD_RANGES`).
 
 from __future__ import annotations
 
+import itertools
 import random
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 
-from sqlalchemy import Connection, Row, ScalarSelect, func, select, update
+from sqlalchemy import Connection, Row, ScalarSelect, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
+from survey.crowd import qualification_problem
 from survey.db import (
     ACR,
     EXTERNAL_ID_MAX_CHARS,
     FLIP,
     OPEN,
     PC,
+    TRAINING,
     Assignment,
     Choice,
     Rater,
@@ -45,6 +49,7 @@ from survey.db import (
 )
 from survey.errors import StudyUnavailable, SurveyError, storage_errors
 from survey.schedule import pair_schedule, playlist
+from survey.screening import load_answers, own_answer_reasons
 
 SELF_REPORT_MAX_CHARS = 500
 CLOSED_TEXT = "This survey is closed. Thank you for your interest!"
@@ -77,6 +82,10 @@ class Progress:
     presentation: str = FLIP
     min_view_ms: int = 0
     completion_code: str | None = None
+    #: Whether ``stimulus`` is an item of the training round (answered, never analysed).
+    training: bool = False
+    #: Why a finished rater gets no completion code (a study that gives it only to raters who pass their checks).
+    failed_checks: tuple[str, ...] = ()
 
     @property
     def finished(self) -> bool:
@@ -108,7 +117,7 @@ def _study_by_public_id(session: Session, study_id: str) -> Study:
 #: The columns of a rater and their study that answering needs (:func:`rater_row`).
 RATER_COLUMNS = (
     Rater.id, Rater.token, Rater.finished_at, Study.status, Study.protocol, Study.allow_tie, Study.presentation,
-    Study.min_view_ms, Study.completion_code,
+    Study.min_view_ms, Study.completion_code, Study.training_pause_s, Study.withhold_code, Study.id.label("study_pk"),
 )  # fmt: skip
 #: Versions A and B of a trial.
 _LEFT, _RIGHT = aliased(Stimulus), aliased(Stimulus)
@@ -195,7 +204,12 @@ def _token_of(store: Store, study_id: str, external_id: str) -> str | None:
 
 
 def start_rater(
-    store: Store, study_id: str, self_report: str = "", rng: random.Random | None = None, external_id: str = ""
+    store: Store,
+    study_id: str,
+    self_report: str = "",
+    rng: random.Random | None = None,
+    external_id: str = "",
+    window: Window = (None, None, None),
 ) -> Progress:
     """Register a new rater with a stored random order of all stimuli (ACR) or of all pairs to compare (PC,
     :func:`pair_schedule`); return their progress.
@@ -203,8 +217,11 @@ def start_rater(
     ``self_report`` is optional free text (trimmed to 500 characters). ``external_id`` is the rater's id on a crowd
     platform (from the rater link; at most 128 characters), unique within the study: an id that has started already
     is refused with :data:`ID_TAKEN` (the rater resumes with their token instead, :func:`resume_token`). Raises
-    :class:`StudyUnavailable` when the study is closed or full, :class:`SurveyError` when the link is invalid,
-    :class:`StorageError` when the database fails.
+    :class:`StudyUnavailable` when the study is closed or full, :class:`SurveyError` when the link is invalid or
+    the browser's ``window`` (CSS width, CSS height, device pixel ratio, as it reported them) fails the study's
+    qualification (:func:`survey.crowd.qualification_problem`), :class:`StorageError` when the database fails.
+    A study with a training round gives its items first, in a random order (PC: the first ``training_items``
+    pairs of the training photo's versions, random sides), then the study's order.
     """
     rng = rng or random.Random()
     external_id = validate_external_id(external_id)
@@ -219,24 +236,30 @@ def start_rater(
             taken = select(Rater.id).where(Rater.study_id == study.id, Rater.external_id == external_id)
             if external_id and session.scalar(taken) is not None:
                 raise SurveyError(ID_TAKEN)
-            stimuli = session.execute(
-                select(Stimulus.id, Stimulus.image_id)
+            _check_window(session, study, window)
+            rows = session.execute(
+                select(Stimulus.id, Stimulus.image_id, SourceImage.role)
                 .join(SourceImage)
                 .where(SourceImage.study_id == study.id)
                 .order_by(Stimulus.image_id, Stimulus.condition_id)
             ).all()
+            stimuli = [(stimulus, image) for stimulus, image, role in rows if role != TRAINING]
+            training = sorted(stimulus for stimulus, _, role in rows if role == TRAINING)
             rater_number = session.scalar(select(func.count()).select_from(Rater).where(Rater.study_id == study.id))
             rater = Rater(
                 study=study, token=new_token(), self_report=self_report.strip()[:SELF_REPORT_MAX_CHARS] or None,
                 external_id=external_id or None,
             )  # fmt: skip
             if study.protocol == PC:
-                trials = pair_schedule([tuple(row) for row in stimuli], rater_number or 0, rng)
+                pairs = list(itertools.combinations(training, 2))[: study.training_items]
+                trials = [pair[:: rng.choice((1, -1))] for pair in rng.sample(pairs, len(pairs))]
+                trials += pair_schedule(stimuli, rater_number or 0, rng)
                 rater.trials = [Trial(position=p, left_id=a, right_id=b) for p, (a, b) in enumerate(trials)]
             else:
                 stimuli.sort()
-                order = playlist([image_id for _, image_id in stimuli], rng)
-                rater.assignments = [Assignment(position=p, stimulus_id=stimuli[i][0]) for p, i in enumerate(order)]
+                order = rng.sample(training, len(training))
+                order += [stimuli[i][0] for i in playlist([image_id for _, image_id in stimuli], rng)]
+                rater.assignments = [Assignment(position=p, stimulus_id=s) for p, s in enumerate(order)]
             session.add(rater)
     except IntegrityError as error:
         # The same rater id started at the same moment elsewhere (a second tab); the unique constraint kept one.
@@ -244,6 +267,22 @@ def start_rater(
             raise
         raise SurveyError(ID_TAKEN) from error
     return progress(store, study_id, rater.token)
+
+
+#: What a rater's browser reported of its window: CSS width and height, device pixel ratio (``None`` where it did not).
+Window = tuple[int | None, int | None, float | None]
+
+
+def _check_window(session: Session, study: Study, window: Window) -> None:
+    """:class:`SurveyError` saying why, when ``study`` qualifies raters by their window and ``window`` cannot show
+    its largest stimulus at 1:1 in device pixels."""
+    if not study.qualification:
+        return
+    largest = session.execute(
+        select(func.max(SourceImage.width), func.max(SourceImage.height)).where(SourceImage.study_id == study.id)
+    ).one()
+    if problem := qualification_problem(tuple(largest), window[:2], window[2]):
+        raise SurveyError(problem)
 
 
 def progress(store: Store, study_id: str, token: str) -> Progress:
@@ -258,13 +297,15 @@ def progress(store: Store, study_id: str, token: str) -> Progress:
 
 def advance(connection: Connection, rater: Row, study_id: str) -> Progress:
     """The progress of ``rater`` (:func:`rater_row`); marks their next stimulus or pair as shown now, or them as
-    finished when none is left."""
+    finished when none is left. A rater back after a pause longer than the study's ``training_pause_s`` does the
+    training round again first (:func:`_renew_training`)."""
     if rater.protocol == PC:
         chosen = select(Choice.id).where(Choice.rater_id == rater.id, Choice.position == Trial.position)
         pending = (
-            select(Trial.position, Trial.public_id, _LEFT.public_id, _RIGHT.public_id)
+            select(Trial.position, Trial.public_id, SourceImage.role, _LEFT.public_id, _RIGHT.public_id)
             .join(_LEFT, Trial.left_id == _LEFT.id)
             .join(_RIGHT, Trial.right_id == _RIGHT.id)
+            .join(SourceImage, _LEFT.image_id == SourceImage.id)
             .where(Trial.rater_id == rater.id, ~chosen.exists())
             .order_by(Trial.position)
         )
@@ -272,12 +313,15 @@ def advance(connection: Connection, rater: Row, study_id: str) -> Progress:
     else:
         rated = select(Rating.id).where(Rating.rater_id == rater.id, Rating.stimulus_id == Assignment.stimulus_id)
         pending = (
-            select(Assignment.position, Stimulus.public_id)
+            select(Assignment.position, Stimulus.public_id, SourceImage.role)
             .join(Stimulus, Assignment.stimulus_id == Stimulus.id)
+            .join(SourceImage, Stimulus.image_id == SourceImage.id)
             .where(Assignment.rater_id == rater.id, ~rated.exists())
             .order_by(Assignment.position)
         )
         items, answers = Assignment, Rating
+    if rater.training_pause_s and rater.finished_at is None:
+        _renew_training(connection, rater)
     next_up = connection.execute(pending.limit(1)).first()
     total, done = connection.execute(select(_count(items, rater.id), _count(answers, rater.id))).one()
     if next_up is not None:
@@ -285,9 +329,33 @@ def advance(connection: Connection, rater: Row, study_id: str) -> Progress:
         connection.execute(mark.values(shown_at=utc_now()))
     elif rater.finished_at is None:
         connection.execute(update(Rater).where(Rater.id == rater.id).values(finished_at=utc_now()))
+    failed = _failed_checks(connection, rater) if next_up is None and rater.withhold_code else []
     return Progress(
         study=study_id, token=rater.token, done=done, total=total, stimulus=next_up and next_up[1],
-        study_open=rater.status == OPEN, pair=tuple(next_up[2:]) if next_up and rater.protocol == PC else None,
+        study_open=rater.status == OPEN, pair=tuple(next_up[3:]) if next_up and rater.protocol == PC else None,
         allow_tie=rater.allow_tie, presentation=rater.presentation, min_view_ms=rater.min_view_ms,
-        completion_code=None if next_up else rater.completion_code,
+        completion_code=None if next_up or failed else rater.completion_code,
+        training=bool(next_up and next_up[2] == TRAINING), failed_checks=tuple(failed),
     )  # fmt: skip
+
+
+def _failed_checks(connection: Connection, rater: Row) -> list[str]:
+    """Why the answers of ``rater`` fail the checks that need no other rater, in words
+    (:func:`survey.screening.own_answer_reasons`); empty when they pass."""
+    answers = load_answers(connection, rater.study_pk, rater.protocol, rater=rater.id)
+    return own_answer_reasons(answers, rater.protocol, rater.min_view_ms)
+
+
+def _renew_training(connection: Connection, rater: Row) -> None:
+    """Delete the training answers of ``rater`` if their last answer is older than the study's ``training_pause_s``,
+    so that :func:`advance` gives the training round again (ITU-T P.808: training expires after a long pause)."""
+    answers = Choice if rater.protocol == PC else Rating
+    last = connection.scalar(select(func.max(answers.created_at)).where(answers.rater_id == rater.id))
+    if last is None or utc_now() - last <= timedelta(seconds=rater.training_pause_s):
+        return
+    training = select(Stimulus.id).join(SourceImage).where(SourceImage.role == TRAINING)
+    if rater.protocol == PC:
+        positions = select(Trial.position).where(Trial.rater_id == rater.id, Trial.left_id.in_(training))
+        connection.execute(delete(Choice).where(Choice.rater_id == rater.id, Choice.position.in_(positions)))
+    else:
+        connection.execute(delete(Rating).where(Rating.rater_id == rater.id, Rating.stimulus_id.in_(training)))

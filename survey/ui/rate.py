@@ -57,7 +57,16 @@ from sr_app.web import MIDDLEWARE
 from survey.answers import NOT_REPORTED, Viewing, submit_choice, submit_rating
 from survey.db import ACR, ACR_LABELS, FLIP, PC, Store
 from survey.errors import StorageError, StudyUnavailable, SurveyError
-from survey.raters import CLOSED_TEXT, FULL_TEXT, Progress, progress, resume_token, start_rater, study_intro
+from survey.raters import (
+    CLOSED_TEXT,
+    FULL_TEXT,
+    Progress,
+    Window,
+    progress,
+    resume_token,
+    start_rater,
+    study_intro,
+)
 from survey.studies import RATE_PATH
 from survey.ui.rater_requests import NO_STORE, OPAQUE_ID, Answer, Arrival, RateLimits, RaterRoute, Start, error_response
 
@@ -86,7 +95,8 @@ class RaterPage:
     bottom calibration PNGs; ACR) are for the welcome page. ``item`` is the opaque id of what to answer (a stimulus
     or a trial) and ``images`` the opaque ids of its PNGs (one, or versions A and B); ``done`` of ``total`` are
     answered; the answer buttons stay disabled for ``min_view_ms`` milliseconds after the page arrives.
-    ``completion_code`` is shown on the done page ("" when the study has none).
+    ``completion_code`` is shown on the done page ("" when the study has none, or withholds it from this rater:
+    ``failed_checks`` then says why). ``training`` marks an item of the training round.
     """
 
     view: View
@@ -104,22 +114,28 @@ class RaterPage:
     presentation: str = FLIP
     min_view_ms: int = 0
     completion_code: str = ""
+    training: bool = False
+    failed_checks: tuple[str, ...] = ()
 
 
 def page_for(state: Progress) -> RaterPage:
     """The page of a rater who has started: the next stimulus or pair, the end page, or the closed page."""
     counts = {"token": state.token, "done": state.done, "total": state.total}
     if state.finished:
-        return RaterPage("done", completion_code=state.completion_code or "", **counts)
+        return RaterPage(
+            "done", completion_code=state.completion_code or "", failed_checks=state.failed_checks, **counts
+        )
     if not state.study_open:
         return RaterPage("closed", message=CLOSED_TEXT, **counts)
     if state.pair is not None:
         return RaterPage(
             "choose", protocol=PC, item=state.stimulus or "", images=state.pair, allow_tie=state.allow_tie,
-            presentation=state.presentation, min_view_ms=state.min_view_ms, **counts,
+            presentation=state.presentation, min_view_ms=state.min_view_ms, training=state.training, **counts,
         )  # fmt: skip
     item = state.stimulus or ""
-    return RaterPage("rate", item=item, images=(item,), min_view_ms=state.min_view_ms, **counts)
+    return RaterPage(
+        "rate", item=item, images=(item,), min_view_ms=state.min_view_ms, training=state.training, **counts
+    )
 
 
 def resumed(store: Store, study_id: str, token: str, external_id: str) -> RaterPage | None:
@@ -158,14 +174,19 @@ def rater_open(store: Store, study_id: str, token: str = "", external_id: str = 
 
 
 def rater_start(
-    store: Store, study_id: str, token: str = "", external_id: str = "", self_report: str = ""
+    store: Store,
+    study_id: str,
+    token: str = "",
+    external_id: str = "",
+    self_report: str = "",
+    window: Window = (None, None, None),
 ) -> RaterPage:
     """Start rating: resume the rater if they started this study, else register a new one (or say that the study is
-    closed or full)."""
+    closed or full, or why the browser ``window`` does not qualify)."""
     if page := resumed(store, study_id, token, external_id):
         return page
     try:
-        return page_for(start_rater(store, study_id, self_report, external_id=external_id))
+        return page_for(start_rater(store, study_id, self_report, external_id=external_id, window=window))
     except StudyUnavailable as error:
         return RaterPage("closed", message=str(error))
 
@@ -228,7 +249,9 @@ def rater_router(store: Store, limits: RateLimits | None = None) -> APIRouter:
     @router.post("/{study_id}/start")
     @limited(limits.start)
     def start(request: Request, study_id: str, body: Start) -> JSONResponse:
-        return as_json(lambda: rater_start(store, study_id, body.token, body.external_id, body.self_report))
+        return as_json(
+            lambda: rater_start(store, study_id, body.token, body.external_id, body.self_report, body.window())
+        )
 
     @router.post("/{study_id}/answer")
     @limited(limits.answer)

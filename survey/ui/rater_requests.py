@@ -128,9 +128,16 @@ class Arrival(RaterRequest):
 
 
 class Start(Arrival):
-    """The body of ``start``."""
+    """The body of ``start``: with the browser window's CSS size and device pixel ratio, which a study that qualifies
+    its raters checks (:func:`survey.crowd.qualification_problem`)."""
 
     self_report: str = Field("", max_length=10_000)
+    viewport_width: int | None = None
+    viewport_height: int | None = None
+    device_pixel_ratio: Finite | None = None
+
+    def window(self) -> tuple[int | None, int | None, float | None]:
+        return self.viewport_width, self.viewport_height, self.device_pixel_ratio
 
 
 class Answer(RaterRequest):
