@@ -35,6 +35,7 @@ from sr_app.data_dir import DEFAULT_BASE_URL, app_url
 from sr_app.methods import REGISTRY
 from sr_app.weights import WEIGHTS_DIR
 from survey.creation import DEFAULT_MIN_VIEW_MS, create_study
+from survey.crowd import CROWD, NO_CROWD_CHECKS, CrowdChecks
 from survey.db import ACR, CLOSED, FLIP, OPEN, PC, PRESENTATIONS, PROTOCOLS, Store
 from survey.export import CSV_FILES, PC_CSV_FILES, REPORT_FILE, export_study
 from survey.plan import (
@@ -100,6 +101,30 @@ def build_parser() -> argparse.ArgumentParser:
         "outside the study; raters who score one outside its range are flagged",
     )  # fmt: skip
     create.add_argument("--gold-image", type=Path, help="the gold items' image (default: a coffee cup)")
+    create.add_argument(
+        "--crowd", action="store_true",
+        help=f"the crowd checks of ITU-T P.808: {CROWD.traps} trapping items, a training round of "
+        f"{CROWD.training_items} (again after {CROWD.training_pause_s // 60} min away), the window qualification, the "
+        "completion code only for raters who pass, gold items (acr) and at least the default minimum viewing time; "
+        "the flags below change each part",
+    )  # fmt: skip
+    create.add_argument(
+        "--traps", type=int, metavar="N", help="trapping items per rater: a photo that says which score to give "
+        "(acr), or a pair with a broken version (pc)",
+    )  # fmt: skip
+    create.add_argument("--training", type=int, metavar="N", help="training photos (acr) or pairs (pc) first")
+    create.add_argument(
+        "--training-pause-min", type=int, metavar="MIN", help="training again after a pause of more than MIN minutes"
+    )
+    create.add_argument("--training-image", type=Path, help="the training photo (default: an astronaut)")
+    create.add_argument(
+        "--qualification", action="store_true",
+        help="a rater starts only if their window shows the largest photo at 1:1 in device pixels",
+    )  # fmt: skip
+    create.add_argument(
+        "--withhold-code", action="store_true",
+        help="the completion code only for raters who pass trap, gold, too-fast and straight-lining checks",
+    )  # fmt: skip
     create.add_argument(
         "--max-raters", type=int, metavar="N", help="at most N raters may start; later ones are told it is full"
     )
@@ -168,6 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
 def describe(summary: StudySummary, base_url: str) -> str:
     kind, answer = ("pair comparison", "choice") if summary.protocol == PC else ("ACR", "rating")
     notes = ["gold items"] if summary.gold else []
+    crowd = summary.crowd
+    if crowd.traps:
+        notes.append(f"{counted(crowd.traps, 'trapping item')}")
+    if crowd.training_items:
+        again = f", again after {crowd.training_pause_s // 60} min away" if crowd.training_pause_s else ""
+        notes.append(f"training {crowd.training_items}{again}")
+    notes += ["window check"] * crowd.qualification + ["code only for raters who pass"] * crowd.withhold_code
     if summary.completion_code:
         notes.append(f"completion code {summary.completion_code}")
     limits = [f"at most {counted(summary.max_raters, 'rater')}"] if summary.max_raters is not None else []
@@ -183,6 +215,19 @@ def describe(summary: StudySummary, base_url: str) -> str:
     )
 
 
+def crowd_checks(args: argparse.Namespace) -> CrowdChecks:
+    """The crowd checks ``create``'s flags ask for: those of :data:`~survey.crowd.CROWD` with ``--crowd``, none
+    without, each changed by its own flag."""
+    preset = CROWD if args.crowd else NO_CROWD_CHECKS
+    return CrowdChecks(
+        traps=preset.traps if args.traps is None else args.traps,
+        training_items=preset.training_items if args.training is None else args.training,
+        training_pause_s=preset.training_pause_s if args.training_pause_min is None else args.training_pause_min * 60,
+        qualification=preset.qualification or args.qualification,
+        withhold_code=preset.withhold_code or args.withhold_code,
+    )
+
+
 def run(args: argparse.Namespace, store: Store) -> None:
     base_url = getattr(args, "base_url", None) or app_url(store.data_dir)
     if args.command == "create":
@@ -192,8 +237,11 @@ def run(args: argparse.Namespace, store: Store) -> None:
             anchors=args.anchors, instructions=args.instructions, weights_dir=args.weights_dir, device=args.device,
             calibration=args.calibration, protocol=args.protocol, allow_tie=args.allow_tie,
             presentation=args.presentation, crop=Crop.parse(args.crop) if args.crop else None,
-            completion_code=args.completion_code, gold=args.gold or args.gold_image is not None,
-            gold_image=args.gold_image, max_raters=args.max_raters, min_view_ms=args.min_view_ms,
+            completion_code=args.completion_code,
+            gold=args.gold or args.gold_image is not None or (args.crowd and args.protocol == ACR),
+            gold_image=args.gold_image, max_raters=args.max_raters,
+            min_view_ms=max(args.min_view_ms, DEFAULT_MIN_VIEW_MS) if args.crowd else args.min_view_ms,
+            crowd=crowd_checks(args), training_image=args.training_image,
         )  # fmt: skip
         print(describe(summary, base_url))
     elif args.command == "list":

@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from survey.db import ACR_LABELS
+from survey.errors import SurveyError
 
 #: The scores ACR trapping items ask for, in turn: both ends and both sides of the middle, never the middle itself
 #: (which a careless rater gives most).
@@ -48,7 +49,7 @@ class CrowdChecks:
     def __post_init__(self) -> None:
         for name in ("traps", "training_items", "training_pause_s"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name.replace('_', ' ')} cannot be negative; got {getattr(self, name)}.")
+                raise SurveyError(f"The {name.replace('_', ' ')} cannot be negative; got {getattr(self, name)}.")
 
 
 #: No crowd checks: the default of a study.

@@ -14,6 +14,7 @@ from datetime import datetime
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from survey.crowd import NO_CROWD_CHECKS, CrowdChecks
 from survey.db import (
     ACR,
     CLOSED,
@@ -22,6 +23,7 @@ from survey.db import (
     OPEN,
     PC,
     STUDY_IMAGE,
+    TRAP,
     Assignment,
     Choice,
     Rater,
@@ -61,6 +63,8 @@ class StudySummary:
     #: The cap on raters (None: no cap) and the least viewing time in milliseconds (:class:`~survey.db.Study`).
     max_raters: int | None = None
     min_view_ms: int = 0
+    #: The crowd checks it runs (:class:`survey.crowd.CrowdChecks`).
+    crowd: CrowdChecks = NO_CROWD_CHECKS
 
 
 def rater_path(study_id: str) -> str:
@@ -99,7 +103,11 @@ def summarize(store: Store, name: str) -> StudySummary:
             raters=raters or 0, finished_raters=finished or 0, ratings=session.scalar(answers) or 0,
             protocol=study.protocol, allow_tie=study.allow_tie, presentation=study.presentation,
             completion_code=study.completion_code, gold=any(image.role == GOLD for image in study.images),
-            max_raters=study.max_raters, min_view_ms=study.min_view_ms,
+            max_raters=study.max_raters, min_view_ms=study.min_view_ms, crowd=CrowdChecks(
+                traps=sum(image.role == TRAP for image in study.images), training_items=study.training_items,
+                training_pause_s=study.training_pause_s, qualification=study.qualification,
+                withhold_code=study.withhold_code,
+            ),
         )  # fmt: skip
 
 
