@@ -43,7 +43,7 @@ def krippendorff_alpha(ratings: pd.DataFrame) -> float:
 
 def consistence(choices: pd.DataFrame) -> pd.DataFrame:
     """Kendall & Babington Smith's coefficient of consistence ζ of each rater of ``choices`` (``rater``, ``image``,
-    ``left``, ``right``, ``choice``, as :func:`survey.export.load_choices` returns them).
+    ``left``, ``right``, ``choice``, as :func:`survey.export.study_choices` returns them).
 
     On every image where a rater compared each pair of the n methods once, their choices form a tournament with
     d = n(n − 1)(2n − 1) / 12 − Σ a_i² / 2 circular triads (A over B, B over C, yet C over A), a_i being method i's

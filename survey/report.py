@@ -3,7 +3,9 @@
 :func:`sections` turns a :class:`~survey.export.StudyReport` (ACR) or :class:`~survey.export.PairReport` (PC) into
 charts (SVG) and labelled tables; the Results tab shows them, and :func:`html_report` puts them into one HTML page
 with the study design (images, conditions, raters, exclusions) and how the numbers were computed, nothing loaded
-from elsewhere: a file to attach to a paper as supplementary material.
+from elsewhere: a file to attach to a paper as supplementary material. The analysis is of the accepted raters
+(:mod:`survey.screening`) or of all, as asked, with all raters' and the accepted raters' MOS or Bradley–Terry scores and
+agreement between raters (:mod:`survey.agreement`) side by side.
 """
 
 from __future__ import annotations
@@ -14,43 +16,68 @@ from typing import Generic, TypeVar
 
 import pandas as pd
 
+from survey.agreement import agreement, consistence, krippendorff_alpha
 from survey.charts import heatmap, mos_chart, scores_chart, significance_matrix
 from survey.db import GOLD_RANGES, PC, SIDE_BY_SIDE
 from survey.pairwise import PairAnalysis
-from survey.stats import Analysis
+from survey.screening import MAX_CIRCULAR_SHARE, MIN_PC_AGREEMENT, MIN_STRAIGHT_LINE_SCORES, REJECTED
+from survey.stats import MIN_MOS_CORRELATION, Analysis
 from survey.studies import StudySummary
 
 AnalysisT = TypeVar("AnalysisT", Analysis, PairAnalysis)
 
 #: Decimal places shown in tables (the CSV files keep full precision).
 DECIMALS = 3
-ALL, SCREENED = "all", "without flagged"
-BY_METHOD = "MOS per method (all raters, and without flagged raters)"
+ALL, SCREENED = "all", "accepted"
+BY_METHOD = "MOS per method (all raters, and accepted raters)"
 DMOS = (
     "DMOS: score − the same rater's score of the original + 5 (5 = as good as the original, above 5 = scored "
     "better than the original, from 1 to 9)"
 )
 WILCOXON = "Paired two-sided Wilcoxon signed-rank tests (p_holm < 0.05: significant, all pairs considered)"
-RATERS = "Raters and screening (BT.500 kurtosis rule, correlation with MOS < 0.75, gold items, too fast)"
+#: The rules that reject a rater in both protocols (:mod:`survey.screening`), for the labels and methods texts.
+COMMON_RULES = "a failed trapping item, too fast, incomplete (or training not completed)"
+RATERS = (
+    f"Raters: accepted or rejected, and why (correlation with the MOS < {MIN_MOS_CORRELATION}, gold items, "
+    f"{COMMON_RULES}, straight-lining; BT.500 reported only)"
+)
+AGREEMENT = (
+    "Agreement between raters (all raters, and accepted raters): Krippendorff's alpha, ordinal (1 = every rater gave "
+    "every image the same score, 0 = chance; ≥ 0.8 reliable, ≥ 0.667 enough for tentative conclusions)"
+)
+PC_AGREEMENT = (
+    "Agreement between raters (all raters, and accepted raters): Kendall's coefficient of agreement u (1 = every "
+    "rater made the same choices, 0 = pairs of raters agree as often as they disagree) and the raters' mean "
+    "coefficient of consistence ζ (1 = no circular triads A > B > C > A, 0 = as many as possible)"
+)
 BY_IMAGE = "MOS per image × method"
-PC_SCORES = "Bradley–Terry scores per method (log strength, mean 0; 95 % CI from a bootstrap over raters)"
+PC_SCORES = (
+    "Bradley–Terry scores per method, all raters and accepted raters (log strength, mean 0; 95 % CI from a bootstrap "
+    "over raters and images)"
+)
 PC_WINS = "Wins per pair, two-sided sign tests (ties left out; p_holm < 0.05: significant, all pairs considered)"
 PC_WIN_RATE = "Win rate: how often the row method was preferred to the column method (ties count half)"
 PC_RATERS = (
-    "Raters (agreement: share of their choices for the method all raters prefer, 0.5 is chance; flagged: too fast)"
+    "Raters: accepted or rejected, and why (agreement: share of their choices for the method all raters prefer, "
+    f"0.5 is chance, < {MIN_PC_AGREEMENT} rejects; circular triads, > {MAX_CIRCULAR_SHARE:.0%} rejects; "
+    f"{COMMON_RULES})"
 )
-#: How a rater is found too fast (:func:`survey.stats.speed_check`), for the methods texts.
-TOO_FAST_TEXT = (
-    "a rater whose median response time (from sending the image to receiving the answer) is below a threshold is "
-    "flagged as too fast (flag_reason gives both)"
+#: The rules of both protocols in the methods texts (:mod:`survey.screening`).
+COMMON_RULES_TEXT = (
+    "a failed trapping item, a median response time (from sending the image to receiving the answer) below a "
+    "threshold, or fewer answers than items given (or training items); the raters table gives every reason, and the "
+    "rejected raters are left out of the analysis unless the design says they are kept"
 )
 ACR_METHODS_TEXT = (
     "Scores from 1 (Bad) to 5 (Excellent) (ITU-T P.910 ACR). MOS with two 95 % intervals: Student t over all "
     "scores (treats them as independent: it says how precisely these raters rated these images), and a two-way "
     "cluster bootstrap that resamples raters and images (it says how far the MOS may move with other raters and "
     "other images; quote this one when generalising). Differences between methods: paired two-sided Wilcoxon "
-    "signed-rank tests over (rater, image), Holm-adjusted over all pairs. Rater screening: ITU-R BT.500 kurtosis "
-    f"rule and ITU-T P.913 correlation with the MOS (r < 0.75); gold items where the study has them; {TOO_FAST_TEXT}."
+    "signed-rank tests over (rater, image), Holm-adjusted over all pairs. Rater screening (ITU-T P.808 style): a "
+    f"rater is rejected for a correlation of their scores with the MOS below {MIN_MOS_CORRELATION} (ITU-T P.913), a "
+    f"gold item scored outside its range, {MIN_STRAIGHT_LINE_SCORES} or more scores all the same, "
+    f"{COMMON_RULES_TEXT} (the ITU-R BT.500 kurtosis rule is reported, not applied). Agreement between raters: "
+    "Krippendorff's alpha, ordinal."
 )
 PC_METHODS_TEXT = (
     "Forced choice between two versions of one image (2AFC). Every rater compared every pair of conditions on every "
@@ -58,14 +85,18 @@ PC_METHODS_TEXT = (
     "difference d means the higher one is preferred with probability 1 / (1 + e^−d)), fitted by maximum likelihood "
     "(choix, I-LSR), ties counting half a win for each side; 95 % intervals: score ± t(R − 1) × the standard "
     "deviation of the scores over a bootstrap of the R raters. Differences: exact two-sided binomial sign tests per "
-    f"pair (ties left out), Holm-adjusted over all pairs. Rater screening: {TOO_FAST_TEXT}."
+    f"pair (ties left out), Holm-adjusted over all pairs. Rater screening (ITU-T P.808 style): a rater is rejected for "
+    f"agreeing with the methods' order over all raters in under {MIN_PC_AGREEMENT:.0%} of their choices, more than "
+    f"{MAX_CIRCULAR_SHARE:.0%} of their triads of methods on one image circular, preferring the damaged version of "
+    f"a trapping pair, {COMMON_RULES_TEXT}. Agreement between raters: Kendall and Babington Smith's coefficients of "
+    "agreement and consistence (1940)."
 )
 
 
 @dataclass(frozen=True)
 class Report(Generic[AnalysisT]):
     """Everything shown of a study: its design (``images``: the names of its images), the raters table (with
-    ``flagged``), and the analysis of every rater's answers and of the answers of the raters not flagged."""
+    ``status``, :mod:`survey.screening`), and the analysis of every rater's answers and of the accepted raters'."""
 
     summary: StudySummary
     images: list[str]
@@ -74,12 +105,12 @@ class Report(Generic[AnalysisT]):
     screened: AnalysisT
 
     @property
-    def flagged(self) -> list[int]:
-        """The raters flagged by any rule."""
-        return self.raters.loc[self.raters["flagged"], "rater"].tolist()
+    def rejected(self) -> list[int]:
+        """The raters rejected by any rule."""
+        return self.raters.loc[self.raters["status"] == REJECTED, "rater"].tolist()
 
     def analysis(self, exclude_flagged: bool) -> AnalysisT:
-        """The analysis without the flagged raters when ``exclude_flagged``, else of all raters."""
+        """The analysis of the accepted raters when ``exclude_flagged``, else of all raters."""
         return self.screened if exclude_flagged else self.all_raters
 
 
@@ -121,18 +152,18 @@ def rounded(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def sections(report: StudyReport | PairReport, exclude_flagged: bool) -> Sections:
-    """Charts and tables of ``report``, of the analysis without flagged raters when ``exclude_flagged`` (for ACR, the
-    MOS table shows both)."""
-    raters = SCREENED if exclude_flagged else ALL
+    """Charts and tables of ``report``, of the analysis of the accepted raters when ``exclude_flagged`` (the MOS or
+    Bradley–Terry table and the agreement table show both)."""
     if isinstance(report, PairReport):
-        return pair_sections(report.analysis(exclude_flagged), report.raters, raters)
+        return pair_sections(report, exclude_flagged)
+    raters = SCREENED if exclude_flagged else ALL
     chosen = report.analysis(exclude_flagged)
     by_method = pd.concat(
         [report.all_raters.by_method.assign(raters=ALL), report.screened.by_method.assign(raters=SCREENED)]
     )
     tables = {
-        BY_METHOD: by_method, DMOS: chosen.dmos, WILCOXON: chosen.wilcoxon, RATERS: report.raters,
-        BY_IMAGE: chosen.by_image,
+        BY_METHOD: by_method, DMOS: chosen.dmos, WILCOXON: chosen.wilcoxon, AGREEMENT: agreement_table(report),
+        RATERS: report.raters, BY_IMAGE: chosen.by_image,
     }  # fmt: skip
     if chosen.by_method.empty:
         return Sections("", [], {label: rounded(table) for label, table in tables.items()})
@@ -146,21 +177,49 @@ def sections(report: StudyReport | PairReport, exclude_flagged: bool) -> Section
     return Sections(chart, figures, {label: rounded(table) for label, table in tables.items()})
 
 
-def pair_sections(analysis: PairAnalysis, raters_table: pd.DataFrame, raters: str) -> Sections:
-    """Charts and tables of a pair comparison study: the ``analysis`` of the answers of ``raters`` (:data:`ALL` or
-    :data:`SCREENED`) and the raters table."""
-    win_rate = analysis.win_rate.reset_index()
-    tables = {PC_SCORES: analysis.scores, PC_WINS: analysis.wins, PC_WIN_RATE: win_rate, PC_RATERS: raters_table}
-    if analysis.scores.empty:
+def pair_sections(report: PairReport, exclude_flagged: bool) -> Sections:
+    """Charts and tables of a pair comparison study's ``report``, of the analysis of the accepted raters when
+    ``exclude_flagged`` (the scores and agreement tables show both)."""
+    raters = SCREENED if exclude_flagged else ALL
+    chosen = report.analysis(exclude_flagged)
+    scores = pd.concat([report.all_raters.scores.assign(raters=ALL), report.screened.scores.assign(raters=SCREENED)])
+    tables = {
+        PC_SCORES: scores, PC_WINS: chosen.wins, PC_WIN_RATE: chosen.win_rate.reset_index(),
+        PC_AGREEMENT: agreement_table(report), PC_RATERS: report.raters,
+    }  # fmt: skip
+    if chosen.scores.empty:
         return Sections("", [], {label: rounded(table) for label, table in tables.items()})
-    best_first = analysis.scores.sort_values("score", ascending=False)["method"].tolist()
-    pairs = analysis.wins.assign(diff=analysis.wins["wins_a"] - analysis.wins["wins_b"])
+    best_first = chosen.scores.sort_values("score", ascending=False)["method"].tolist()
+    pairs = chosen.wins.assign(diff=chosen.wins["wins_a"] - chosen.wins["wins_b"])
     figures = [significance_matrix(pairs, best_first, f"Which method is preferred (sign tests, Holm; {raters} raters)")]
-    chart = scores_chart(analysis.scores, f"Bradley–Terry score per method, 95 % CI ({raters} raters)")
+    chart = scores_chart(chosen.scores, f"Bradley–Terry score per method, 95 % CI ({raters} raters)")
     return Sections(chart, figures, {label: rounded(table) for label, table in tables.items()})
 
 
-def design(summary: StudySummary, images: list[str], flagged: list[int], exclude_flagged: bool) -> list[str]:
+def agreement_figures(answers: pd.DataFrame, pair: bool) -> dict[str, float]:
+    """How far the raters of ``answers`` agree: ``n_raters`` and Krippendorff's alpha (ACR ratings), or Kendall's
+    coefficient of agreement u and the raters' mean coefficient of consistence ζ (pair comparison choices), from
+    :mod:`survey.agreement`; NaN where there is too little to tell."""
+    n_raters = answers["rater"].nunique()
+    if not pair:
+        return {"n_raters": n_raters, "krippendorff_alpha": krippendorff_alpha(answers) if n_raters else float("nan")}
+    return {
+        "n_raters": n_raters, "kendall_u": agreement(answers),
+        "mean_consistence": consistence(answers)["consistence"].mean(),
+    }  # fmt: skip
+
+
+def agreement_table(report: StudyReport | PairReport) -> pd.DataFrame:
+    """:func:`agreement_figures` of ``report``'s answers: one row for all raters (:data:`ALL`), one for the accepted
+    ones (:data:`SCREENED`), named in the column ``raters``."""
+    pair = isinstance(report, PairReport)
+    answers = report.choices if pair else report.ratings
+    accepted = answers[~answers["rater"].isin(report.rejected)]
+    rows = [(ALL, answers), (SCREENED, accepted)]
+    return pd.DataFrame([{"raters": raters, **agreement_figures(shown, pair)} for raters, shown in rows])
+
+
+def design(summary: StudySummary, images: list[str], rejected: list[int], exclude_flagged: bool) -> list[str]:
     """The study design as short plain-text lines: protocol, images, conditions, raters and exclusions."""
     if summary.protocol == PC:
         shown = "side by side" if summary.presentation == SIDE_BY_SIDE else "flipped in place at the same position"
@@ -169,8 +228,8 @@ def design(summary: StudySummary, images: list[str], flagged: list[int], exclude
     else:
         protocol, answers = "absolute category rating (ACR, 1–5)", "ratings"
     excluded = "none"
-    if flagged:
-        excluded = f"{counted(len(flagged), 'rater')} ({', '.join(map(str, flagged))}) flagged; " + (
+    if rejected:
+        excluded = f"{counted(len(rejected), 'rater')} ({', '.join(map(str, rejected))}) rejected; " + (
             "left out of the analysis" if exclude_flagged else "kept in the analysis"
         )
     lines = [
@@ -184,7 +243,7 @@ def design(summary: StudySummary, images: list[str], flagged: list[int], exclude
         ranges = ", ".join(f"{condition} {low}–{high}" for condition, (low, high) in GOLD_RANGES.items())
         lines.append(
             f"Gold items: versions of an image outside the study, mixed into every rater's order and left out of the "
-            f"analysis, to be scored {ranges}; a rater who scores one outside its range is flagged"
+            f"analysis, to be scored {ranges}; a rater who scores one outside its range is rejected"
         )
     return lines
 
@@ -198,7 +257,7 @@ def html_report(report: StudyReport | PairReport, exclude_flagged: bool) -> str:
     """One self-contained HTML page of ``report``: study design, method, charts (inline SVG) and tables."""
     summary = report.summary
     shown = sections(report, exclude_flagged)
-    lines = design(summary, report.images, report.flagged, exclude_flagged)
+    lines = design(summary, report.images, report.rejected, exclude_flagged)
     method = PC_METHODS_TEXT if isinstance(report, PairReport) else ACR_METHODS_TEXT
     parts = [
         f"<h1>{html.escape(summary.name)}</h1>",

@@ -222,14 +222,18 @@ def screen_raters(ratings: pd.DataFrame) -> pd.DataFrame:
 
 def screening_reason(row: Any) -> str:
     """Why :func:`screen_raters` flags the rater of ``row`` (one of its rows), in words; "" when it does not."""
-    reasons = []
-    if row.bt500_reject:
-        reasons.append(f"BT.500: {row.p_count} high and {row.q_count} low outliers in {row.n_ratings} scores")
-    if row.corr_reject and math.isnan(row.r_mos):
-        reasons.append("no correlation with the MOS (constant scores, or fewer than 2)")
-    elif row.corr_reject:
-        reasons.append(f"correlation with the MOS r = {row.r_mos:.2f} < {MIN_MOS_CORRELATION}")
-    return "; ".join(reasons)
+    bt500 = f"BT.500: {row.p_count} high and {row.q_count} low outliers in {row.n_ratings} scores"
+    return "; ".join(text for text in (bt500 if row.bt500_reject else "", correlation_reason(row)) if text)
+
+
+def correlation_reason(row: Any) -> str:
+    """Why the correlation rule of :func:`screen_raters` rejects the rater of ``row`` (one of its rows), in words; ""
+    when it does not."""
+    if not row.corr_reject:
+        return ""
+    if math.isnan(row.r_mos):
+        return "no correlation with the MOS (constant scores, or fewer than 2)"
+    return f"correlation with the MOS r = {row.r_mos:.2f} < {MIN_MOS_CORRELATION}"
 
 
 def gold_check(gold: pd.DataFrame) -> pd.DataFrame:

@@ -16,6 +16,7 @@ from survey.charts import mos_chart
 from survey.creation import create_study
 from survey.db import Stimulus, Store
 from survey.export import (
+    CODES_COLUMNS,
     CSV_FILES,
     RATERS_COLUMNS,
     RATINGS_COLUMNS,
@@ -41,6 +42,7 @@ DOCUMENTED_COLUMNS = {
     "dmos.csv": ["method", "dmos", *MOS_COLUMNS[1:]],
     "wilcoxon.csv": WILCOXON_COLUMNS,
     "raters.csv": RATERS_COLUMNS,
+    "accepted_codes.csv": CODES_COLUMNS,
 }
 
 
@@ -74,13 +76,15 @@ def test_export_round_trips_through_pandas_with_the_documented_columns(
     assert len(ratings) == 4 * 6 + 2 and set(ratings["score"]) <= {1, 2, 3, 4, 5}
     assert set(ratings["method"]) == {"bicubic", "reference", "nearest"}
     by_method = tables["mos_by_method.csv"]
-    pd.testing.assert_frame_equal(
-        by_method[["method", *MOS_COLUMNS]], mos(load_ratings(store, "export")), check_dtype=False
-    )
+    raters = tables["raters.csv"]
+    accepted = load_ratings(store, "export").query("rater in @raters.rater[@raters.status == 'accepted']")
+    assert accepted["rater"].nunique() == 4  # by default, of the accepted raters: the unfinished one is left out
+    pd.testing.assert_frame_equal(by_method[["method", *MOS_COLUMNS]], mos(accepted), check_dtype=False)
     assert ((by_method["ci95_low_boot"] <= by_method["mos"]) & (by_method["mos"] <= by_method["ci95_high_boot"])).all()
     assert pd.to_datetime(ratings["rated_at"]).notna().all()
-    raters = tables["raters.csv"]
     assert len(raters) == 5 and raters["finished_at"].notna().sum() == 4
+    assert raters["reasons"].iloc[4] == "incomplete: 2 of 6 answered"
+    assert (raters["flagged"] == (raters["status"] == "rejected")).all()
     assert raters["self_report"].iloc[0] == "rater 0, résumé"
     assert raters["flagged"].dtype == bool and len(tables["wilcoxon.csv"]) == 3 and len(tables["dmos.csv"]) == 2
 
@@ -88,8 +92,8 @@ def test_export_round_trips_through_pandas_with_the_documented_columns(
 def test_export_without_flagged_raters_leaves_them_out_of_the_mos(
     store: Store, rated: StudySummary, tmp_path: Path
 ) -> None:
-    raters = pd.read_csv(export_study(store, "export", tmp_path / "all")[-2])
-    screened = pd.read_csv(export_study(store, "export", tmp_path / "screened", exclude_flagged=True)[1])
+    raters = pd.read_csv(export_study(store, "export", tmp_path / "all", exclude_flagged=False)[-3])
+    screened = pd.read_csv(export_study(store, "export", tmp_path / "screened")[1])
     kept = raters.loc[~raters["flagged"], "n_ratings"].sum()
     assert screened["n_ratings"].sum() == kept
 
@@ -125,7 +129,7 @@ def test_the_command_line_creates_lists_closes_and_exports(tmp_path: Path, capsy
 
 def test_results_view_shows_both_raters_sets_and_a_chart(store: Store, rated: StudySummary) -> None:
     view = results_show(store, "pw", "pw", "export", exclude_flagged=False)
-    assert set(view.tables[BY_METHOD]["raters"]) == {"all", "without flagged"}
+    assert set(view.tables[BY_METHOD]["raters"]) == {"all", "accepted"}
     assert view.chart.startswith("<svg") and view.chart.count("<rect") == 3
     assert f"/rate/{rated.public_id}" in view.summary and "5 raters (4 finished)" in view.summary
 

@@ -15,7 +15,7 @@ from survey.answers import submit_choice, submit_rating
 from survey.charts import SIGNIFICANCE_COLOURS, heatmap, scores_chart, significance_matrix
 from survey.creation import create_study
 from survey.db import LEFT, PC, RIGHT, TIE, Stimulus, Store
-from survey.export import CHOICES_COLUMNS, PC_CSV_FILES, PC_RATERS_COLUMNS, REPORT_FILE, export_study
+from survey.export import CHOICES_COLUMNS, CODES_COLUMNS, PC_CSV_FILES, PC_RATERS_COLUMNS, REPORT_FILE, export_study
 from survey.pairwise import SCORE_COLUMNS, WINS_COLUMNS
 from survey.raters import start_rater
 from survey.report import PC_SCORES, PC_WINS
@@ -51,10 +51,10 @@ def compared(store: Store, tmp_path: Path) -> StudySummary:
 
 
 def test_pc_export_writes_the_documented_files(store: Store, compared: StudySummary, tmp_path: Path) -> None:
-    paths = export_study(store, "pc-export", tmp_path / "out")
+    paths = export_study(store, "pc-export", tmp_path / "out", exclude_flagged=False)
     assert [p.name for p in paths] == [*PC_CSV_FILES, REPORT_FILE]
     tables = {p.name: pd.read_csv(p, keep_default_na=False, na_values=[""]) for p in paths[:-1]}
-    choices, scores, wins, raters = (tables[name] for name in PC_CSV_FILES)
+    choices, scores, wins, raters, codes = (tables[name] for name in PC_CSV_FILES)
     assert list(choices.columns) == CHOICES_COLUMNS and len(choices) == 3 * 6 + 2
     assert list(scores.columns) == SCORE_COLUMNS and list(wins.columns) == WINS_COLUMNS
     assert list(raters.columns) == PC_RATERS_COLUMNS
@@ -69,6 +69,9 @@ def test_pc_export_writes_the_documented_files(store: Store, compared: StudySumm
     assert row["wins_a"] >= 2 * 2 and (row["wins_b"], row["ties"]) == (0, 2)  # raters 0 and 1 on 2 images; rater 2
     assert raters["n_choices"].tolist() == [6, 6, 6, 2] and raters["ties"].tolist() == [0, 0, 2, 0]
     assert (raters["agreement"] == 1.0).all()  # everyone chose the better condition whenever they chose
+    assert raters["status"].tolist() == ["accepted"] * 3 + ["rejected"]  # rater 3 did not finish
+    assert raters["reasons"].fillna("").tolist() == ["", "", "", "incomplete: 2 of 6 answered"]
+    assert codes["rater"].tolist() == [1, 2, 3] and list(codes.columns) == CODES_COLUMNS
 
 
 def test_the_command_line_creates_and_exports_a_pair_comparison(
@@ -97,7 +100,8 @@ def test_the_html_report_is_self_contained_and_describes_the_design(
     assert text.count("<svg") == 2  # the scores chart and the significance matrix, inline
     design = [
         "pair comparison (2AFC)", "Images (2): photo0, photo1", "bicubic, reference, nearest",
-        "Raters: 4 (3 finished); 20 choices", "Exclusions: none", "ties (&#x27;no difference&#x27;) allowed",
+        "Raters: 4 (3 finished); 20 choices", "Exclusions: 1 rater (4) rejected; left out of the analysis",
+        "ties (&#x27;no difference&#x27;) allowed",
     ]  # fmt: skip
     for shown in design:
         assert shown in text, shown
@@ -122,7 +126,8 @@ def test_an_acr_report_has_the_mos_charts_and_names_the_flagged_raters(store: St
         text = export_study(store, summary.name, tmp_path / str(exclude), exclude_flagged=exclude)[-1].read_text()
         assert "<h1>acr &lt;report&gt;</h1>" in text and not EXTERNAL.search(text)
         assert text.count("<svg") == 3  # MOS chart, significance matrix, heatmap
-        assert f"Exclusions: 1 rater (5) flagged; {kept}" in text
+        assert f"Exclusions: 1 rater (5) rejected; {kept}" in text
+        assert "correlation with the MOS r = -1.00 &lt; 0.75" in text
         assert "ci95_low_boot" in text and "absolute category rating" in text
 
 
@@ -162,7 +167,7 @@ def test_the_heatmap_and_the_scores_chart_show_every_value() -> None:
 def test_the_results_view_of_a_pair_comparison(store: Store, compared: StudySummary) -> None:
     view = results_show(store, "pw", "pw", "pc-export", exclude_flagged=False)
     assert "Pair comparison" in view.summary and "20 choices" in view.summary
-    assert list(view.tables)[:2] == [PC_SCORES, PC_WINS] and len(view.tables) == 4
+    assert list(view.tables)[:2] == [PC_SCORES, PC_WINS] and len(view.tables) == 5
     assert view.chart.startswith("<svg") and view.chart.count("<circle") == 3
     assert "Which method is preferred" in view.figures
 

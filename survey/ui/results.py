@@ -1,7 +1,8 @@
 """The Results tab (admin only): for an ACR study, MOS per method with both 95 % intervals, which method is better
-(a significance matrix), MOS per image × method (a heatmap), DMOS, paired Wilcoxon tests and rater screening, with or
-without flagged raters; for a pair comparison study, Bradley–Terry scores, the significance matrix, wins with sign
-tests, win rates and raters. Charts and tables come from :mod:`survey.report`; the export button gives the CSV files
+(a significance matrix), MOS per image × method (a heatmap), DMOS, paired Wilcoxon tests, agreement between raters and
+who is accepted or rejected (:mod:`survey.screening`), of the accepted raters (by default) or of all; for a pair
+comparison study, Bradley–Terry scores, the significance matrix, wins with sign tests, win rates, agreement and
+raters. Charts and tables come from :mod:`survey.report`; the export button gives the CSV files
 and the self-contained HTML report.
 
 Every handler takes the admin password as its first argument and checks it itself, so calling an endpoint
@@ -31,7 +32,7 @@ from limits.strategies import MovingWindowRateLimiter
 from sr_app.errors import user_error
 from survey.db import PC, Store
 from survey.errors import SurveyError
-from survey.export import every_rater_flagged, export_study, study_report
+from survey.export import every_rater_rejected, export_study, study_report
 from survey.private_files import stored_secret
 from survey.report import counted, sections
 from survey.studies import list_studies, rater_path, summarize
@@ -43,10 +44,12 @@ WRONG_PASSWORD = "Wrong admin password."
 #: Wrong admin passwords allowed from one client address, and from all clients together, in a moving window.
 CLIENT_LIMIT, GLOBAL_LIMIT = parse("5/minute"), parse("20/minute")
 TOO_MANY_WRONG = "Too many wrong passwords; try again in {seconds} s."
+#: The checkbox that shows the analysis of the accepted raters only (ticked at first).
+LEAVE_OUT = "Leave out rejected raters"
 #: The client key of a call that did not come through the web (a handler called from Python).
 LOCAL_CLIENT = "local"
-#: How many tables the tab can show (an ACR study has 5, a pair comparison 4).
-TABLE_SLOTS = 5
+#: How many tables the tab can show (an ACR study has 6, a pair comparison 5).
+TABLE_SLOTS = 6
 
 
 def admin_password(store: Store) -> str:
@@ -119,8 +122,8 @@ def results_studies(store: Store, expected: str, password: str) -> list[str]:
 
 
 def results_show(store: Store, expected: str, password: str, name: str, exclude_flagged: bool) -> ResultsView:
-    """Every result of study ``name`` (admin only); for ACR, the charts, DMOS, Wilcoxon and per-image tables leave
-    out the flagged raters when ``exclude_flagged`` is set, the MOS table shows both."""
+    """Every result of study ``name`` (admin only); the charts and tables are of the accepted raters when
+    ``exclude_flagged`` is set, else of all raters, the MOS (or Bradley–Terry) and agreement tables show both."""
     require_admin(expected, password)
     try:
         summary = summarize(store, name or "")
@@ -128,18 +131,18 @@ def results_show(store: Store, expected: str, password: str, name: str, exclude_
     except SurveyError as error:
         raise user_error(str(error)) from error
     shown = sections(report, exclude_flagged)
-    flagged = ", ".join(map(str, report.flagged)) or "none"
+    rejected = ", ".join(map(str, report.rejected)) or "none"
     kind, answer = ("Pair comparison", "choice") if summary.protocol == PC else ("ACR", "rating")
     text = (
         f"**{summary.name}** ({summary.status}); {kind}; rater link `{rater_path(summary.public_id)}`; "
         f"{counted(summary.images, 'image')} × {counted(len(summary.conditions), 'condition')} "
         f"({', '.join(summary.conditions)}); {counted(summary.raters, 'rater')} ({summary.finished_raters} finished); "
-        f"{counted(summary.ratings, answer)}. Flagged raters: {flagged}."
+        f"{counted(summary.ratings, answer)}. Rejected raters: {rejected}."
     )
-    if exclude_flagged and every_rater_flagged(report):
+    if exclude_flagged and every_rater_rejected(report):
         text += (
-            "\n\n**Every rater who gave a score is flagged**, so nothing is left to show without them (see why in "
-            "the raters table, column flag_reason). Untick *Leave out flagged raters* to see everyone's results."
+            "\n\n**Every rater who gave a score is flagged** (rejected), so nothing is left to show without them (see "
+            f"why in the raters table, column reasons). Untick *{LEAVE_OUT}* to see everyone's results."
         )
     figures = (
         f'<div style="display:flex;flex-wrap:wrap;gap:1em">{"".join(shown.figures)}</div>' if shown.figures else ""
@@ -170,7 +173,7 @@ def build_results_tab(store: Store, password: str) -> None:
         sign_in = gr.Button("Sign in", scale=1)
     with gr.Row():
         study = gr.Dropdown(label="Study", choices=[], interactive=True, allow_custom_value=True, scale=3)
-        exclude = gr.Checkbox(label="Leave out flagged raters", scale=1)
+        exclude = gr.Checkbox(label=LEAVE_OUT, value=True, scale=1)
         show = gr.Button("Show results", variant="primary", scale=1)
     summary = gr.Markdown()
     chart = gr.HTML()
