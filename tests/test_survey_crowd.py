@@ -182,8 +182,9 @@ OLD_TABLES = {
 }
 
 
-def test_a_database_from_before_the_rater_page_gets_the_new_columns(tmp_path: Path) -> None:
-    data = tmp_path / "data"
+def old_store(data: Path, *statements: str) -> Store:
+    """The store of a SQLite database made in ``data`` by an earlier version (:data:`OLD_TABLES`, one study), then
+    changed by ``statements``, opened by this one."""
     data.mkdir()
     with sqlite3.connect(data / DATABASE_FILE) as connection:
         for table in OLD_TABLES.values():
@@ -192,7 +193,13 @@ def test_a_database_from_before_the_rater_page_gets_the_new_columns(tmp_path: Pa
             "INSERT INTO studies VALUES (1, 'old-id', 'old', 'Rate.', 'open', '2024-01-01 00:00:00', 'h', 'l', 'acr', "
             "0, 'flip')"
         )
-    store = open_store(data, database_url=f"sqlite:///{data / DATABASE_FILE}")
+        for statement in statements:
+            connection.execute(statement)
+    return open_store(data, database_url=f"sqlite:///{data / DATABASE_FILE}")
+
+
+def test_a_database_from_before_the_rater_page_gets_the_new_columns(tmp_path: Path) -> None:
+    store = old_store(tmp_path / "data")
     (old,) = list_studies(store)
     assert old.completion_code is None and not old.gold
     assert old.max_raters is None and old.min_view_ms == 0  # no cap, no minimum viewing time: as it was made
@@ -208,21 +215,12 @@ def test_a_database_from_before_the_rater_page_gets_the_new_columns(tmp_path: Pa
 
 
 def test_gold_images_of_a_database_from_before_image_roles_keep_their_role(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
-    with sqlite3.connect(data / DATABASE_FILE) as connection:
-        for table in OLD_TABLES.values():
-            connection.execute(table)
-        connection.execute("ALTER TABLE source_images ADD COLUMN gold BOOLEAN DEFAULT 0 NOT NULL")  # as it was then
-        connection.execute(
-            "INSERT INTO studies VALUES (1, 'old-id', 'old', 'Rate.', 'open', '2024-01-01 00:00:00', 'h', 'l', 'acr', "
-            "0, 'flip')"
-        )
-        connection.execute(
-            "INSERT INTO source_images (id, study_id, name, width, height, gold) "
-            "VALUES (1, 1, 'photo', 32, 32, 0), (2, 1, 'gold-photo', 32, 32, 1)"
-        )
-    store = open_store(data, database_url=f"sqlite:///{data / DATABASE_FILE}")
+    store = old_store(
+        tmp_path / "data",
+        "ALTER TABLE source_images ADD COLUMN gold BOOLEAN DEFAULT 0 NOT NULL",  # as it was then
+        "INSERT INTO source_images (id, study_id, name, width, height, gold) "
+        "VALUES (1, 1, 'photo', 32, 32, 0), (2, 1, 'gold-photo', 32, 32, 1)",
+    )
     with store.session() as session:
         assert dict(session.execute(select(SourceImage.name, SourceImage.role)).tuples().all()) == {
             "photo": STUDY_IMAGE, "gold-photo": GOLD,
