@@ -15,6 +15,10 @@ carries the security headers of :mod:`sr_app.web`.
 from __future__ import annotations
 
 import argparse
+import atexit
+import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -142,6 +146,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     built_in = [model.name for model in models if model.name in REGISTRY]
     if built_in:
         raise MethodError(f"--model takes label=path/to/model.pth; {', '.join(built_in)} is already in the app")
+    use_own_gradio_cache()
     demo = build_app(
         device=args.device,
         precision=args.precision,
@@ -158,6 +163,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     )  # fmt: skip
     remember_app_url(data_dir_from_env(args.data_dir), demo.share_url or demo.local_url)  # for survey rater links
     demo.block_thread()
+
+
+def use_own_gradio_cache() -> Path:
+    """Give this process a temporary folder of its own for Gradio's file cache (``$GRADIO_TEMP_DIR``, made inside
+    the one set, else inside the system's temporary folder), removed when it exits.
+
+    Gradio caches example and output files by their content in one folder, by default shared by every process on the
+    machine, and an app launched with ``delete_cache`` removes the files it cached when it stops: among them the
+    bundled examples that another SR Lab process on the machine (or a test run) still serves."""
+    folder = Path(tempfile.mkdtemp(prefix="sr-lab-gradio-", dir=os.environ.get("GRADIO_TEMP_DIR")))
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 if __name__ == "__main__":
