@@ -12,6 +12,8 @@ CSV files written by :func:`export_study` for an ACR study (one header row, comm
 - ``mos_by_image.csv``: ``image,method,mos,std,n_ratings,n_raters,ci95_low,ci95_high``.
 - ``dmos.csv``: ``method,dmos,std,n_ratings,n_raters,ci95_low,ci95_high`` (header only without a reference).
 - ``wilcoxon.csv``: ``method_a,method_b,n_pairs,mean_diff,statistic,p_value,p_holm``.
+- ``accepted_codes.csv``: ``rater,external_id,completion_code``: the accepted raters who finished, with the study's
+  completion code they were shown (empty without one), to approve on the crowd platform.
 - ``raters.csv``: ``rater,started_at,finished_at,self_report,external_id,n_ratings,median_response_ms,mean_score,
   p_count,q_count,bt500_reject,r_mos,corr_reject,gold_fail,too_fast,flagged,flag_reason,status,reasons``
   (``external_id``: the rater's id on the crowd platform that sent them; ``r_mos``, ``corr_reject``: the correlation
@@ -19,8 +21,6 @@ CSV files written by :func:`export_study` for an ACR study (one header row, comm
   ``too_fast``: median response time below the threshold, :func:`survey.stats.speed_check`; ``status``: ``accepted``
   or ``rejected`` by the rules of :mod:`survey.screening`, ``reasons`` why, in words, "" when accepted; ``flagged``
   and ``flag_reason``, kept for scripts written before them, say the same: rejected, and why).
-- ``accepted_codes.csv``: ``rater,external_id,completion_code``: the accepted raters who finished, with the study's
-  completion code they were shown (empty without one), to approve on the crowd platform.
 
 For a pair comparison (PC) study:
 
@@ -30,11 +30,11 @@ For a pair comparison (PC) study:
   training pairs are not in it.
 - ``pc_scores.csv``: ``method,score,ci95_low,ci95_high,n_comparisons`` (:func:`survey.pairwise.bradley_terry`).
 - ``pc_wins.csv``: ``method_a,method_b,wins_a,wins_b,ties,p_holm`` (:func:`survey.pairwise.win_counts`).
+- ``accepted_codes.csv``, as for ACR.
 - ``raters.csv``: ``rater,started_at,finished_at,self_report,external_id,n_choices,median_response_ms,ties,
   agreement,circular_share,too_fast,flagged,flag_reason,status,reasons`` (``agreement``:
   :func:`survey.pairwise.rater_agreement`; ``circular_share``: the share of their triads of methods on one image
   that are circular, :func:`survey.screening.transitivity_check`; the rest as for ACR).
-- ``accepted_codes.csv``, as for ACR.
 
 Both also get ``report.html``: charts, tables and the study design in one self-contained page (:mod:`survey.report`).
 The analysis files and the report leave out the rejected raters by default (``exclude_flagged``); the answers and
@@ -80,14 +80,14 @@ RATERS_COLUMNS = [
 CODES_FILE = "accepted_codes.csv"
 CODES_COLUMNS = ["rater", "external_id", "completion_code"]
 CSV_FILES = (
-    "ratings.csv", "mos_by_method.csv", "mos_by_image.csv", "dmos.csv", "wilcoxon.csv", "raters.csv", CODES_FILE,
+    "ratings.csv", "mos_by_method.csv", "mos_by_image.csv", "dmos.csv", "wilcoxon.csv", CODES_FILE, "raters.csv",
 )  # fmt: skip
 CHOICES_COLUMNS = ["rater", "image", "left", "right", "choice", "winner", "response_ms", "chosen_at", *VIEWING_COLUMNS]
 PC_RATERS_COLUMNS = [
     *RATERS_COLUMNS[:5], "n_choices", "median_response_ms", "ties", "agreement", "circular_share", "too_fast",
     "flagged", "flag_reason", "status", "reasons",
 ]  # fmt: skip
-PC_CSV_FILES = ("pc_choices.csv", "pc_scores.csv", "pc_wins.csv", "raters.csv", CODES_FILE)
+PC_CSV_FILES = ("pc_choices.csv", "pc_scores.csv", "pc_wins.csv", CODES_FILE, "raters.csv")
 REPORT_FILE = "report.html"
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 #: A text cell starting with one of these is one a spreadsheet runs as a formula (``=``, ``+``, ``-``, ``@``) or may
@@ -150,11 +150,11 @@ def csv_tables(report: StudyReport | PairReport, exclude_flagged: bool) -> dict[
     codes = accepted_codes(report.raters, report.summary.completion_code)
     if isinstance(report, PairReport):
         pairs = report.analysis(exclude_flagged)
-        tables = (report.choices, pairs.scores, pairs.wins, report.raters, codes)
+        tables = (report.choices, pairs.scores, pairs.wins, codes, report.raters)
         return dict(zip(PC_CSV_FILES, tables, strict=True))
     analysis = report.analysis(exclude_flagged)
     tables = (
-        report.ratings, analysis.by_method, analysis.by_image, analysis.dmos, analysis.wilcoxon, report.raters, codes,
+        report.ratings, analysis.by_method, analysis.by_image, analysis.dmos, analysis.wilcoxon, codes, report.raters,
     )  # fmt: skip
     return dict(zip(CSV_FILES, tables, strict=True))
 

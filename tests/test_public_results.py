@@ -175,7 +175,7 @@ def test_a_bot_answering_in_300_ms_is_flagged_too_fast_and_left_out_on_request(
         assert kept == 3 * 6
     else:
         assert (pd.read_csv(screened[1])["n_raters"] == 3).all()
-    assert "Exclusions: 1 rater (4) flagged; left out of the analysis" in screened[-1].read_text(encoding="utf-8")
+    assert "Exclusions: 1 rater (4) rejected; left out of the analysis" in screened[-1].read_text(encoding="utf-8")
     lenient = export_study(store, protocol, tmp_path / "lenient", min_median_ms=BOT_MS)
     assert not pd.read_csv(lenient[-2])["flagged"].any()  # the threshold is a parameter
 

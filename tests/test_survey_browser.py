@@ -17,6 +17,7 @@ from conftest import CHROMIUM
 from sr_app.methods import REGISTRY
 from survey.creation import create_study
 from survey.db import NEAREST, REFERENCE, Condition, Rating, SourceImage, Stimulus, Store
+from survey.report import BY_METHOD
 from survey.ui.rate import BlocksWithRaterPage
 from survey.ui.results import build_results_tab
 from tests.survey_fixtures import blank_random_ids, image_folder, tmp_store
@@ -145,7 +146,7 @@ def test_a_rater_follows_an_old_link_rates_by_keys_reloads_and_finishes_then_the
                     by_condition.setdefault(condition, []).append(score)
                 assert sorted(by_condition) == sorted(["bicubic", NEAREST, REFERENCE])
                 chart = page.locator("svg[aria-label^='MOS per method']")
-                mos_table = page.get_by_role("grid", name="MOS per method (all raters, and without flagged raters)")
+                mos_table = page.get_by_role("grid", name=BY_METHOD)
                 for condition, condition_scores in by_condition.items():
                     mos = sum(condition_scores) / len(condition_scores)
                     expect(chart).to_contain_text(condition, timeout=TIMEOUT_MS)

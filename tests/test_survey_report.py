@@ -54,7 +54,7 @@ def test_pc_export_writes_the_documented_files(store: Store, compared: StudySumm
     paths = export_study(store, "pc-export", tmp_path / "out", exclude_flagged=False)
     assert [p.name for p in paths] == [*PC_CSV_FILES, REPORT_FILE]
     tables = {p.name: pd.read_csv(p, keep_default_na=False, na_values=[""]) for p in paths[:-1]}
-    choices, scores, wins, raters, codes = (tables[name] for name in PC_CSV_FILES)
+    choices, scores, wins, codes, raters = (tables[name] for name in PC_CSV_FILES)
     assert list(choices.columns) == CHOICES_COLUMNS and len(choices) == 3 * 6 + 2
     assert list(scores.columns) == SCORE_COLUMNS and list(wins.columns) == WINS_COLUMNS
     assert list(raters.columns) == PC_RATERS_COLUMNS

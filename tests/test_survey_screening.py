@@ -269,9 +269,9 @@ def test_a_pair_comparison_report_shows_kendalls_coefficients(store: Store, tmp_
             state = submit_choice(store, summary.public_id, state.token, state.stimulus, choice)
     set_response_times(store)
     paths = export_study(store, "pc", tmp_path / "out")
-    raters = pd.read_csv(paths[3], keep_default_na=False)
+    raters = pd.read_csv(paths[4], keep_default_na=False)
     assert raters["reasons"].tolist() == ["", "", "trap: preferred the damaged version"]
-    assert pd.read_csv(paths[4])["rater"].tolist() == [1, 2]
+    assert pd.read_csv(paths[3])["rater"].tolist() == [1, 2]
     view = results_show(store, "pw", "pw", "pc", exclude_flagged=True)
     table = view.tables[PC_AGREEMENT].set_index("raters")
     assert table.loc["accepted", "kendall_u"] == 1.0 and table.loc["accepted", "mean_consistence"] == 1.0
