@@ -1,8 +1,9 @@
 """The Compare tab: one image through the ×4 methods the user picks (:mod:`sr_app.comparison`: "Upscale" or
 "Ground truth" mode, optionally as self-ensembles), in a viewer that pans and zooms them together.
 
-The event handlers (:func:`upscale`, :func:`show_comparison`, :func:`share_comparison`, :func:`open_shared`, and for
-API users :func:`compare_crops` and :func:`compare_pair`) turn the comparison's results into component values and
+The event handlers (:func:`upscale`, :func:`show_comparison`, :func:`share_comparison`, :func:`open_shared`,
+:func:`export_figure` (:mod:`sr_app.figure` of the viewer's box), and for API users :func:`compare_crops` and
+:func:`compare_pair`) turn the comparison's results into component values and
 user errors into ``gr.Error``, and :func:`build_compare_tab` lays the tab out and wires them. A session keeps its
 comparison as PNG files (:mod:`sr_app.ui.saved`) and every image leaves the server as lossless PNG; the viewer is
 :mod:`sr_app.ui.viewer`, shared comparisons are :mod:`sr_app.ui.share`.
@@ -22,8 +23,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sr_app.comparison import GROUND_TRUTH, MODES, UPSCALE, LoadedMethod, compare, crop_box, draw_box, title
+from sr_app.comparison import GROUND_TRUTH, MODES, UPSCALE, Box, LoadedMethod, compare, crop_box, draw_box, title
 from sr_app.errors import user_error
+from sr_app.figure import Panel, compose_figure, write_figure
 from sr_app.images import DEFAULT_MAX_PIXELS, UPLOAD_SUFFIXES, ImageError, decode_image
 from sr_app.resize import magnify
 from sr_app.ui.saved import KEEP_SECONDS, OUTPUT_DIR, Saved, discard, save
@@ -35,7 +37,8 @@ from sr_app.upscalers import SCALE
 RUN_LABELS = {UPSCALE: "Upscale ×4", GROUND_TRUTH: "Downscale ×4, upscale and score"}
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
 DEFAULT_CROP, DEFAULT_ZOOM = 64, 4
-#: Limits of ``/compare_crops``: the crop's side in output pixels, the zoom, and the side of a magnified crop.
+#: Limits of ``/compare_crops`` and ``/export_figure``: the crop's side in output pixels, the zoom, and the side of a
+#: magnified crop.
 MAX_CROP, MAX_ZOOM, MAX_MAGNIFIED = 512, 16, 2048
 NO_COMPARISON = "Upscale an image first (upload one or pick an example, then press Upscale)."
 EXPIRED = "This comparison's images were removed after an hour; upscale the image again."
@@ -43,6 +46,16 @@ EMPTY_VIEWER = "Upload an image or pick an example, pick methods and press the b
 SELF_ENSEMBLE_LABEL = "Self-ensemble (networks ×8 slower)"
 #: Browser script turning a share id into the link to send: this page's address with ``?compare=<id>``.
 LINK_JS = f"(id) => new URL('?{SHARE_PARAM}=' + id, location.href).href"
+#: Browser script putting the viewer's current box (which ``viewer.js`` keeps on its ``.srv`` element) into the x, y,
+#: crop_size and zoom inputs of ``/export_figure``: the largest square the main view shows, magnified as on screen
+#: (rounded), within the limits above; unchanged inputs (the centre box) without a viewer.
+VIEWER_BOX_JS = f"""(...inputs) => {{
+  const box = document.querySelector('#viewer .srv')?.dataset;
+  if (!box?.side) return inputs;
+  const side = Math.max({SCALE}, Math.min({MAX_CROP}, Math.round(Number(box.side))));
+  const zoom = Math.min({MAX_ZOOM}, Math.floor({MAX_MAGNIFIED} / side), Math.round(Number(box.magnification)));
+  return [Number(box.cx), Number(box.cy), side, Math.max(1, zoom)];
+}}"""
 
 #: The C library, to hand freed memory back to the system (glibc on Linux; ``None`` elsewhere).
 LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if sys.platform == "linux" else None
@@ -101,11 +114,12 @@ def upscale(
     return [str(path) for path in saved.files.values()], saved.table, saved
 
 
-def show_comparison(saved: Saved) -> tuple[str, gr.Column, gr.Button, gr.Textbox]:
+def show_comparison(saved: Saved) -> tuple[str, gr.Column, gr.Button, gr.Textbox, gr.File]:
     """After a run: the viewer on the comparison (the first method in the main view), the results shown, the Share
-    button offered again and the previous link cleared."""
+    button offered again, the previous link and figure cleared."""
     viewer = viewer_html(saved.views(), saved.size, main=1)
-    return viewer, gr.Column(visible=True), gr.Button(visible=True), gr.Textbox(value="", visible=False)
+    cleared = gr.Textbox(value="", visible=False), gr.File(value=None, visible=False)
+    return viewer, gr.Column(visible=True), gr.Button(visible=True), *cleared
 
 
 def share_comparison(
@@ -130,8 +144,8 @@ def open_shared(share_id: str, data_dir: Path | None) -> tuple:
     """On page load: with ``?compare=<id>``, the stored comparison read-only (controls hidden, a note on top);
     without, nothing changes.
 
-    Returns updates for the note, the controls, the viewer, the results, the table, the downloads and the Share
-    button.
+    Returns updates for the note, the controls, the viewer, the results, the table, the downloads and the row of the
+    Share and Export figure buttons.
     """
     if not share_id or data_dir is None:
         return (gr.skip(),) * 7
@@ -151,7 +165,7 @@ def open_shared(share_id: str, data_dir: Path | None) -> tuple:
         gr.Column(visible=True),
         shared.table,
         [str(view.path) for view in shared.views],
-        gr.Button(visible=False),
+        gr.Row(visible=False),
     )
 
 
@@ -165,14 +179,7 @@ def compare_crops(
     magnified crop may be at most ``MAX_MAGNIFIED`` pixels wide; the crops are (image, caption) pairs in the order
     of the views.
     """
-    if saved is None:
-        raise user_error(NO_COMPARISON)
-    if not (SCALE <= crop_size <= MAX_CROP and 1 <= zoom <= MAX_ZOOM and crop_size * zoom <= MAX_MAGNIFIED):
-        raise user_error(
-            f"crop_size must be {SCALE} to {MAX_CROP} output pixels and zoom 1 to {MAX_ZOOM}, with crop_size × zoom at "
-            f"most {MAX_MAGNIFIED} (the side of a magnified crop); got crop_size {crop_size:g} and zoom {zoom:g}."
-        )
-    box = crop_box(x, y, int(crop_size), saved.size)
+    box = requested_box(x, y, crop_size, zoom, saved)
     try:
         crops = [(magnify(saved.region(name, box), int(zoom)), saved.titles[name]) for name in saved.names]
         overview, scale = saved.overview()
@@ -181,6 +188,39 @@ def compare_crops(
     finally:
         release_memory()  # of the decoded images
     return draw_box(overview, box, scale), crops
+
+
+def export_figure(x: float | None, y: float | None, crop_size: float, zoom: float, saved: Saved | None) -> gr.File:
+    """The figure of a comparison (:func:`sr_app.figure.compose_figure`): the overview of :func:`compare_crops` with
+    the box, and the box of every image magnified ``zoom`` times, titled, with PSNR/SSIM in ground-truth mode; as
+    ``<stem>_figure.png`` and ``<stem>_figure.pdf`` in the comparison's folder. The inputs and their limits are those
+    of :func:`compare_crops`."""
+    box = requested_box(x, y, crop_size, zoom, saved)
+    try:
+        overview, scale = saved.overview()
+        panels = [Panel(saved.region(name, box), saved.titles[name], saved.scores.get(name)) for name in saved.names]
+        figure = compose_figure(overview, scale, box, panels, int(zoom))
+        files = write_figure(figure.image, saved.folder, saved.stem)
+    except FileNotFoundError as error:
+        raise user_error(EXPIRED) from error
+    finally:
+        release_memory()  # of the decoded images and the figure
+    return gr.File(value=[str(path) for path in files], visible=True)
+
+
+def requested_box(x: float | None, y: float | None, crop_size: float, zoom: float, saved: Saved | None) -> Box:
+    """The box of :func:`crop_box` around (``x``, ``y``) (the image's centre where they are ``None``) that an API user
+    asks of the session's comparison ``saved``; a user error when there is none or the crop size or zoom lies
+    outside the limits."""
+    if saved is None:
+        raise user_error(NO_COMPARISON)
+    if not (SCALE <= crop_size <= MAX_CROP and 1 <= zoom <= MAX_ZOOM and crop_size * zoom <= MAX_MAGNIFIED):
+        raise user_error(
+            f"crop_size must be {SCALE} to {MAX_CROP} output pixels and zoom 1 to {MAX_ZOOM}, with crop_size × zoom at "
+            f"most {MAX_MAGNIFIED} (the side of a magnified crop); got crop_size {crop_size:g} and zoom {zoom:g}."
+        )
+    height, width = saved.size
+    return crop_box(width / 2 if x is None else x, height / 2 if y is None else y, int(crop_size), saved.size)
 
 
 def compare_pair(left: str, right: str, saved: Saved | None) -> tuple[str, str]:
@@ -241,16 +281,19 @@ def build_compare_tab(
     with gr.Column(visible=False) as results:
         table = gr.Dataframe(label="Time and scores", interactive=False, elem_id="results-table")
         files = gr.File(label="Downloads (lossless PNG)", file_count="multiple", interactive=False)
-        with gr.Row():
+        with gr.Row() as actions:
             share = gr.Button("Share", visible=data_dir is not None, scale=0, min_width=120)
+            export = gr.Button("Export figure", scale=0, min_width=140)
             link = gr.Textbox(
                 label="Link to this comparison (read-only; kept until deleted)",
                 visible=False,
                 buttons=["copy"],
                 elem_id="share-link",
             )
+        figure = gr.File(label="Figure of the viewer's box (PNG, PDF)", file_count="multiple", visible=False)
     state = gr.State(time_to_live=KEEP_SECONDS, delete_callback=discard)
-    # Inputs and outputs of the API-only endpoints /compare_crops and /compare_pair; never shown.
+    # Inputs of /compare_crops and /export_figure (the Export figure button fills them from the viewer) and outputs
+    # of the API-only endpoints /compare_crops and /compare_pair; never shown.
     x, y = gr.Number(label="x", visible=False), gr.Number(label="y", visible=False)
     crop_size = gr.Number(DEFAULT_CROP, label="crop_size", visible=False)
     zoom = gr.Number(DEFAULT_ZOOM, label="zoom", visible=False)
@@ -267,7 +310,7 @@ def build_compare_tab(
         api_name="upscale",
         show_progress_on=viewer,
     )
-    ran.success(show_comparison, state, [viewer, results, share, link], api_visibility="private")
+    ran.success(show_comparison, state, [viewer, results, share, link, figure], api_visibility="private")
     # The error is the toast; the viewer keeps what it showed, without an error badge.
     ran.failure(lambda: gr.skip(), None, viewer, show_progress="hidden", api_visibility="private")
     if data_dir is not None:
@@ -279,8 +322,11 @@ def build_compare_tab(
             return open_shared(request.query_params.get(SHARE_PARAM, ""), data_dir)
 
         gr.on(
-            triggers=None, fn=from_address, inputs=None, outputs=[note, controls, viewer, results, table, files, share],
-            api_visibility="private",
+            triggers=None, fn=from_address, inputs=None,
+            outputs=[note, controls, viewer, results, table, files, actions], api_visibility="private",
         )  # fmt: skip
     gr.on([], compare_crops, inputs=[x, y, crop_size, zoom, state], outputs=[overview, crops], api_name="compare_crops")
     gr.on([], compare_pair, inputs=[left, right, state], outputs=pair, api_name="compare_pair")
+    box = [x, y, crop_size, zoom]
+    exported = export.click(None, box, box, js=VIEWER_BOX_JS, api_visibility="private")
+    exported.then(export_figure, [*box, state], figure, api_name="export_figure")

@@ -40,6 +40,7 @@ class Saved:
             (the input magnified ×4 by nearest neighbour, the outputs, the original in ground-truth mode).
         labels: image name -> its label in the viewer (:meth:`Comparison.label`).
         titles: image name -> its caption on crops (:meth:`Comparison.title`).
+        scores: method name -> (PSNR in dB, SSIM) in ground-truth mode (:attr:`Comparison.scores`); empty otherwise.
         table: the results table (:func:`results_table`).
         stem: the upload's file name without suffix.
         mode: one of ``MODES``.
@@ -50,6 +51,7 @@ class Saved:
     files: dict[str, Path]
     labels: dict[str, str]
     titles: dict[str, str]
+    scores: dict[str, tuple[float, float]]
     table: pd.DataFrame
     stem: str
     mode: str
@@ -102,6 +104,7 @@ def save(comparison: Comparison) -> Saved:
         files,
         {name: comparison.label(name) for name in files},
         {name: comparison.title(name) for name in files},
+        dict(comparison.scores),
         results_table(comparison),
         comparison.stem,
         comparison.mode,

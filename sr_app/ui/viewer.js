@@ -50,6 +50,11 @@ function render() {
       img.style.transform = `translate(${left}px, ${top}px) scale(${scale})`;
     }
   }
+  // The box the main view shows, for the Export figure button: its centre and the side of the largest square in it
+  // in image pixels, and the magnification (device pixels per image pixel).
+  const main = r.querySelector(".srv-main");
+  const side = Math.min(main.clientWidth, main.clientHeight) / scale;
+  Object.assign(r.dataset, {cx: camera.cx, cy: camera.cy, side, magnification: camera.m});
   r.classList.toggle("srv-magnified", camera.m >= 1);
   const one = Math.abs(camera.m - 1) < 1e-9;
   r.querySelector(".srv-zoom").textContent = one ? "1:1" : `${Math.round(camera.m * 100)}%`;

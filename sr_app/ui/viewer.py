@@ -4,7 +4,8 @@ A main view shows one image at a time (keys 1–9 or a click on the strip flip i
 image. All views pan (drag) and zoom (wheel, pinch, + and -) together, continuously from fit-to-screen up to 16
 device pixels per image pixel, nearest neighbour when magnified; 1:1 shows one image pixel per device pixel
 (``devicePixelRatio`` accounted for, positions snapped to whole device pixels); F or the button toggles full screen;
-every view is labelled.
+every view is labelled. The box the main view shows is kept on the viewer's element (``data-cx``, ``data-cy``,
+``data-side``, ``data-magnification``) for the Compare tab's Export figure button.
 
 Python writes the markup (:func:`viewer_html`), ``viewer.js`` (run by ``gr.HTML``'s ``js_on_load``) moves the
 images, ``viewer.css`` lays the views out. The images are PNG files the server already holds, served as static files
