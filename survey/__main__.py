@@ -159,7 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--study", required=True, help="study name")
     export.add_argument("--out", required=True, type=Path, help="output folder")
-    export.add_argument("--exclude-flagged", action="store_true", help="compute MOS without flagged raters")
+    export.add_argument(
+        "--all-raters", action="store_true",
+        help="analyse every rater's answers (default: the accepted raters', with everyone's figures beside)",
+    )  # fmt: skip
 
     planning = commands.add_parser(
         "plan", help="simulate a design: the raters needed for a target power and a target interval width"
@@ -255,7 +258,7 @@ def run(args: argparse.Namespace, store: Store) -> None:
         print(f"Rater {args.rater} of {args.study} reset: their unfinished session and {counted(answers, 'answer')} "
               "deleted; the id can start afresh.")  # fmt: skip
     elif args.command == "export":
-        for path in export_study(store, args.study, args.out, exclude_flagged=args.exclude_flagged):
+        for path in export_study(store, args.study, args.out, exclude_flagged=not args.all_raters):
             print(path)
 
 

@@ -136,7 +136,7 @@ def create_study(
             characters.
         gold: ACR only: add gold items, the nearest-neighbour ×4 and the original of ``gold_image`` (default
             scikit-image's coffee cup, cut to the size of the study's first image), mixed into every rater's order
-            and left out of the analysis; a rater who scores one outside :data:`~survey.db.GOLD_RANGES` is flagged.
+            and left out of the analysis; a rater who scores one outside :data:`~survey.db.GOLD_RANGES` is rejected.
         max_raters: at most this many raters may start (at least 1); no cap by default.
         min_view_ms: an answer given sooner than this many milliseconds after its stimulus was sent is refused; 0
             (none) by default here, :data:`DEFAULT_MIN_VIEW_MS` from the command line.

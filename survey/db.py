@@ -42,7 +42,7 @@ NEAREST = "nearest"
 
 #: Gold (trapping) items, ITU-T P.808 style: the score range an attentive rater gives each gold condition. A gold
 #: item is a version of an image outside the study (nearest-neighbour ×4 or the original), mixed into every rater's
-#: order, left out of the analysis; a rater who scores one outside its range is flagged.
+#: order, left out of the analysis; a rater who scores one outside its range is rejected.
 GOLD_RANGES: dict[str, tuple[int, int]] = {NEAREST: (MIN_SCORE, 2), REFERENCE: (4, MAX_SCORE)}
 
 #: What a source image is for. Its versions are the study's stimuli (:data:`STUDY_IMAGE`), or items mixed into every

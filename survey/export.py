@@ -238,8 +238,8 @@ def export_study(
     report = study_report(store, name, min_median_ms)
     if exclude_flagged and every_rater_rejected(report):
         raise SurveyError(
-            f"Every rater of {name} who gave a score is flagged (rejected; see raters.csv without --exclude-flagged, "
-            "column reasons): without them nothing is left to export. Export without --exclude-flagged."
+            f"Every rater of {name} who gave a score is rejected (see the column reasons of raters.csv, exported "
+            "with --all-raters): without them nothing is left to export. Export with --all-raters."
         )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -91,13 +91,13 @@ def test_with_every_rater_flagged_leaving_them_out_says_so_instead_of_showing_no
     view = results_show(store, PASSWORD, PASSWORD, "flat", exclude_flagged=True)
     assert "Every rater who gave a score is flagged" in view.summary and "Untick" in view.summary
     assert "Every rater" not in results_show(store, PASSWORD, PASSWORD, "flat", exclude_flagged=False).summary
-    with pytest.raises(SurveyError, match="Every rater of flat who gave a score is flagged"):
+    with pytest.raises(SurveyError, match="Every rater of flat who gave a score is rejected"):
         export_study(store, "flat", tmp_path / "out", exclude_flagged=True)
     monkeypatch.setenv(DATABASE_URL_ENV, store.engine.url.render_as_string(hide_password=False))
     args = ["--data-dir", str(store.data_dir), "export", "--study", "flat", "--out", str(tmp_path / "cli")]
-    assert exit_status(main, [*args, "--exclude-flagged"]) == 1
-    assert "Export without --exclude-flagged" in error_line(capsys) and not (tmp_path / "cli").exists()
-    assert exit_status(main, args) == 0 and len(pd.read_csv(tmp_path / "cli" / "ratings.csv")) == 8
+    assert exit_status(main, args) == 1
+    assert "Export with --all-raters" in error_line(capsys) and not (tmp_path / "cli").exists()
+    assert exit_status(main, [*args, "--all-raters"]) == 0 and len(pd.read_csv(tmp_path / "cli" / "ratings.csv")) == 8
 
 
 def test_intervals_never_reach_past_the_scale() -> None:
