@@ -290,7 +290,9 @@ def build_compare_tab(
                 buttons=["copy"],
                 elem_id="share-link",
             )
-        figure = gr.File(label="Figure of the viewer's box (PNG, PDF)", file_count="multiple", visible=False)
+        figure = gr.File(
+            label="Figure of the viewer's box (PNG, PDF)", file_count="multiple", visible=False, elem_id="figure"
+        )
     state = gr.State(time_to_live=KEEP_SECONDS, delete_callback=discard)
     # Inputs of /compare_crops and /export_figure (the Export figure button fills them from the viewer) and outputs
     # of the API-only endpoints /compare_crops and /compare_pair; never shown.
