@@ -2,11 +2,12 @@
 
     python app.py [--host 127.0.0.1] [--port 7860] [--share] [--max-pixels 4000000] [--device cuda] [--engine auto] \
         [--concurrency 2] [--share-quota-mb 1000] [--share-max-count 500] \
-        [--model label=path/to/model.pth ...] [--trust-model]
+        [--model label=path/to/model.pth ...] [--trust-model] [--datasets ../shared/data/eval]
 
 Loads every method of the registry once at start-up (a method whose weights are missing is shown as unavailable)
 and every ``--model`` (a user's model file, through spandrel; one that cannot be loaded stops the start with the
-reason; TorchScript only with ``--trust-model``), then serves the Compare and Results tabs, queued and run
+reason; TorchScript only with ``--trust-model``), then serves the Compare, Folder (the benchmark sets of
+``--datasets``) and Results tabs, queued and run
 ``--concurrency`` jobs at a time, and beside them, outside Gradio's queue, the survey's rater page
 ``/rate/<study id>`` (:mod:`survey.ui.rate`; old rater links ``/?study=<id>`` are redirected there). Every response
 carries the security headers of :mod:`sr_app.web`.
@@ -30,7 +31,7 @@ from sr_app.data_dir import data_dir_from_env, remember_app_url
 from sr_app.engines import ENGINES, Engine
 from sr_app.images import DEFAULT_MAX_PIXELS
 from sr_app.methods import REGISTRY, Method, MethodError, Settings, resolve
-from sr_app.ui import compare
+from sr_app.ui import compare, folder
 from sr_app.ui.share import DEFAULT_QUOTA, Quota
 from sr_app.upscalers import PRECISIONS, Precision
 from sr_app.weights import WEIGHTS_DIR, WeightsError
@@ -41,6 +42,8 @@ from survey.ui.results import admin_password, build_results_tab
 TITLE = "SR Lab"
 #: Largest upload Gradio accepts at all; the pixel limit (--max-pixels) is checked after, from the image header.
 MAX_FILE_SIZE = "100mb"
+#: The benchmark sets the Folder tab offers by default (each subfolder, or its HR/, is a set), when the folder exists.
+DEFAULT_DATASETS = Path(__file__).resolve().parent.parent / "shared" / "data" / "eval"
 #: Jobs (upscales, shares, crops …) run at once by default, for everybody together.
 DEFAULT_CONCURRENCY = 2
 
@@ -55,12 +58,13 @@ def build_app(
     concurrency: int = DEFAULT_CONCURRENCY,
     share_quota: Quota = DEFAULT_QUOTA,
     engine: Engine = "torch",
+    datasets: Path | None = None,
 ) -> gr.Blocks:
     """The whole app, with the registry's networks loaded from ``weights_dir`` and the user's ``models`` onto
     ``device`` (``None``: the best available) in ``precision``, uploads limited to ``max_pixels`` (width ×
     height), ``concurrency`` jobs run at once and shared comparisons kept within ``share_quota``; on the CPU the
     networks run through ``engine`` (:mod:`sr_app.engines`; ``python app.py`` asks for "auto": the fastest measured
-    on this machine).
+    on this machine); the Folder tab offers the bundled examples and the sets in ``datasets``.
 
     Raises :class:`WeightsError` when one of ``models`` cannot be loaded.
     """
@@ -79,6 +83,8 @@ def build_app(
         with gr.Tabs():
             with gr.Tab("Compare", id="compare"):
                 compare.build_compare_tab(methods, max_pixels, store.data_dir, share_quota)
+            with gr.Tab("Folder", id="folder"):
+                folder.build_folder_tab(methods, datasets, max_pixels)
             with gr.Tab("Results", id="results"):
                 build_results_tab(store, password)
     demo.queue(default_concurrency_limit=concurrency)
@@ -139,7 +145,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         action="store_true",
         help="also load --model files that are TorchScript, which run code stored in them as they load",
     )
+    parser.add_argument(
+        "--datasets",
+        type=Path,
+        default=DEFAULT_DATASETS if DEFAULT_DATASETS.is_dir() else None,
+        help="benchmark sets the Folder tab offers by name: each subfolder (or its HR/) is a set (default: "
+        "../shared/data/eval when it exists)",
+    )
     args = parser.parse_args(argv)
+    if args.datasets is not None and not args.datasets.is_dir():
+        parser.error(f"--datasets {args.datasets} is not a folder")
     if args.concurrency < 1:
         parser.error("--concurrency must be at least 1")
     models = [resolve(spec, trusted=args.trust_model) for spec in args.model]
@@ -156,6 +171,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         concurrency=args.concurrency,
         share_quota=Quota(args.share_quota_mb, args.share_max_count),
         engine=args.engine,
+        datasets=args.datasets,
     )
     demo.launch(
         server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_FILE_SIZE,

@@ -89,12 +89,8 @@ class Saved:
 
 def save(comparison: Comparison) -> Saved:
     """Write every image of ``comparison`` as a PNG (fast compression, see :func:`encode_png`) into a new folder of
-    ``OUTPUT_DIR``, named ``<stem>_<name>.png`` for downloads; folders older than ``KEEP_SECONDS`` are removed here."""
-    OUTPUT_DIR.mkdir(exist_ok=True)
-    for folder in OUTPUT_DIR.iterdir():
-        if time.time() - folder.stat().st_mtime > KEEP_SECONDS:
-            shutil.rmtree(folder, ignore_errors=True)
-    folder = Path(tempfile.mkdtemp(dir=OUTPUT_DIR))
+    ``OUTPUT_DIR`` (:func:`new_folder`), named ``<stem>_<name>.png`` for downloads."""
+    folder = new_folder()
     files = {}
     for name in comparison.names:
         files[name] = folder / f"{comparison.stem}_{name}.png"
@@ -110,6 +106,16 @@ def save(comparison: Comparison) -> Saved:
         comparison.mode,
         comparison.size,
     )
+
+
+def new_folder() -> Path:
+    """A new, empty folder in ``OUTPUT_DIR`` for one session's images; folders older than ``KEEP_SECONDS`` are
+    removed here."""
+    OUTPUT_DIR.mkdir(exist_ok=True)
+    for folder in OUTPUT_DIR.iterdir():
+        if time.time() - folder.stat().st_mtime > KEEP_SECONDS:
+            shutil.rmtree(folder, ignore_errors=True)
+    return Path(tempfile.mkdtemp(dir=OUTPUT_DIR))
 
 
 def discard(saved: Saved | None) -> None:
