@@ -16,9 +16,10 @@ from typing import Generic, TypeVar
 
 import pandas as pd
 
+from sr_app.methods import REGISTRY
 from survey.agreement import agreement, consistence, krippendorff_alpha
 from survey.charts import heatmap, mos_chart, scores_chart, significance_matrix
-from survey.db import GOLD_RANGES, PC, SIDE_BY_SIDE
+from survey.db import GOLD_RANGES, NEAREST, PC, REFERENCE, SIDE_BY_SIDE
 from survey.pairwise import PairAnalysis
 from survey.screening import MAX_CIRCULAR_SHARE, MIN_PC_AGREEMENT, MIN_STRAIGHT_LINE_SCORES, REJECTED
 from survey.stats import MIN_MOS_CORRELATION, Analysis
@@ -26,8 +27,12 @@ from survey.studies import StudySummary
 
 AnalysisT = TypeVar("AnalysisT", Analysis, PairAnalysis)
 
-#: Decimal places shown in tables (the CSV files keep full precision).
+#: Decimal places shown in tables, and significant digits of p-values (the CSV files keep full precision).
 DECIMALS = 3
+#: Titles of the conditions that are not methods of the registry, in tables and charts (the CSV files keep names).
+CONDITION_TITLES = {REFERENCE: "Original (reference)", NEAREST: "Nearest ×4 (anchor)"}
+#: Columns of the analysis tables that name a condition.
+METHOD_COLUMNS = ("method", "method_a", "method_b")
 ALL, SCREENED = "all", "accepted"
 BY_METHOD = "MOS per method (all raters, and accepted raters)"
 DMOS = (
@@ -142,10 +147,32 @@ def counted(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
+def method_title(name: str) -> str:
+    """How tables and charts name condition ``name``: a registry method's title ("EDSR-SRGAN"), the reference's and
+    the anchor's (:data:`CONDITION_TITLES`); a folder of outputs or a user's model keeps its name."""
+    return CONDITION_TITLES.get(name) or (REGISTRY[name].title if name in REGISTRY else name)
+
+
+def titled(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with conditions named by :func:`method_title`, in its :data:`METHOD_COLUMNS` and as column labels
+    (a method × method matrix)."""
+    shown = table.assign(**{c: table[c].map(method_title) for c in METHOD_COLUMNS if c in table.columns})
+    return shown.rename(columns=lambda column: method_title(column) if isinstance(column, str) else column)
+
+
+def significant(p: float) -> float:
+    """``p`` to :data:`DECIMALS` significant digits (1.07e-15 stays 1.07e-15, not 0.0); NaN as it is."""
+    return float(f"{p:.{DECIMALS}g}")
+
+
 def rounded(table: pd.DataFrame) -> pd.DataFrame:
-    """``table`` for display: float columns rounded to :data:`DECIMALS` places, except p-values, and times as text
-    (UTC, to the second; a web client's JSON has no type for them)."""
-    shown = table.round({c: DECIMALS for c in table.select_dtypes("float").columns if not c.startswith("p_")})
+    """``table`` for display: conditions by their titles (:func:`titled`), float columns rounded to :data:`DECIMALS`
+    places, p-values to as many significant digits, and times as text (UTC, to the second; a web client's JSON has
+    no type for them)."""
+    floats = table.select_dtypes("float").columns
+    shown = titled(table.round({c: DECIMALS for c in floats if not c.startswith("p_")}))
+    for column in (c for c in floats if c.startswith("p_")):
+        shown[column] = shown[column].map(significant)
     for column in shown.select_dtypes("datetime").columns:
         shown[column] = shown[column].dt.strftime("%Y-%m-%d %H:%M:%S")
     return shown
@@ -167,13 +194,13 @@ def sections(report: StudyReport | PairReport, exclude_flagged: bool) -> Section
     }  # fmt: skip
     if chosen.by_method.empty:
         return Sections("", [], {label: rounded(table) for label, table in tables.items()})
-    best_first = chosen.by_method.sort_values("mos", ascending=False)["method"].tolist()
-    pairs = chosen.wilcoxon.rename(columns={"mean_diff": "diff"})
+    best_first = titled(chosen.by_method).sort_values("mos", ascending=False)["method"].tolist()
+    pairs = titled(chosen.wilcoxon.rename(columns={"mean_diff": "diff"}))
     figures = [
         significance_matrix(pairs, best_first, f"Which method is better (Wilcoxon, Holm; {raters} raters)"),
-        heatmap(chosen.by_image, f"MOS per image × method ({raters} raters)"),
+        heatmap(titled(chosen.by_image), f"MOS per image × method ({raters} raters)"),
     ]
-    chart = mos_chart(chosen.by_method, f"MOS per method, 95 % CI ({raters} raters)")
+    chart = mos_chart(titled(chosen.by_method), f"MOS per method, 95 % CI ({raters} raters)")
     return Sections(chart, figures, {label: rounded(table) for label, table in tables.items()})
 
 
@@ -189,10 +216,10 @@ def pair_sections(report: PairReport, exclude_flagged: bool) -> Sections:
     }  # fmt: skip
     if chosen.scores.empty:
         return Sections("", [], {label: rounded(table) for label, table in tables.items()})
-    best_first = chosen.scores.sort_values("score", ascending=False)["method"].tolist()
-    pairs = chosen.wins.assign(diff=chosen.wins["wins_a"] - chosen.wins["wins_b"])
+    best_first = titled(chosen.scores).sort_values("score", ascending=False)["method"].tolist()
+    pairs = titled(chosen.wins.assign(diff=chosen.wins["wins_a"] - chosen.wins["wins_b"]))
     figures = [significance_matrix(pairs, best_first, f"Which method is preferred (sign tests, Holm; {raters} raters)")]
-    chart = scores_chart(chosen.scores, f"Bradley–Terry score per method, 95 % CI ({raters} raters)")
+    chart = scores_chart(titled(chosen.scores), f"Bradley–Terry score per method, 95 % CI ({raters} raters)")
     return Sections(chart, figures, {label: rounded(table) for label, table in tables.items()})
 
 
@@ -249,8 +276,12 @@ def design(summary: StudySummary, images: list[str], rejected: list[int], exclud
 
 
 def html_table(table: pd.DataFrame) -> str:
-    """A table as HTML, missing values (NaN, None) shown empty."""
-    return table.astype(object).where(table.notna(), "").to_html(index=False, border=0, classes="numbers")
+    """A table as HTML, numbers as Python writes them (the shortest text that reads back the same: 3.142, 1.07e-15),
+    missing values (NaN, None) shown empty."""
+    cells = table.astype(object).map(
+        lambda value: "" if pd.isna(value) else repr(value) if isinstance(value, float) else value
+    )
+    return cells.to_html(index=False, border=0, classes="numbers")
 
 
 def html_report(report: StudyReport | PairReport, exclude_flagged: bool) -> str:

@@ -18,7 +18,7 @@ from survey.db import LEFT, PC, RIGHT, TIE, Stimulus, Store
 from survey.export import CHOICES_COLUMNS, CODES_COLUMNS, PC_CSV_FILES, PC_RATERS_COLUMNS, REPORT_FILE, export_study
 from survey.pairwise import SCORE_COLUMNS, WINS_COLUMNS
 from survey.raters import start_rater
-from survey.report import PC_SCORES, PC_WINS
+from survey.report import PC_SCORES, PC_WINS, html_table, rounded
 from survey.studies import StudySummary
 from survey.ui.results import results_show
 from tests.survey_fixtures import image_folder, set_response_times
@@ -176,3 +176,16 @@ def test_a_pair_is_two_stored_versions(store: Store, compared: StudySummary) -> 
     state = start_rater(store, compared.public_id)
     version_a, version_b = (store.png_path(compared.public_id, stimulus) for stimulus in state.pair)
     assert version_a != version_b and version_a.exists() and version_b.exists()
+
+
+def test_tables_name_methods_by_title_and_keep_tiny_p_values() -> None:
+    wilcoxon = pd.DataFrame({
+        "method_a": ["edsr_srgan", "reference"], "method_b": ["bicubic", "mine"], "mean_diff": [0.123456, -2.0],
+        "p_value": [1.0712345e-15, 0.0123456789], "p_holm": [2.14e-15, 0.0246913578],
+    })  # fmt: skip
+    shown = rounded(wilcoxon)
+    assert shown["method_a"].tolist() == ["EDSR-SRGAN", "Original (reference)"]
+    assert shown["method_b"].tolist() == ["Bicubic", "mine"]  # a user's model or folder keeps its name
+    assert shown["mean_diff"].tolist() == [0.123, -2.0] and shown["p_value"].tolist() == [1.07e-15, 0.0123]
+    page = html_table(shown)
+    assert "1.07e-15" in page and "0.0123" in page and "edsr_srgan" not in page and "0.0123456789" not in page
