@@ -111,7 +111,7 @@ def test_upscale_mode_shows_the_input_and_no_scores() -> None:
 
 def exported(*inputs: object) -> list[Path]:
     """The files :func:`export_figure` offers for download."""
-    return [Path(file["path"]) for file in export_figure(*inputs).value]
+    return [Path(file) for file in export_figure(*inputs)]
 
 
 def test_export_writes_the_figure_as_png_and_pdf() -> None:

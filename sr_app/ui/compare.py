@@ -190,7 +190,7 @@ def compare_crops(
     return draw_box(overview, box, scale), crops
 
 
-def export_figure(x: float | None, y: float | None, crop_size: float, zoom: float, saved: Saved | None) -> gr.File:
+def export_figure(x: float | None, y: float | None, crop_size: float, zoom: float, saved: Saved | None) -> list[str]:
     """The figure of a comparison (:func:`sr_app.figure.compose_figure`): the overview of :func:`compare_crops` with
     the box, and the box of every image magnified ``zoom`` times, titled, with PSNR/SSIM in ground-truth mode; as
     ``<stem>_figure.png`` and ``<stem>_figure.pdf`` in the comparison's folder. The inputs and their limits are those
@@ -205,7 +205,7 @@ def export_figure(x: float | None, y: float | None, crop_size: float, zoom: floa
         raise user_error(EXPIRED) from error
     finally:
         release_memory()  # of the decoded images and the figure
-    return gr.File(value=[str(path) for path in files], visible=True)
+    return [str(path) for path in files]
 
 
 def requested_box(x: float | None, y: float | None, crop_size: float, zoom: float, saved: Saved | None) -> Box:
@@ -331,4 +331,5 @@ def build_compare_tab(
     gr.on([], compare_pair, inputs=[left, right, state], outputs=pair, api_name="compare_pair")
     box = [x, y, crop_size, zoom]
     exported = export.click(None, box, box, js=VIEWER_BOX_JS, api_visibility="private")
-    exported.then(export_figure, [*box, state], figure, api_name="export_figure")
+    exported = exported.then(export_figure, [*box, state], figure, api_name="export_figure")
+    exported.success(lambda: gr.File(visible=True), None, figure, api_visibility="private")
