@@ -186,6 +186,8 @@ def test_export_figure_endpoint(app_url: str, upload: Path) -> None:
     titles, scores = ["Input", "Bicubic", "Original"], [None, (psnr, ssim), None]
     box = crop_box(20, 24, 16, (48, 40))
     np.testing.assert_array_equal(load_rgb(png), served_figure(images, titles, scores, images[2], 1, box, 3))
+    centre = client.predict(None, None, 16, 3, api_name="/export_figure")[0]  # (20, 24) is the centre of 40×48
+    np.testing.assert_array_equal(load_rgb(centre), load_rgb(png))
     for crop_size, zoom in [(16, 17), (1024, 1), (512, 16)]:
         with pytest.raises(Exception, match=f"crop_size must be 4 to 512 .* zoom {zoom}"):  # noqa: B017 - AppError
             client.predict(20, 24, crop_size, zoom, api_name="/export_figure")

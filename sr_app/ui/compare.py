@@ -283,7 +283,7 @@ def build_compare_tab(
         files = gr.File(label="Downloads (lossless PNG)", file_count="multiple", interactive=False)
         with gr.Row() as actions:
             share = gr.Button("Share", visible=data_dir is not None, scale=0, min_width=120)
-            export = gr.Button("Export figure", scale=0, min_width=140)
+            export = gr.Button("Export figure", scale=0, min_width=170)
             link = gr.Textbox(
                 label="Link to this comparison (read-only; kept until deleted)",
                 visible=False,
@@ -291,7 +291,11 @@ def build_compare_tab(
                 elem_id="share-link",
             )
         figure = gr.File(
-            label="Figure of the viewer's box (PNG, PDF)", file_count="multiple", visible=False, elem_id="figure"
+            label="Figure of the viewer's box (PNG, PDF)",
+            file_count="multiple",
+            interactive=False,
+            visible=False,
+            elem_id="figure",
         )
     state = gr.State(time_to_live=KEEP_SECONDS, delete_callback=discard)
     # Inputs of /compare_crops and /export_figure (the Export figure button fills them from the viewer) and outputs
