@@ -6,11 +6,10 @@
 
 Loads every method of the registry once at start-up (a method whose weights are missing is shown as unavailable)
 and every ``--model`` (a user's model file, through spandrel; one that cannot be loaded stops the start with the
-reason; TorchScript only with ``--trust-model``), then serves the Compare, Folder (the benchmark sets of
-``--datasets``) and Results tabs, queued and run
-``--concurrency`` jobs at a time, and beside them, outside Gradio's queue, the survey's rater page
-``/rate/<study id>`` (:mod:`survey.ui.rate`; old rater links ``/?study=<id>`` are redirected there). Every response
-carries the security headers of :mod:`sr_app.web`.
+reason; TorchScript only with ``--trust-model``), then serves the Compare, Folder (the bundled examples and the
+benchmark sets of ``--datasets``) and Results tabs, queued and run ``--concurrency`` jobs at a time, and beside
+them, outside Gradio's queue, the survey's rater page ``/rate/<study id>`` (:mod:`survey.ui.rate`; old rater links
+``/?study=<id>`` are redirected there). Every response carries the security headers of :mod:`sr_app.web`.
 """
 
 from __future__ import annotations

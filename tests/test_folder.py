@@ -224,6 +224,7 @@ def test_the_tab_runs_the_examples_and_shows_a_row(browser, app_url: str, viewpo
     try:
         page.goto(app_url)
         page.get_by_role("tab", name="Folder").click()
+        expect(page.get_by_text(TABLE_LABEL)).to_be_hidden()  # no empty table before a run
         page.get_by_role("button", name=RUN_LABEL).click()
         table = page.locator("#folder-table")
         expect(table.get_by_text(MEAN).first).to_be_visible()

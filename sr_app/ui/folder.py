@@ -143,9 +143,10 @@ def build_folder_tab(
                 elem_id="folder-methods",
             )
             run = gr.Button(RUN_LABEL, variant="primary")
-    table = gr.Dataframe(label=TABLE_LABEL, interactive=False, elem_id="folder-table")
-    csv = gr.File(label="Scores (CSV)", interactive=False)
-    viewer = viewer_component(empty_html(EMPTY_VIEWER), elem_id="folder-viewer")
+    with gr.Column(visible=False) as results:
+        table = gr.Dataframe(label=TABLE_LABEL, interactive=False, elem_id="folder-table")
+        csv = gr.File(label="Scores (CSV)", interactive=False)
+        viewer = viewer_component(empty_html(EMPTY_VIEWER), elem_id="folder-viewer")
     state = gr.State(time_to_live=KEEP_SECONDS, delete_callback=discard_run)
 
     uploads.upload(lambda: UPLOADS, None, source, api_visibility="private")
@@ -156,5 +157,7 @@ def build_folder_tab(
         api_name="run_folder",
         show_progress_on=table,
     )
-    ran.success(lambda: empty_html(EMPTY_VIEWER), None, viewer, api_visibility="private")
+    ran.success(
+        lambda: (gr.Column(visible=True), empty_html(EMPTY_VIEWER)), None, [results, viewer], api_visibility="private"
+    )
     table.select(select_row, state, viewer, api_visibility="private")
