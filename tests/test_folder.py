@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from conftest import exit_status
 from sr_app.comparison import load_methods
 from sr_app.folder import (
     MAX_UPLOADS,
@@ -126,6 +127,13 @@ def test_sets_are_listed_folders_picked_by_name_only(tmp_path: Path) -> None:
             set_images(sets, name)
     with pytest.raises(gr.Error, match="no set called '../..'"):  # the tab's handler refuses before any work
         run_folder_tab("../..", None, METHODS, methods=methods_from(), sets=sets)
+
+
+def test_app_refuses_a_datasets_flag_that_is_not_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from app import main
+
+    assert exit_status(main, ["--datasets", str(tmp_path / "missing")]) == 2
+    assert f"--datasets {tmp_path / 'missing'} is not a folder" in capsys.readouterr().err
 
 
 def test_uploads_are_bounded(tmp_path: Path) -> None:
