@@ -81,6 +81,7 @@ def assert_agree(table: pd.DataFrame, expected: pd.DataFrame, per_image_db: floa
         assert abs(means.at[REGISTRY[method].title, "SSIM"] - row["ssim"]) <= 0.0001
 
 
+@pytest.mark.slow
 def test_table_on_the_examples_equals_train_evaluate(tmp_path: Path, tiny_weights_dir: Path) -> None:
     shutil.copytree(EXAMPLES_DIR, tmp_path / "examples" / "HR")  # a set without LR_x4: LR made as the tab makes it
     expected = evaluated(tmp_path / "examples", tiny_weights_dir)
