@@ -3,12 +3,11 @@
 
 The folder is one of the benchmark sets the server lists (:func:`list_sets`: each subfolder of a datasets folder, or
 its ``HR/`` subfolder; a client picks one by name, never by path) or a user's uploaded files (at most
-``MAX_UPLOADS``). Each image is cropped to a multiple of 4 and downscaled ×4 with the MATLAB bicubic
-(:func:`sr_app.resize.make_lr`, as in the Compare tab's Ground-truth mode); every method upscales that, and its output
-is scored against the cropped original by :func:`sr_app.scoring.score_images`, the function ``train.evaluate`` scores
-with (PSNR/SSIM on Y, 4 px shaved). A set that ships published LR files (``LR_x4/``) is scored by ``train.evaluate``
-from those, which differ from the lab's bicubic by a few grey levels in about one pixel of ten: on Set5 single scores
-then differ by up to 0.014 dB and means by under 0.001 dB.
+``MAX_UPLOADS``). Each image is made a benchmark image as ``train.evaluate`` makes it
+(:func:`sr_app.scoring.benchmark_image`): with the set's published LR file where it ships them (``LR_x4/``), else
+cropped to a multiple of 4 and downscaled ×4 with the MATLAB bicubic (as in the Compare tab's Ground-truth mode);
+every method upscales that, and its output is scored against the original by :func:`sr_app.scoring.score_images`, the
+function ``train.evaluate`` scores with (PSNR/SSIM on Y, 4 px shaved).
 
 One request's work is bounded: pixels of the originals × methods at most ``MAX_WORK``, checked from the image headers
 before anything runs. Pure functions: :func:`list_sets`, :func:`set_images`, :func:`check_uploads`,
@@ -28,9 +27,7 @@ from PIL import Image
 from sr_app.comparison import MIN_GROUND_TRUTH_SIDE, ORIGINAL, LoadedMethod, Report, title
 from sr_app.errors import UserError
 from sr_app.images import decode_image, encode_png, list_images
-from sr_app.resize import make_lr
-from sr_app.scoring import METRICS, BenchmarkImage, score_images
-from sr_app.upscalers import SCALE
+from sr_app.scoring import METRICS, benchmark_image, published_lr, score_images
 
 #: Most files one upload may hold.
 MAX_UPLOADS = 20
@@ -159,14 +156,14 @@ def run_folder(
     (folder / ORIGINAL).mkdir(parents=True, exist_ok=True)
     frames, sizes, total = [], {}, len(paths) * len(runs)
     for i, (path, name) in enumerate(zip(paths, names, strict=True)):
-        lr, hr = make_lr(decode_image(path, max_pixels), SCALE)
-        (folder / ORIGINAL / f"{name}.png").write_bytes(encode_png(hr))
-        sizes[name] = hr.shape[:2]
+        image = benchmark_image(name, decode_image(path, max_pixels), published_lr(path))
+        (folder / ORIGINAL / f"{name}.png").write_bytes(encode_png(image.hr))
+        sizes[name] = image.hr.shape[:2]
         for j, method in enumerate(runs):
             step = i * len(runs) + j
             if report is not None:
                 report(step / total, f"{name} · {title(method.name)} ({step + 1} of {total})")
-            scores = score_images(method.upscaler, [BenchmarkImage(name, lr, hr)], folder / "outputs" / method.name)
+            scores = score_images(method.upscaler, [image], folder / "outputs" / method.name)
             frames.append(scores.assign(method=method.name))
     return FolderRun(folder, pd.concat(frames, ignore_index=True)[COLUMNS], sizes)
 

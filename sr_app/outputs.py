@@ -4,7 +4,8 @@ writes, ``ROOT/<dataset>/<method>/<image>.png``.
 A dataset folder holds one folder per method, named by the method (see :data:`sr_app.methods.LABEL_PATTERN`). A
 method folder holds one output per ground-truth image, named by the image's stem with any image suffix
 (:data:`sr_app.images.IMAGE_SUFFIXES`), of exactly the size of the ground truth as it is scored: cropped to 4 × its
-LR size (``train.data.load_benchmark``), which for LR made by the lab is a multiple of 4 (``sr_app.resize.make_lr``).
+LR size (:func:`sr_app.scoring.load_benchmark`), which for LR made by the lab is a multiple of 4
+(``sr_app.resize.make_lr``).
 """
 
 from __future__ import annotations

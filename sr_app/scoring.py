@@ -1,6 +1,7 @@
 """Scoring an upscaler on benchmark images, image by image, as published SR papers do.
 
-A benchmark image is its name, LR and HR; the upscaler's output of the LR is scored against the HR with
+A benchmark set is a folder with ``HR/`` and optionally the published ``LR_x4/`` (:func:`load_benchmark`). A benchmark
+image is its name, LR and HR; the upscaler's output of the LR is scored against the HR with
 :data:`METRICS` (PSNR and SSIM on the BT.601 Y channel, ``SCALE`` pixels shaved: :mod:`sr_app.metrics`) and any
 further metric the caller adds. ``python -m train.evaluate`` and the training loop's validation both score here.
 """
@@ -16,7 +17,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from sr_app.images import ImageError, list_images, load_rgb
 from sr_app.metrics import psnr_y, ssim_y
+from sr_app.resize import make_lr
 from sr_app.upscalers import SCALE
 
 #: A score of an SR output against its HR, both uint8 HWC RGB of one size.
@@ -27,11 +30,41 @@ METRICS: dict[str, Metric] = {"psnr": partial(psnr_y, shave=SCALE), "ssim": part
 
 @dataclass(frozen=True)
 class BenchmarkImage:
-    """One image of a benchmark set (``train.data.load_benchmark`` reads them)."""
+    """One image of a benchmark set (:func:`load_benchmark` reads them)."""
 
     name: str  # the file name without its extension
     lr: np.ndarray  # uint8 HWC RGB
     hr: np.ndarray  # uint8 HWC RGB, exactly scale × the LR size
+
+
+def benchmark_image(name: str, hr: np.ndarray, lr_path: Path | None = None, scale: int = SCALE) -> BenchmarkImage:
+    """Benchmark image ``name`` of original ``hr``: with the published LR file ``lr_path`` when given (HR cropped to
+    the top-left ``scale`` × LR region, as the published LR files were made from it), else with LR made by the
+    project's MATLAB bicubic (:func:`sr_app.resize.make_lr`)."""
+    if lr_path is None:
+        lr, hr = make_lr(hr, scale)
+        return BenchmarkImage(name, lr, hr)
+    lr = load_rgb(lr_path)
+    cropped = hr[: lr.shape[0] * scale, : lr.shape[1] * scale]
+    if cropped.shape[:2] != (lr.shape[0] * scale, lr.shape[1] * scale):
+        raise ImageError(f"{name}: HR {hr.shape[:2]} is smaller than {scale} × LR {lr.shape[:2]}")
+    return BenchmarkImage(name, lr, cropped)
+
+
+def published_lr(hr_path: Path, scale: int = SCALE) -> Path | None:
+    """The published LR file of the benchmark image ``hr_path`` (``<set>/HR/<name>``): ``<set>/LR_x<scale>/<name>``
+    when the set has that folder (which must then hold it), else ``None``."""
+    lr_folder = hr_path.parent.parent / f"LR_x{scale}"
+    return lr_folder / hr_path.name if hr_path.parent.name == "HR" and lr_folder.is_dir() else None
+
+
+def load_benchmark(folder: str | Path, scale: int = SCALE) -> list[BenchmarkImage]:
+    """The images of benchmark set ``folder``: ``folder/HR``, with the published ``folder/LR_x<scale>`` where it has
+    them (:func:`benchmark_image`)."""
+    hr_paths = list_images(Path(folder) / "HR")
+    if not hr_paths:
+        raise FileNotFoundError(f"No images found in {Path(folder) / 'HR'}")
+    return [benchmark_image(path.stem, load_rgb(path), published_lr(path, scale), scale) for path in hr_paths]
 
 
 def score_outputs(

@@ -16,10 +16,9 @@ from sr_app import upscalers
 from sr_app.images import rgb_to_tensor, tensor_to_rgb
 from sr_app.methods import REGISTRY, Method, Settings, load_upscaler, network_upscaler
 from sr_app.metrics import psnr_y
-from sr_app.scoring import score_images
+from sr_app.scoring import load_benchmark, score_images
 from sr_app.upscalers import ModelUpscaler, bf16_choices, use_bf16
 from sr_app.weights import WEIGHTS_DIR, load_weights
-from train.data import load_benchmark
 
 CPU = torch.device("cpu")
 

@@ -1,12 +1,8 @@
-"""Training patches and benchmark sets.
-
-Training: folders of HR images -> random aligned (LR, HR) patch pairs, LR made with the MATLAB bicubic.
+"""Training patches: folders of HR images -> random aligned (LR, HR) patch pairs, LR made with the MATLAB bicubic.
 Each image is decoded and downscaled once and cached in RAM; patches are random crops of the cached
 pairs with random flips and 90° rotations. :func:`make_loader` batches them, the global batch split across the
 processes of a distributed run, and :func:`endless` draws batches epoch after epoch.
-
-Benchmarks: a folder with ``HR/`` and optionally ``LR_x4/`` -> (name, LR, HR) triples, HR cropped to the
-region its LR was made from.
+Benchmark sets are read by :func:`sr_app.scoring.load_benchmark`.
 """
 
 from __future__ import annotations
@@ -22,7 +18,6 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSamp
 
 from sr_app.images import ImageError, list_images, load_rgb, rgb_to_tensor
 from sr_app.resize import make_lr
-from sr_app.scoring import BenchmarkImage
 
 log = logging.getLogger(__name__)
 #: A training batch: LR and HR patches, float [0, 1] NCHW.
@@ -99,28 +94,3 @@ def endless(loader: DataLoader) -> Iterator[Batch]:
             loader.sampler.set_epoch(epoch)
         yield from loader
         epoch += 1
-
-
-def load_benchmark(folder: str | Path, scale: int = 4) -> list[BenchmarkImage]:
-    """Read ``folder/HR`` and, when present, ``folder/LR_x{scale}`` (same file names).
-
-    Without an LR folder, LR is made with the project's bicubic. HR is cropped to the top-left
-    ``scale × LR`` region, as the published LR files were made from it.
-    """
-    folder = Path(folder)
-    hr_paths = list_images(folder / "HR")
-    if not hr_paths:
-        raise FileNotFoundError(f"No images found in {folder / 'HR'}")
-    lr_folder = folder / f"LR_x{scale}"
-    images = []
-    for path in hr_paths:
-        hr = load_rgb(path)
-        if lr_folder.is_dir():
-            lr = load_rgb(lr_folder / path.name)
-            hr = hr[: lr.shape[0] * scale, : lr.shape[1] * scale]
-            if hr.shape[:2] != (lr.shape[0] * scale, lr.shape[1] * scale):
-                raise ImageError(f"{path.name}: HR {hr.shape[:2]} is smaller than {scale} × LR {lr.shape[:2]}")
-        else:
-            lr, hr = make_lr(hr, scale)
-        images.append(BenchmarkImage(path.stem, lr, hr))
-    return images

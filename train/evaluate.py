@@ -32,10 +32,9 @@ from sr_app.images import load_rgb, rgb_to_tensor
 from sr_app.methods import Method, MethodError, Settings, as_method, parse_methods
 from sr_app.metrics import shave_border
 from sr_app.outputs import read_outputs
-from sr_app.scoring import METRICS, BenchmarkImage, score_images, score_outputs
+from sr_app.scoring import METRICS, BenchmarkImage, load_benchmark, score_images, score_outputs
 from sr_app.upscalers import PRECISIONS, SCALE
 from sr_app.weights import WEIGHTS_DIR
-from train.data import load_benchmark
 from train.losses import VGG54, content_loss
 
 

@@ -34,12 +34,12 @@ from tqdm import tqdm
 
 from sr_app.errors import UserError
 from sr_app.models import build_network
-from sr_app.scoring import METRICS, BenchmarkImage, score_images
+from sr_app.scoring import METRICS, BenchmarkImage, load_benchmark, score_images
 from sr_app.upscalers import ModelUpscaler
 from sr_app.weights import load_weights, save_weights
 from train.checkpoint import Checkpoint, CheckpointError, Progress
 from train.config import TrainConfig
-from train.data import Batch, PatchDataset, endless, load_benchmark, make_loader
+from train.data import Batch, PatchDataset, endless, make_loader
 from train.distributed import is_main_process, setup_distributed, teardown_distributed, wrap_distributed
 from train.losses import PIXEL_LOSSES
 
