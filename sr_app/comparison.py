@@ -13,24 +13,29 @@ label=path``) can be picked; the registry's default methods and the user's model
 self-ensemble, networks average their outputs over the 8 flips and rotations of the input (EDSR's "EDSR+", 8× the
 time) and are named with a "+".
 
-Pure functions on arrays: :func:`load_methods`, :func:`compare`, :func:`crop_box`, :func:`draw_box`,
+Each method's output also gets a difference image against a reference (the original, or in upscale mode bicubic,
+computed for it when bicubic was not picked) and in ground-truth mode an SSIM map (:mod:`sr_app.difference`):
+:func:`analyses`, computed from the outputs already made.
+
+Pure functions on arrays: :func:`load_methods`, :func:`compare`, :func:`analyses`, :func:`crop_box`, :func:`draw_box`,
 :func:`results_table`. The Compare tab (:mod:`sr_app.ui.compare`) keeps a comparison's images on disk and shows them.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
+from sr_app.difference import amplification, amplify, differences, ssim_image
 from sr_app.images import ImageError
 from sr_app.methods import REGISTRY, Method, Settings
-from sr_app.metrics import psnr_y, ssim_y
-from sr_app.resize import magnify, make_lr
+from sr_app.metrics import psnr_y, ssim_map_y
+from sr_app.resize import imresize, magnify, make_lr
 from sr_app.upscalers import SCALE, ModelUpscaler, Upscaler
 from sr_app.weights import WeightsError
 
@@ -38,6 +43,8 @@ MODES = ("Upscale", "Ground truth")
 UPSCALE, GROUND_TRUTH = MODES
 #: Names of the two images that are not method outputs: the methods' input and, in ground-truth mode, the original.
 INPUT, ORIGINAL = "input", "original"
+#: The method that difference images subtract in upscale mode.
+BICUBIC = "bicubic"
 #: Display names of the images that are not method outputs.
 TITLES = {INPUT: "Input", ORIGINAL: "Original"}
 #: Smallest side of an original in ground-truth mode: cropped to a multiple of 4 and shaved by 4 px per border,
@@ -95,6 +102,8 @@ class Comparison:
         seconds: method name -> wall-clock time of its upscaler call, in seconds.
         devices: method name -> where it ran ("cpu", "cuda", ...).
         scores: method name -> (PSNR in dB, SSIM in [0, 1]) against ``hr``; empty in upscale mode.
+        ssim_maps: method name -> its SSIM map against ``hr`` (:func:`sr_app.difference.ssim_image`); empty in upscale
+            mode.
         ensembled: the methods that ran as self-ensembles.
         stem: the upload's file name without suffix, to name downloads.
     """
@@ -105,6 +114,7 @@ class Comparison:
     seconds: dict[str, float]
     devices: dict[str, str] = field(default_factory=dict)
     scores: dict[str, tuple[float, float]] = field(default_factory=dict)
+    ssim_maps: dict[str, np.ndarray] = field(default_factory=dict)
     ensembled: frozenset[str] = frozenset()
     stem: str = "image"
 
@@ -139,6 +149,13 @@ class Comparison:
             return magnify(self.lr, SCALE)
         return self.hr if name == ORIGINAL else self.outputs[name]
 
+    def reference(self) -> tuple[str, np.ndarray]:
+        """What the difference images subtract: the original in ground-truth mode, else bicubic (its output, or made
+        here when it was not picked); as (name, image at the output size)."""
+        if self.hr is not None:
+            return ORIGINAL, self.hr
+        return BICUBIC, self.outputs[BICUBIC] if BICUBIC in self.outputs else imresize(self.lr, SCALE)
+
 
 def compare(
     image: np.ndarray,
@@ -162,7 +179,7 @@ def compare(
     else:
         raise ValueError(f"Unknown mode {mode!r}; choose from {', '.join(MODES)}.")
     runs = [method for method in methods if method.upscaler is not None]
-    outputs, seconds, devices, scores, ensembled = {}, {}, {}, {}, set()
+    outputs, seconds, devices, scores, ssim_maps, ensembled = {}, {}, {}, {}, {}, set()
     for i, method in enumerate(runs):
         upscaler = method.upscaler
         if self_ensemble and isinstance(upscaler, ModelUpscaler):
@@ -176,8 +193,52 @@ def compare(
         devices[method.name] = upscaler.device
         if hr is not None:
             sr = outputs[method.name]
-            scores[method.name] = (psnr_y(sr, hr, shave=SCALE), ssim_y(sr, hr, shave=SCALE))
-    return Comparison(lr, hr, outputs, seconds, devices, scores, frozenset(ensembled), stem)
+            ssim, local = ssim_map_y(sr, hr, shave=SCALE)
+            scores[method.name] = (psnr_y(sr, hr, shave=SCALE), ssim)
+            ssim_maps[method.name] = ssim_image(local, shave=SCALE)
+    return Comparison(lr, hr, outputs, seconds, devices, scores, ssim_maps, frozenset(ensembled), stem)
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """An image made from a comparison's outputs to show where they differ.
+
+    Attributes:
+        name: a unique name for its file, e.g. "edsr_minus_original", "edsr_ssim".
+        label: its label in the viewer, e.g. "EDSR − Original ×4", "EDSR SSIM map".
+        low, high: what its black and its white stand for, e.g. "0" and "≥ 64 of 255".
+        note: what else its scale needs, e.g. "blue border: not scored".
+        image: uint8 HWC RGB at the output size.
+    """
+
+    name: str
+    label: str
+    low: str
+    high: str
+    note: str
+    image: np.ndarray
+
+
+def analyses(comparison: Comparison) -> Iterator[Analysis]:
+    """Every method's difference image against :meth:`Comparison.reference`, all amplified alike
+    (:func:`sr_app.difference.amplification`; a method that is the reference has none), then in ground-truth mode
+    every method's SSIM map; made one at a time as they are asked for."""
+    reference, image = comparison.reference()
+    outputs = {name: output for name, output in comparison.outputs.items() if name != reference}
+    diffs = differences(outputs, image)
+    factor = amplification(diffs)
+    for name, diff in diffs.items():
+        yield Analysis(
+            f"{name}_minus_{reference}",
+            f"{comparison.title(name)} − {title(reference)} ×{factor}",
+            "0",
+            f"≥ {-(-255 // factor)} of 255",
+            f"|difference| per channel ×{factor}",
+            amplify(diff, factor),
+        )
+    for name, ssim in comparison.ssim_maps.items():
+        label = f"{comparison.title(name)} SSIM map"
+        yield Analysis(f"{name}_ssim", label, "SSIM ≤ 0", "1", "blue border: not scored", ssim)
 
 
 def crop_box(x: float, y: float, size: int, image_size: tuple[int, int]) -> Box:

@@ -1,7 +1,8 @@
 """PSNR and SSIM as published SR papers measure them.
 
 Both are computed on the Y channel of ITU-R BT.601 YCbCr, with ``shave`` pixels removed from every border,
-on 8-bit images. SSIM uses a Gaussian window (sigma 1.5) and population covariance, as MATLAB's ``ssim``.
+on 8-bit images. SSIM uses a Gaussian window (sigma 1.5) and population covariance, as MATLAB's ``ssim``; its
+local map (:func:`ssim_map_y`) is the one whose mean, less ``SSIM_MARGIN`` pixels per border, is the SSIM.
 The metric arithmetic itself is scikit-image's.
 """
 
@@ -12,6 +13,10 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 #: BT.601 luma weights for R, G, B in [0, 1]; Y = 16 + weights . rgb, in [16, 235].
 BT601_Y_WEIGHTS = np.array([65.481, 128.553, 24.966])
+#: scikit-image's settings for MATLAB's ``ssim``.
+SSIM_SETTINGS = {"data_range": 255, "gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False}
+#: Pixels per border of the (shaved) SSIM map that scikit-image leaves out of the mean: half its 11 px window.
+SSIM_MARGIN = 5
 
 
 def rgb_to_y(rgb: np.ndarray) -> np.ndarray:
@@ -40,7 +45,11 @@ def psnr_y(sr: np.ndarray, hr: np.ndarray, shave: int = 4) -> float:
 
 def ssim_y(sr: np.ndarray, hr: np.ndarray, shave: int = 4) -> float:
     """SSIM between two uint8 HWC RGB images, on Y, borders shaved (MATLAB ``ssim`` settings)."""
+    return ssim_map_y(sr, hr, shave)[0]
+
+
+def ssim_map_y(sr: np.ndarray, hr: np.ndarray, shave: int = 4) -> tuple[float, np.ndarray]:
+    """SSIM as :func:`ssim_y` gives it and its local map: float64, the shaved images' size, in [-1, 1]."""
     sr_y, hr_y = _y_pair(sr, hr, shave)
-    return float(
-        structural_similarity(hr_y, sr_y, data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
-    )
+    score, local = structural_similarity(hr_y, sr_y, full=True, **SSIM_SETTINGS)
+    return float(score), local

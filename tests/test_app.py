@@ -135,7 +135,7 @@ def test_a_session_keeps_files_not_images_and_its_next_comparison_removes_the_la
     first = upscale(str(path), UPSCALE, methods=methods)[2]
     # The handle a session keeps: paths, labels and a small table; the pixels are in the PNG files only.
     assert not any(isinstance(value, np.ndarray) for value in vars(first).values())
-    assert first.folder.parent == OUTPUT_DIR and set(first.folder.iterdir()) == set(first.files.values())
+    assert first.folder.parent == OUTPUT_DIR and set(first.folder.iterdir()) == {view.path for view in first.views()}
     (tmp_path / "bad.png").write_bytes(b"not a picture")
     with pytest.raises(gr.Error, match="not an image"):  # a failed run leaves the session's comparison as it was
         upscale(str(tmp_path / "bad.png"), UPSCALE, previous=first, methods=methods)

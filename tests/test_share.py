@@ -5,6 +5,7 @@ over HTTP as a hostile client: tests/test_public_compare.py."""
 from __future__ import annotations
 
 import os
+import re
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -61,9 +62,11 @@ def test_a_shared_comparison_is_stored_in_the_data_folder_and_reopens_read_only(
     assert ID_PATTERN.fullmatch(share_id) and link.visible and not button.visible
     shared = load_shared(tmp_path, share_id)
     assert (shared.stem, shared.mode, shared.size) == ("cup", GROUND_TRUTH, (40, 32))
-    assert [view.label for view in shared.views] == [view.label for view in saved.views()]
-    assert [view.label for view in shared.views][::2] == ["Input", "Original"]
-    for view, name in zip(shared.views, comparison.names, strict=True):
+    assert [(view.label, view.scale) for view in shared.views] == [(view.label, view.scale) for view in saved.views()]
+    labels = [view.label for view in shared.views]
+    assert labels[:3:2] == ["Input", "Original"] and re.fullmatch(r"Bicubic − Original ×\d+", labels[3])
+    assert labels[4] == "Bicubic SSIM map" and shared.views[4].scale.high == "1"  # the analyses keep their scales
+    for view, name in zip(shared.views[:3], comparison.names, strict=True):
         assert view.path.parent == shared_dir(tmp_path) / share_id  # a copy in the data folder, not a served temp
         np.testing.assert_array_equal(load_rgb(view.path), comparison.view(name))
     assert shared.table.equals(results_table(comparison))
@@ -119,7 +122,7 @@ def test_list_and_delete_from_the_command_line(
     assert {shared.id for shared in list_shared(tmp_path)} == {first, second}
     assert exit_status(main, ["list", "--data-dir", str(tmp_path), "--base-url", "http://lab:8000/"]) == 0
     out = capsys.readouterr().out
-    assert f"http://lab:8000/?compare={first}" in out and "cup (Ground truth, 32×40, 3 images" in out
+    assert f"http://lab:8000/?compare={first}" in out and "cup (Ground truth, 32×40, 5 images" in out
     assert f"2 comparisons, {stored_bytes(shared_dir(tmp_path)) / 1e6:.1f} MB in total" in out
     assert exit_status(main, ["--data-dir", str(tmp_path), "delete", first]) == 0
     assert [shared.id for shared in list_shared(tmp_path)] == [second]

@@ -2,6 +2,7 @@
 
 Memory stays bounded however many people use the tab: a comparison's images are written once (:func:`save`) and a
 session keeps only a :class:`Saved` handle (paths, labels, table); crops are cut from the files when asked for. The
+difference images and SSIM maps (:func:`sr_app.comparison.analyses`) are made and written once, with the images. The
 folder is removed when the session's next comparison replaces it or its state is deleted (:func:`discard`: an hour
 after the comparison, or after the page is closed), and otherwise (a restart) once it is ``KEEP_SECONDS`` old.
 """
@@ -18,9 +19,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from sr_app.comparison import INPUT, ORIGINAL, UPSCALE, Box, Comparison, results_table
+from sr_app.comparison import INPUT, ORIGINAL, UPSCALE, Box, Comparison, analyses, results_table
 from sr_app.images import encode_png
-from sr_app.ui.viewer import View
+from sr_app.ui.viewer import Scale, View
 from sr_app.upscalers import SCALE
 
 #: Where full-size PNGs are written, a folder per comparison; the viewer and the downloads serve them from here as
@@ -38,6 +39,8 @@ class Saved:
         folder: the comparison's folder in ``OUTPUT_DIR``.
         files: image name -> its PNG file at the output size, ``<stem>_<name>.png``, in the order of the views
             (the input magnified ×4 by nearest neighbour, the outputs, the original in ground-truth mode).
+        analyses: the views of the difference images and SSIM maps (``<stem>_<analysis name>.png``), shown after the
+            images; not downloads, not in figures.
         labels: image name -> its label in the viewer (:meth:`Comparison.label`).
         titles: image name -> its caption on crops (:meth:`Comparison.title`).
         scores: method name -> (PSNR in dB, SSIM) in ground-truth mode (:attr:`Comparison.scores`); empty otherwise.
@@ -49,6 +52,7 @@ class Saved:
 
     folder: Path
     files: dict[str, Path]
+    analyses: list[View]
     labels: dict[str, str]
     titles: dict[str, str]
     scores: dict[str, tuple[float, float]]
@@ -70,8 +74,8 @@ class Saved:
         return self.files[name]
 
     def views(self) -> list[View]:
-        """The viewer's images, in order."""
-        return [View(self.labels[name], path) for name, path in self.files.items()]
+        """The viewer's images, in order: the comparison's, then the analyses."""
+        return [View(self.labels[name], path) for name, path in self.files.items()] + self.analyses
 
     def region(self, name: str, box: Box) -> np.ndarray:
         """The ``box`` region of image ``name``, read from its file (uint8 HWC RGB)."""
@@ -89,15 +93,21 @@ class Saved:
 
 def save(comparison: Comparison) -> Saved:
     """Write every image of ``comparison`` as a PNG (fast compression, see :func:`encode_png`) into a new folder of
-    ``OUTPUT_DIR`` (:func:`new_folder`), named ``<stem>_<name>.png`` for downloads."""
+    ``OUTPUT_DIR`` (:func:`new_folder`), named ``<stem>_<name>.png`` for downloads, and its analyses beside them."""
     folder = new_folder()
     files = {}
     for name in comparison.names:
         files[name] = folder / f"{comparison.stem}_{name}.png"
         files[name].write_bytes(encode_png(comparison.view(name)))
+    views = []
+    for analysis in analyses(comparison):
+        path = folder / f"{comparison.stem}_{analysis.name}.png"
+        path.write_bytes(encode_png(analysis.image))
+        views.append(View(analysis.label, path, Scale(analysis.low, analysis.high, analysis.note)))
     return Saved(
         folder,
         files,
+        views,
         {name: comparison.label(name) for name in files},
         {name: comparison.title(name) for name in files},
         dict(comparison.scores),

@@ -4,7 +4,11 @@
 // pixels) and the magnification m (device pixels per image pixel; 1 is 1:1). Views differ only in size, so panning
 // or zooming one moves them all. Every image is placed with a CSS transform snapped to whole device pixels, so at
 // 1:1 the screen shows the PNG's pixels unchanged. Keys 1–9 show image 1–9 in the main view, 0 fits, F toggles full
-// screen, + and - zoom about the centre.
+// screen, + and - zoom about the centre, S toggles the split view.
+//
+// The split view shows a second image (the right one) in the main view on top of the main image (the left one), cut
+// at the divider with a clip-path in its own coordinates: both images keep one transform, so both halves always show
+// the same region.
 const MAX_MAGNIFICATION = 16;
 const WHEEL_SPEED = 0.0015; // magnification factor exp(-speed × wheel pixels)
 const LINE_PIXELS = 16; // wheel deltas given in lines
@@ -14,6 +18,9 @@ let camera = null; // {cx, cy, m, fitted}
 const observer = new ResizeObserver(() => render());
 const pointers = new Map(); // pointerId -> {x, y}
 let gesture = null; // {moved, view}
+let split = null; // {right, at} while split: the right image's index, the divider's position (0–1 of the main view)
+let dividing = null; // the pointerId that drags the divider
+const SPLIT_STEP = 0.02; // the divider's move per arrow key (0.1 with Shift)
 
 const root = () => element.querySelector(".srv");
 const imageSize = (r) => [Number(r.dataset.width), Number(r.dataset.height)];
@@ -40,6 +47,7 @@ function render() {
   clampCamera(r);
   const dpr = window.devicePixelRatio;
   const scale = cssScale();
+  let mainLeft = 0;
   for (const view of r.querySelectorAll(".srv-view")) {
     const box = view.getBoundingClientRect();
     // The image's top-left corner on screen, on a whole device pixel, relative to where the view's content is
@@ -49,7 +57,9 @@ function render() {
     for (const img of view.querySelectorAll("img")) {
       img.style.transform = `translate(${left}px, ${top}px) scale(${scale})`;
     }
+    if (view.classList.contains("srv-main")) mainLeft = left;
   }
+  renderSplit(r, mainLeft);
   // The box the main view shows, for the Export figure button: its centre and the side of the largest square in it
   // in image pixels, and the magnification (device pixels per image pixel).
   const main = r.querySelector(".srv-main");
@@ -62,6 +72,33 @@ function render() {
   r.querySelector("[data-act=fit]").setAttribute("aria-pressed", String(camera.fitted));
 }
 
+// The split view: the right image, its label and scale, and the divider (or none of them when not split).
+function renderSplit(r, imageLeft) {
+  const main = r.querySelector(".srv-main");
+  const [width] = imageSize(r);
+  r.classList.toggle("srv-split", split !== null);
+  r.querySelector("[data-act=split]").setAttribute("aria-pressed", String(split !== null));
+  for (const item of r.querySelectorAll(".srv-main [data-index], .srv-strip .srv-view")) {
+    item.classList.toggle("srv-right", split !== null && Number(item.dataset.index) === split.right);
+  }
+  for (const img of main.querySelectorAll("img")) {
+    const right = img.classList.contains("srv-right");
+    // Cut at the divider, in the image's own pixels (its transform maps x to imageLeft + x × scale).
+    const cut = right ? Math.min(width, Math.max(0, (split.at * main.clientWidth - imageLeft) / cssScale())) : 0;
+    img.style.clipPath = right ? `inset(0 0 0 ${cut}px)` : "";
+  }
+  if (!split) return;
+  const divider = main.querySelector(".srv-divider");
+  divider.style.left = `${split.at * 100}%`;
+  divider.setAttribute("aria-valuenow", String(Math.round(split.at * 100)));
+  r.querySelector("select[data-side=right]").value = String(split.right);
+}
+
+function moveDivider(at) {
+  split.at = Math.min(1, Math.max(0, at));
+  render();
+}
+
 function show(index) {
   const r = root();
   if (!r || index < 0 || index >= r.querySelectorAll(".srv-strip .srv-view").length) return;
@@ -69,6 +106,7 @@ function show(index) {
   for (const item of r.querySelectorAll("[data-index]")) {
     item.classList.toggle("srv-shown", Number(item.dataset.index) === index);
   }
+  r.querySelector("select[data-side=left]").value = String(index);
 }
 
 function zoomAt(view, clientX, clientY, magnification) {
@@ -107,6 +145,10 @@ function act(action) {
     camera.fitted = false;
     camera.m = 1;
     render();
+  } else if (action === "split") {
+    const count = r.querySelectorAll(".srv-strip .srv-view").length;
+    split = split ? null : {right: (Number(r.dataset.main) + 1) % count, at: 0.5};
+    render();
   } else if (action === "in") zoomCentre(2);
   else if (action === "out") zoomCentre(0.5);
   else if (action === "full") {
@@ -118,6 +160,8 @@ function act(action) {
 function start() {
   const r = root();
   camera = null;
+  split = null;
+  dividing = null;
   pointers.clear();
   observer.disconnect();
   if (!r) return;
@@ -129,6 +173,25 @@ function start() {
 element.addEventListener("click", (event) => {
   const button = event.target.closest("[data-act]");
   if (button) act(button.dataset.act);
+});
+
+// The two selects of the split view: the left one picks the main view's image, the right one the other.
+element.addEventListener("change", (event) => {
+  const side = event.target.dataset?.side;
+  if (!side || !camera) return;
+  if (side === "left") show(Number(event.target.value));
+  else if (split) split.right = Number(event.target.value);
+  render();
+});
+
+// Arrow keys (Shift: further), Home and End move the focused divider.
+element.addEventListener("keydown", (event) => {
+  if (!split || !event.target.closest?.(".srv-divider")) return;
+  const step = event.shiftKey ? 5 * SPLIT_STEP : SPLIT_STEP;
+  const moves = {ArrowLeft: split.at - step, ArrowRight: split.at + step, Home: 0, End: 1};
+  if (!(event.key in moves)) return;
+  event.preventDefault();
+  moveDivider(moves[event.key]);
 });
 
 element.addEventListener(
@@ -144,6 +207,12 @@ element.addEventListener(
 );
 
 element.addEventListener("pointerdown", (event) => {
+  const divider = event.target.closest(".srv-divider");
+  if (divider && split && event.button === 0) {
+    divider.setPointerCapture(event.pointerId);
+    dividing = event.pointerId;
+    return;
+  }
   const view = event.target.closest(".srv-view");
   if (!view || !camera || event.button > 0 || event.target.closest("a")) return;
   view.setPointerCapture(event.pointerId);
@@ -153,6 +222,11 @@ element.addEventListener("pointerdown", (event) => {
 });
 
 element.addEventListener("pointermove", (event) => {
+  if (event.pointerId === dividing) {
+    const box = root().querySelector(".srv-main").getBoundingClientRect();
+    moveDivider((event.clientX - box.left) / box.width);
+    return;
+  }
   const last = pointers.get(event.pointerId);
   if (!last || !camera) return;
   const [other] = [...pointers].filter(([id]) => id !== event.pointerId).map(([, point]) => point);
@@ -172,6 +246,7 @@ element.addEventListener("pointermove", (event) => {
 });
 
 function release(event) {
+  if (event.pointerId === dividing) dividing = null;
   if (!pointers.delete(event.pointerId)) return;
   event.target.closest(".srv-view")?.classList.remove("srv-dragging");
   if (pointers.size || !gesture) return;
@@ -184,7 +259,7 @@ element.addEventListener("pointercancel", release);
 
 element.addEventListener("dblclick", (event) => {
   const view = event.target.closest(".srv-view");
-  if (!view || !camera) return;
+  if (!view || !camera || event.target.closest(".srv-divider")) return;
   if (Math.abs(camera.m - 1) < 1e-9) fit();
   else zoomAt(view, event.clientX, event.clientY, 1);
 });
@@ -198,11 +273,11 @@ if (!window.srLabViewerKeys) {
   document.addEventListener("keydown", (event) => {
     const target = event.target;
     if (event.repeat || event.ctrlKey || event.metaKey || event.altKey) return;
-    if (target && (target.tagName === "INPUT" || target.tagName === "TEXTAREA" || target.isContentEditable)) return;
+    if (target && (["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName) || target.isContentEditable)) return;
     for (const viewer of window.srLabViewers) {
       if (!viewer.element.isConnected) window.srLabViewers.delete(viewer);
       else if (onScreen(viewer.element.querySelector(".srv"))) {
-        const actions = {"0": "fit", f: "full", F: "full", "+": "in", "=": "in", "-": "out"};
+        const actions = {"0": "fit", f: "full", F: "full", s: "split", S: "split", "+": "in", "=": "in", "-": "out"};
         if (/^[1-9]$/.test(event.key)) viewer.show(Number(event.key) - 1);
         else if (actions[event.key]) viewer.act(actions[event.key]);
         else return;

@@ -4,8 +4,12 @@ A main view shows one image at a time (keys 1–9 or a click on the strip flip i
 image. All views pan (drag) and zoom (wheel, pinch, + and -) together, continuously from fit-to-screen up to 16
 device pixels per image pixel, nearest neighbour when magnified; 1:1 shows one image pixel per device pixel
 (``devicePixelRatio`` accounted for, positions snapped to whole device pixels); F or the button toggles full screen;
-every view is labelled. The box the main view shows is kept on the viewer's element (``data-cx``, ``data-cy``,
-``data-side``, ``data-magnification``) for the Compare tab's Export figure button.
+every view is labelled, and an image with a :class:`Scale` (a difference image, an SSIM map) shows it as a grey bar
+in the main view. **Split** (or S) shows two images in the main view, left and right of a divider that the pointer or
+the arrow keys move, picked in two selects (the left one is the main view's image: keys and strip pick it too); both
+halves are one view on one camera, so they always show the same region. The box the main view shows is kept on the
+viewer's element (``data-cx``, ``data-cy``, ``data-side``, ``data-magnification``) for the Compare tab's Export figure
+button.
 
 Python writes the markup (:func:`viewer_html`), ``viewer.js`` (run by ``gr.HTML``'s ``js_on_load``) moves the
 images, ``viewer.css`` lays the views out. The images are PNG files the server already holds, served as static files
@@ -27,15 +31,29 @@ VIEWER_JS = (HERE / "viewer.js").read_text()
 VIEWER_HEAD = f"<style>{(HERE / 'viewer.css').read_text()}</style>"
 #: Keys that show an image in the main view: 1–9, so at most nine images have a key.
 MAX_KEYED = 9
-HINT = "Drag to pan · wheel or pinch to zoom · double-click: 1:1 · keys 1–9 flip the main view · 0 fit · F full screen"
+HINT = (
+    "Drag to pan · wheel or pinch to zoom · double-click: 1:1 · keys 1–9 flip the main view · 0 fit · F full screen · "
+    "S split"
+)
+
+
+@dataclass(frozen=True)
+class Scale:
+    """What an image's grey levels stand for: its black (``low``), its white (``high``), and a ``note``."""
+
+    low: str
+    high: str
+    note: str = ""
 
 
 @dataclass(frozen=True)
 class View:
-    """One image of the viewer: its label and its PNG file (all of a viewer's images have one size)."""
+    """One image of the viewer: its label, its PNG file (all of a viewer's images have one size), and its scale when
+    its grey levels are a measure."""
 
     label: str
     path: Path
+    scale: Scale | None = None
 
 
 def file_url(path: Path) -> str:
@@ -56,7 +74,22 @@ def viewer_html(views: Sequence[View], size: tuple[int, int], main: int = 0) -> 
         alt = html.escape(view.label, quote=True)
         return f'<img src="{file_url(view.path)}" alt="{alt}" style="{style}" data-index="{index}" draggable="false">'
 
-    main_view = "".join(image(i, view) + label(i, view) for i, view in enumerate(views))
+    def scale(index: int, view: View) -> str:
+        if view.scale is None:
+            return ""
+        low, high, note = (html.escape(text) for text in (view.scale.low, view.scale.high, view.scale.note))
+        note = f" <small>{note}</small>" if note else ""
+        return f'<span class="srv-scale" data-index="{index}">{low} <i></i> {high}{note}</span>'
+
+    def pick(side: str) -> str:
+        options = "".join(f'<option value="{i}">{html.escape(view.label)}</option>' for i, view in enumerate(views))
+        return f'<label class="srv-pick">{side.title()} <select data-side="{side}">{options}</select></label>'
+
+    main_view = "".join(image(i, view) + label(i, view) + scale(i, view) for i, view in enumerate(views))
+    divider = (
+        '<div class="srv-divider" role="separator" tabindex="0" aria-orientation="vertical" '
+        'aria-label="Split position (arrow keys move it)" aria-valuemin="0" aria-valuemax="100"></div>'
+    )
     strip = "".join(
         f'<div class="srv-view" data-index="{i}">{image(i, view)}{label(i, view)}</div>' for i, view in enumerate(views)
     )
@@ -65,8 +98,10 @@ def viewer_html(views: Sequence[View], size: tuple[int, int], main: int = 0) -> 
         '<div class="srv-bar"><button type="button" data-act="fit">Fit</button>'
         '<button type="button" data-act="one">1:1</button><button type="button" data-act="out">−</button>'
         '<span class="srv-zoom"></span><button type="button" data-act="in">+</button>'
-        f'<button type="button" data-act="full">Full screen</button><span class="srv-hint">{HINT}</span></div>'
-        f'<div class="srv-view srv-main">{main_view}</div><div class="srv-strip">{strip}</div></div>'
+        '<button type="button" data-act="full">Full screen</button>'
+        f'<button type="button" data-act="split">Split</button>{pick("left")}{pick("right")}'
+        f'<span class="srv-hint">{HINT}</span></div>'
+        f'<div class="srv-view srv-main">{main_view}{divider}</div><div class="srv-strip">{strip}</div></div>'
     )
 
 

@@ -1,8 +1,8 @@
 """Shared comparisons: a comparison's images, labels and table stored under an opaque id in the data folder.
 
-``<data dir>/comparisons/<id>/`` holds the PNG files the viewer shows and ``comparison.json`` (labels, table, size,
-mode, time). The app serves the folder as static files and reopens a comparison read-only at ``/?compare=<id>``,
-also after a restart; Gradio's hourly cache clean-up never touches it.
+``<data dir>/comparisons/<id>/`` holds the PNG files the viewer shows and ``comparison.json`` (labels, scales of the
+difference images and SSIM maps, table, size, mode, time). The app serves the folder as static files and reopens a
+comparison read-only at ``/?compare=<id>``, also after a restart; Gradio's hourly cache clean-up never touches it.
 
 The id is derived from the content (a hash of the images, labels and table), so sharing one comparison again stores
 nothing new and gives the same link. The store has a :class:`Quota` (total bytes and number of comparisons); a
@@ -22,14 +22,14 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 
 from sr_app.errors import UserError
-from sr_app.ui.viewer import View
+from sr_app.ui.viewer import Scale, View
 
 #: The page address parameter that opens a shared comparison: ``/?compare=<id>``.
 SHARE_PARAM = "compare"
@@ -116,7 +116,10 @@ def save_shared(
         "stem": stem,
         "mode": mode,
         "size": list(size),
-        "views": [{"label": view.label, "file": view.path.name} for view in views],
+        "views": [
+            {"label": view.label, "file": view.path.name, **({"scale": asdict(view.scale)} if view.scale else {})}
+            for view in views
+        ],
         "table": json.loads(table.to_json(orient="split", index=False)),
     }
     share_id = content_id(meta, views)
@@ -156,7 +159,10 @@ def load_shared(data_dir: Path, share_id: str) -> Shared:
         raise ShareError(f"There is no shared comparison {share_id!r} here: it was deleted, or the link is incomplete.")
     try:
         meta = json.loads((folder / META_FILE).read_text())
-        views = [View(view["label"], folder / view["file"]) for view in meta["views"]]
+        views = [
+            View(view["label"], folder / view["file"], Scale(**view["scale"]) if "scale" in view else None)
+            for view in meta["views"]
+        ]
         if any(view.path.parent != folder for view in views):
             raise ValueError("a view's file lies outside the comparison's folder")
         table = pd.DataFrame(meta["table"]["data"], columns=meta["table"]["columns"])
