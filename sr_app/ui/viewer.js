@@ -83,9 +83,10 @@ function renderSplit(r, imageLeft) {
   }
   for (const img of main.querySelectorAll("img")) {
     const right = img.classList.contains("srv-right");
-    // Cut at the divider, in the image's own pixels (its transform maps x to imageLeft + x × scale).
+    // Cut at the divider, in the image's own pixels (its transform maps x to imageLeft + x × scale); the other edges
+    // lie outside the image, or a layout position between pixels would cut into its edge pixels.
     const cut = right ? Math.min(width, Math.max(0, (split.at * main.clientWidth - imageLeft) / cssScale())) : 0;
-    img.style.clipPath = right ? `inset(0 0 0 ${cut}px)` : "";
+    img.style.clipPath = right ? `inset(-50% -50% -50% ${cut}px)` : "";
   }
   if (!split) return;
   const divider = main.querySelector(".srv-divider");
