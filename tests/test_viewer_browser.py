@@ -49,7 +49,8 @@ def test_viewer_markup_labels_every_view_and_keys_the_first_nine(tmp_path: Path)
     views = [View(f"<M{i}> & co", tmp_path / f"{i}.png") for i in range(10)]
     markup = viewer_html(views, (40, 30), main=2)
     assert 'data-width="30" data-height="40" data-main="2"' in markup
-    assert markup.count("&lt;M3&gt; &amp; co") == 4  # label and alt text in the main view and in the strip
+    # label and alt text in the main view and in the strip, and the split view's two selects
+    assert markup.count("&lt;M3&gt; &amp; co") == 6
     assert "<b>9</b> &lt;M8&gt;" in markup and "<b>10</b>" not in markup
     assert unquote(markup).count(f"gradio_api/file={tmp_path.resolve() / '9.png'}") == 2
 
@@ -160,7 +161,8 @@ def test_views_pan_zoom_and_flip_together_and_show_pixels_1_to_1(browser, app_ur
 
         labels = page.locator(".srv-strip .srv-label").all_inner_texts()
         assert labels[0] == "1 Input" and re.fullmatch(r"2 Bicubic · cpu · \d+ ms", labels[1])
-        assert re.fullmatch(r"3 EDSR · cpu · \d+ ms", labels[2]) and len(labels) == 3
+        assert re.fullmatch(r"3 EDSR · cpu · \d+ ms", labels[2]) and re.fullmatch(r"4 EDSR − Bicubic ×\d+", labels[3])
+        assert len(labels) == 4
         expect(page.locator(".srv-main .srv-label.srv-shown")).to_have_text(labels[1])  # the first method
 
         # Drag the main view: every image moves by the drag.
@@ -170,7 +172,7 @@ def test_views_pan_zoom_and_flip_together_and_show_pixels_1_to_1(browser, app_ur
         page.mouse.down()
         page.mouse.move(main["x"] + 240, main["y"] + 265, steps=4)
         page.mouse.up()
-        np.testing.assert_allclose(rects(page) - before, [[-60, -35, 0, 0]] * 4, atol=0.5)
+        np.testing.assert_allclose(rects(page) - before, [[-60, -35, 0, 0]] * 5, atol=0.5)
         # Zoom with the wheel over a small view: every image takes the same new scale.
         strip = page.locator(".srv-strip .srv-view").nth(2).bounding_box()
         page.mouse.move(strip["x"] + strip["width"] / 2, strip["y"] + strip["height"] / 2)
