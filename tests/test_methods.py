@@ -59,7 +59,7 @@ from survey.db import Stimulus
 from survey.export import export_study
 from survey.raters import start_rater
 from survey.studies import list_studies
-from tests.survey_fixtures import image_folder, tmp_store
+from tests.survey_fixtures import image_folder, set_response_times, tmp_store
 from train import evaluate
 
 #: File name -> (the network saved in it, with random weights; the name of its last convolution), all ×4
@@ -331,6 +331,7 @@ def test_survey_with_a_user_model_from_creation_to_export(model_files: dict[str,
                 stimulus = session.scalars(select(Stimulus).where(Stimulus.public_id == state.stimulus)).one()
                 score = true_score[stimulus.condition.name]
             state = submit_rating(store, summary.public_id, state.token, state.stimulus, score)
+    set_response_times(store)  # as a person would answer (the server measured milliseconds)
     export_study(store, "mine", tmp_path / "export")
     mos = pd.read_csv(tmp_path / "export" / "mos_by_method.csv").set_index("method")
     assert mos["mos"].to_dict() == {"bicubic": 2.0, "mine": 4.0}
