@@ -24,7 +24,7 @@ from survey.db import REFERENCE, Stimulus, Store
 from survey.export import export_study
 from survey.raters import start_rater
 from survey.studies import list_studies
-from tests.survey_fixtures import image_folder, png_chunks
+from tests.survey_fixtures import image_folder, png_chunks, set_response_times
 from train.evaluate import main as evaluate_main
 
 #: (height, width) of the generated ground truth; scored cropped to 28 × 32.
@@ -186,6 +186,7 @@ def test_a_survey_of_a_folder_is_rated_and_exported(
         while state.stimulus is not None:
             condition = stimuli[state.stimulus][0]
             state = submit_rating(store, summary.public_id, state.token, state.stimulus, score[condition])
+    set_response_times(store)  # as a person would answer (the server measured milliseconds)
     export_study(store, "byo", tmp_path / "export")
     mos = pd.read_csv(tmp_path / "export" / "mos_by_method.csv").set_index("method")
     assert mos.loc["theirs", "mos"] == 4 and mos.loc["theirs", "n_ratings"] == 9
