@@ -16,7 +16,6 @@ before anything runs. Pure functions: :func:`list_sets`, :func:`set_images`, :fu
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from PIL import Image
 
 from sr_app.comparison import MIN_GROUND_TRUTH_SIDE, ORIGINAL, LoadedMethod, Report, title
 from sr_app.errors import UserError
-from sr_app.images import decode_image, encode_png, list_images
+from sr_app.images import decode_image, encode_png, file_stem, list_images
 from sr_app.scoring import METRICS, benchmark_image, published_lr, score_images
 
 #: Most files one upload may hold.
@@ -97,11 +96,10 @@ def check_uploads(paths: Sequence[str | Path] | None, max_files: int = MAX_UPLOA
 
 
 def image_names(paths: Sequence[Path]) -> list[str]:
-    """A name for each file: its stem with anything but letters, digits, '_' and '-' made '_' (at most 60
-    characters), then '_2', '_3' … where two files would share one."""
+    """A name for each file: its :func:`file_stem`, then '_2', '_3' … where two files would share one."""
     names: list[str] = []
     for path in paths:
-        stem = re.sub(r"[^\w-]+", "_", path.stem)[:60]
+        stem = file_stem(path)
         name, count = stem, 1
         while name in names:
             count += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import warnings
 from pathlib import Path
 
@@ -32,6 +33,12 @@ def load_rgb(path: str | Path) -> np.ndarray:
         return decode_image(path, max_pixels=None)
     except ImageError as error:
         raise ImageError(f"Cannot read image {path}: {error}") from error
+
+
+def file_stem(path: str | Path) -> str:
+    """``path``'s file name without suffix, safe in a file name: anything but letters, digits, '_' and '-' made '_',
+    at most 60 characters (empty when the stem is)."""
+    return re.sub(r"[^\w-]+", "_", Path(path).stem)[:60]
 
 
 def list_images(folder: str | Path) -> list[Path]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import re
 import sys
 from functools import partial
 from pathlib import Path
@@ -26,7 +25,7 @@ import torch
 from sr_app.comparison import GROUND_TRUTH, MODES, UPSCALE, Box, LoadedMethod, compare, crop_box, draw_box, title
 from sr_app.errors import user_error
 from sr_app.figure import Panel, compose_figure, write_figure
-from sr_app.images import DEFAULT_MAX_PIXELS, UPLOAD_SUFFIXES, ImageError, decode_image
+from sr_app.images import DEFAULT_MAX_PIXELS, UPLOAD_SUFFIXES, ImageError, decode_image, file_stem
 from sr_app.resize import magnify
 from sr_app.ui.saved import KEEP_SECONDS, OUTPUT_DIR, Saved, discard, save
 from sr_app.ui.share import DEFAULT_QUOTA, SHARE_PARAM, Quota, ShareError, load_shared, save_shared, shared_dir
@@ -101,7 +100,7 @@ def upscale(
     if unknown or not picked:
         choices = ", ".join(m.name for m in methods if m.upscaler is not None)
         raise user_error(f"Pick at least one of the available methods ({choices}); {unknown or 'none'} cannot run.")
-    stem = re.sub(r"[^\w-]+", "_", Path(file).stem)[:60] or "image"
+    stem = file_stem(file) or "image"
     try:
         runs = [method for method in methods if method.name in picked]
         saved = save(compare(decode_image(file, max_pixels), mode, runs, stem, self_ensemble, progress))
