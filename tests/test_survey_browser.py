@@ -17,7 +17,7 @@ from conftest import CHROMIUM
 from sr_app.methods import REGISTRY
 from survey.creation import create_study
 from survey.db import NEAREST, REFERENCE, Condition, Rating, SourceImage, Stimulus, Store
-from survey.report import BY_METHOD
+from survey.report import BY_METHOD, method_title
 from survey.ui.rate import BlocksWithRaterPage
 from survey.ui.results import LEAVE_OUT, build_results_tab
 from tests.survey_fixtures import blank_random_ids, image_folder, tmp_store
@@ -150,13 +150,26 @@ def test_a_rater_follows_an_old_link_rates_by_keys_reloads_and_finishes_then_the
                 mos_table = page.get_by_role("grid", name=BY_METHOD)
                 for condition, condition_scores in by_condition.items():
                     mos = sum(condition_scores) / len(condition_scores)
-                    expect(chart).to_contain_text(condition, timeout=TIMEOUT_MS)
+                    expect(chart).to_contain_text(method_title(condition), timeout=TIMEOUT_MS)
                     expect(chart).to_contain_text(f"{mos:.2f}")
-                    row = shown_row(condition, mos, None, len(condition_scores), 1, None, None, None, None, "all")
+                    cells = (
+                        method_title(condition),
+                        mos,
+                        None,
+                        len(condition_scores),
+                        1,
+                        None,
+                        None,
+                        None,
+                        None,
+                        "all",
+                    )
+                    row = shown_row(*cells)
                     expect(mos_table.get_by_role("row", name=row)).to_have_count(1)
                 by_image = page.get_by_role("grid", name="MOS per image × method")
                 for image, condition, score in scores:  # one rating each: the table shows the rating itself
-                    expect(by_image.get_by_role("row", name=shown_row(image, condition, score))).to_have_count(1)
+                    row = shown_row(image, method_title(condition), score)
+                    expect(by_image.get_by_role("row", name=row)).to_have_count(1)
             finally:
                 page.screenshot(path=str(RESULTS_SCREENSHOT), full_page=True)
                 browser.close()
