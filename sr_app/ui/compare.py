@@ -56,6 +56,16 @@ VIEWER_BOX_JS = f"""(...inputs) => {{
   return [Number(box.cx), Number(box.cy), side, Math.max(1, zoom)];
 }}"""
 
+#: Browser script bringing the viewer into view after a run, unless it is all on screen already (on a phone the
+#: controls come first, far above it); smoothly, unless the user asks for reduced motion.
+SHOW_VIEWER_JS = """() => {
+  const viewer = document.querySelector('#viewer');
+  const box = viewer?.getBoundingClientRect();
+  if (!box || (box.top >= 0 && box.bottom <= innerHeight)) return;
+  const still = matchMedia('(prefers-reduced-motion: reduce)').matches;
+  viewer.scrollIntoView({block: 'start', behavior: still ? 'instant' : 'smooth'});
+}"""
+
 #: The C library, to hand freed memory back to the system (glibc on Linux; ``None`` elsewhere).
 LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if sys.platform == "linux" else None
 
@@ -255,7 +265,10 @@ def build_compare_tab(
         )
         available = [method for method in methods if method.upscaler is not None]
         with gr.Row():
-            upload = gr.File(label="Image", file_types=list(UPLOAD_SUFFIXES), type="filepath", scale=2)
+            with gr.Column(scale=2):
+                upload = gr.File(label="Image", file_types=list(UPLOAD_SUFFIXES), type="filepath")
+                examples = sorted(EXAMPLES_DIR.glob("*.png"))
+                gr.Examples([[str(p)] for p in examples], inputs=[upload], example_labels=[p.stem for p in examples])
             with gr.Column(scale=1):
                 mode = gr.Radio(list(MODES), value=UPSCALE, label="Mode")
                 picked = gr.CheckboxGroup(
@@ -273,8 +286,6 @@ def build_compare_tab(
         if unavailable:
             with gr.Accordion(f"Unavailable methods ({len(unavailable)})", open=False):
                 gr.Markdown("\n".join(unavailable))
-        examples = sorted(EXAMPLES_DIR.glob("*.png"))
-        gr.Examples([[str(path)] for path in examples], inputs=[upload], example_labels=[p.stem for p in examples])
 
     viewer = viewer_component(empty_html(EMPTY_VIEWER))
     with gr.Column(visible=False) as results:
@@ -315,7 +326,8 @@ def build_compare_tab(
         api_name="upscale",
         show_progress_on=viewer,
     )
-    ran.success(show_comparison, state, [viewer, results, share, link, figure], api_visibility="private")
+    shown = ran.success(show_comparison, state, [viewer, results, share, link, figure], api_visibility="private")
+    shown.then(None, js=SHOW_VIEWER_JS, api_visibility="private")
     # The error is the toast; the viewer keeps what it showed, without an error badge.
     ran.failure(lambda: gr.skip(), None, viewer, show_progress="hidden", api_visibility="private")
     if data_dir is not None:
