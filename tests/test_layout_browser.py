@@ -20,16 +20,10 @@ from sr_app.models import EDSR
 from sr_app.ui.compare import RUN_LABELS
 from sr_app.ui.folder import RUN_LABEL
 from sr_app.weights import save_weights
-from tests.test_viewer_browser import LOADED_JS, SETTLED_JS, TIMEOUT_MS, free_port, launch
+from tests.test_viewer_browser import LOADED_JS, SCROLLED_JS, SETTLED_JS, TIMEOUT_MS, free_port, launch
 
 #: Smallest height of a tap target on a phone, in CSS pixels.
 TAP_TARGET = 44
-#: Resolves once the page has not scrolled for 200 ms (a smooth scroll has ended).
-SCROLLED_JS = """() => new Promise(done => {
-  let last = null;
-  const check = () => { if (last === scrollY) done(true); else { last = scrollY; setTimeout(check, 200); } };
-  check();
-})"""
 #: How the table in the element ``#<id>`` shows its columns: the page's width and scroll width, the right edge of the
 #: box it is shown in, and the nearest box that scrolls it sideways (its width, scroll width, overflow-x), if any.
 TABLE_JS = """(id) => {

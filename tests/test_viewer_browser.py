@@ -43,6 +43,13 @@ LOADED_JS = """() => { const images = [...document.querySelectorAll('.srv img')]
 #: progress overlay out when an event ends, and the results may appear during that fade: a screenshot taken then
 #: shows the viewer dimmed or overlaid (about one run in five failed so before this wait).
 SETTLED_JS = "() => document.getAnimations().every(animation => animation.playState !== 'running')"
+#: Resolves once the page has not scrolled for 200 ms: the Compare tab's smooth scroll to the viewer after a run has
+#: ended (a test's own scroll during it would be overridden).
+SCROLLED_JS = """() => new Promise(done => {
+  let last = null;
+  const check = () => { if (last === scrollY) done(true); else { last = scrollY; setTimeout(check, 200); } };
+  check();
+})"""
 
 
 def test_viewer_markup_labels_every_view_and_keys_the_first_nine(tmp_path: Path) -> None:
@@ -103,6 +110,7 @@ def run(page, upload: Path, button: str = RUN_LABELS[UPSCALE]) -> None:
     page.get_by_text("Time and scores").wait_for()
     page.wait_for_function(LOADED_JS)
     page.wait_for_function(SETTLED_JS)
+    page.evaluate(SCROLLED_JS)
     # The whole viewer on screen, scrolled by whole CSS pixels (a fractional scroll would resample the page).
     page.evaluate("() => scrollTo(0, Math.floor(document.querySelector('.srv').getBoundingClientRect().top + scrollY))")
 

@@ -24,7 +24,7 @@ from sr_app.models import EDSR
 from sr_app.ui.compare import EXAMPLES_DIR, RUN_LABELS
 from sr_app.ui.viewer import Scale, View, viewer_html
 from sr_app.weights import save_weights
-from tests.test_viewer_browser import LOADED_JS, SETTLED_JS, TIMEOUT_MS, free_port, launch, sources
+from tests.test_viewer_browser import LOADED_JS, SCROLLED_JS, SETTLED_JS, TIMEOUT_MS, free_port, launch, sources
 
 #: Pixels either side of the divider left out of pixel comparisons: its line and its round handle with its focus ring.
 DIVIDER_HALF_WIDTH = 18
@@ -59,6 +59,7 @@ def ground_truth_run(page, url: str) -> None:
     page.get_by_text("Time and scores").wait_for()
     page.wait_for_function(LOADED_JS)
     page.wait_for_function(SETTLED_JS)
+    page.evaluate(SCROLLED_JS)
     page.evaluate("() => scrollTo(0, Math.floor(document.querySelector('.srv').getBoundingClientRect().top + scrollY))")
 
 
