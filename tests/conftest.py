@@ -13,9 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from skimage import data as skdata
 
+from benchmarks.live_app import free_port
 from sr_app.cli import run_command
 from sr_app.methods import REGISTRY
 from sr_app.models import EDSR, EDSRConfig
@@ -104,3 +106,26 @@ def error_line(capsys: pytest.CaptureFixture[str]) -> str:
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1, err
     return err.removeprefix("error: ").rstrip("\n")
+
+
+def launch(weights_dir: Path, data_dir: Path, port: int):  # -> gr.Blocks
+    """The whole app as users get it (``app.build_app``, fp32 on the CPU), served in this process on ``port``."""
+    from app import build_app
+
+    demo = build_app(weights_dir=weights_dir, device="cpu", precision="fp32", data_dir=data_dir)
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    return demo
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The address of the app (:func:`launch`) with a random tiny EDSR: Compare and Folder pick bicubic and EDSR; one
+    per test module (the browser tests')."""
+    weights = tmp_path_factory.mktemp("weights")
+    torch.manual_seed(0)
+    save_weights(EDSR(TINY_CONFIG), weights / REGISTRY["edsr"].weights, iterations=0)
+    demo = launch(weights, tmp_path_factory.mktemp("data"), free_port())
+    try:
+        yield demo.local_url
+    finally:
+        demo.close()

@@ -20,6 +20,7 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
+from conftest import free_port, launch
 from sr_app.comparison import GROUND_TRUTH, UPSCALE, Comparison, crop_box, draw_box
 from sr_app.figure import Figure, Panel, compose_figure
 from sr_app.images import load_rgb
@@ -27,7 +28,7 @@ from sr_app.resize import magnify
 from sr_app.ui.compare import EXAMPLES_DIR, RUN_LABELS, export_figure
 from sr_app.ui.saved import Saved, save
 from sr_app.upscalers import SCALE
-from tests.test_viewer_browser import LOADED_JS, SETTLED_JS, TIMEOUT_MS, free_port, launch
+from tests.test_viewer_browser import LOADED_JS, SETTLED_JS, TIMEOUT_MS
 
 NAMES = ("bicubic", "edsr_srgan")
 SCORES = {"bicubic": (27.4567, 0.81234), "edsr_srgan": (29.1, 0.87)}

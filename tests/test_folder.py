@@ -201,10 +201,9 @@ def test_a_row_shows_its_image_through_every_method(tmp_path: Path, tiny_weights
 def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The app with a random tiny EDSR."""
     from app import build_app  # the whole app, as users get it
-    from conftest import TINY_CONFIG
+    from conftest import TINY_CONFIG, free_port
     from sr_app.models import EDSR
     from sr_app.weights import save_weights
-    from tests.test_viewer_browser import free_port
 
     weights = tmp_path_factory.mktemp("weights")
     save_weights(EDSR(TINY_CONFIG), weights / REGISTRY["edsr"].weights, iterations=0)

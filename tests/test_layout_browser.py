@@ -6,21 +6,15 @@ Chromium or ``playwright``. Screenshots go to the test's ``tmp_path``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
-from conftest import TINY_CONFIG
 from sr_app.comparison import GROUND_TRUTH, UPSCALE
 from sr_app.folder import MEAN
-from sr_app.methods import REGISTRY
-from sr_app.models import EDSR
 from sr_app.ui.compare import RUN_LABELS
 from sr_app.ui.folder import RUN_LABEL
-from sr_app.weights import save_weights
-from tests.test_viewer_browser import LOADED_JS, SCROLLED_JS, SETTLED_JS, TIMEOUT_MS, free_port, launch
+from tests.test_viewer_browser import LOADED_JS, SCROLLED_JS, SETTLED_JS, TIMEOUT_MS
 
 #: Smallest height of a tap target on a phone, in CSS pixels.
 TAP_TARGET = 44
@@ -51,19 +45,6 @@ VIEWPORTS = {
         **{"device_scale_factor": 3, "is_mobile": True, "has_touch": True},
     },
 }
-
-
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The app with a random tiny EDSR: Compare and Folder pick bicubic and EDSR."""
-    weights = tmp_path_factory.mktemp("weights")
-    torch.manual_seed(0)
-    save_weights(EDSR(TINY_CONFIG), weights / REGISTRY["edsr"].weights, iterations=0)
-    demo = launch(weights, tmp_path_factory.mktemp("data"), free_port())
-    try:
-        yield demo.local_url
-    finally:
-        demo.close()
 
 
 def settle(page) -> None:

@@ -12,25 +12,19 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import io
 import re
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from conftest import TINY_CONFIG
+from conftest import free_port, launch
 from sr_app.comparison import UPSCALE
 from sr_app.images import load_rgb
-from sr_app.methods import REGISTRY
-from sr_app.models import EDSR
 from sr_app.ui.compare import EXAMPLES_DIR, RUN_LABELS, SELF_ENSEMBLE_LABEL
 from sr_app.ui.share import ID_PATTERN, SHARE_PARAM, shared_dir
 from sr_app.ui.viewer import View, viewer_html
-from sr_app.weights import save_weights
 
 TIMEOUT_MS = 60_000
 SCREENSHOT = Path("/tmp/compare_viewer.png")
@@ -60,33 +54,6 @@ def test_viewer_markup_labels_every_view_and_keys_the_first_nine(tmp_path: Path)
     assert markup.count("&lt;M3&gt; &amp; co") == 6
     assert "<b>9</b> &lt;M8&gt;" in markup and "<b>10</b>" not in markup
     assert unquote(markup).count(f"gradio_api/file={tmp_path.resolve() / '9.png'}") == 2
-
-
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The app with a random tiny EDSR: Compare picks bicubic and EDSR."""
-    weights = tmp_path_factory.mktemp("weights")
-    torch.manual_seed(0)
-    save_weights(EDSR(TINY_CONFIG), weights / REGISTRY["edsr"].weights, iterations=0)
-    demo = launch(weights, tmp_path_factory.mktemp("data"), free_port())
-    try:
-        yield demo.local_url
-    finally:
-        demo.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def launch(weights_dir: Path, data_dir: Path, port: int):
-    from app import build_app  # the whole app, as users get it
-
-    demo = build_app(weights_dir=weights_dir, device="cpu", precision="fp32", data_dir=data_dir)
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    return demo
 
 
 @pytest.fixture(scope="module")

@@ -8,23 +8,17 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from conftest import TINY_CONFIG
 from sr_app.comparison import GROUND_TRUTH
 from sr_app.images import load_rgb
-from sr_app.methods import REGISTRY
-from sr_app.models import EDSR
 from sr_app.ui.compare import EXAMPLES_DIR, RUN_LABELS
 from sr_app.ui.viewer import Scale, View, viewer_html
-from sr_app.weights import save_weights
-from tests.test_viewer_browser import LOADED_JS, SCROLLED_JS, SETTLED_JS, TIMEOUT_MS, free_port, launch, sources
+from tests.test_viewer_browser import LOADED_JS, SCROLLED_JS, SETTLED_JS, TIMEOUT_MS, sources
 
 #: Pixels either side of the divider left out of pixel comparisons: its line and its round handle with its focus ring.
 DIVIDER_HALF_WIDTH = 18
@@ -35,19 +29,6 @@ SPLIT_RECTS_JS = """() => ['img.srv-shown', 'img.srv-right'].map(s => {
 #: The divider's centre on screen, in CSS pixels from the page's left edge.
 DIVIDER_X_JS = """() => { const r = document.querySelector('.srv-divider').getBoundingClientRect();
   return r.left + r.width / 2; }"""
-
-
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The app with a random tiny EDSR: Compare picks bicubic and EDSR."""
-    weights = tmp_path_factory.mktemp("weights")
-    torch.manual_seed(0)
-    save_weights(EDSR(TINY_CONFIG), weights / REGISTRY["edsr"].weights, iterations=0)
-    demo = launch(weights, tmp_path_factory.mktemp("data"), free_port())
-    try:
-        yield demo.local_url
-    finally:
-        demo.close()
 
 
 def ground_truth_run(page, url: str) -> None:
