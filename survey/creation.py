@@ -365,15 +365,15 @@ def _add_traps(store: Store, study: Study, paths: list[Path], crop: Crop | None,
 def _add_training(
     store: Store, study: Study, conditions: Conditions, source: tuple[str, tuple[np.ndarray, np.ndarray]]
 ) -> None:
-    """Add the training photo's versions to ``study``: the original, nearest-neighbour ×4 and the computed methods'
-    in that order (from the top of the scale to the bottom, then between), as many as its training round needs (PC:
-    enough for that many pairs of them, the first pairs in that order)."""
+    """Add the training photo's versions to ``study``: the original, nearest-neighbour ×4, then the computed methods'
+    (top and bottom of the scale first), as many as its training round needs (PC: enough for that many pairs)."""
     name, (lr, hr) = source
-    ordered = {**fixed_versions(lr, hr), **{method: upscaler(lr) for method, upscaler in conditions.upscalers.items()}}
     needed = study.training_items
     if study.protocol == PC:
         needed = next(k for k in itertools.count(2) if k * (k - 1) // 2 >= study.training_items)
-    versions = dict(list(ordered.items())[:needed])
+    fixed = fixed_versions(lr, hr)
+    chosen = [*fixed, *conditions.upscalers][:needed]  # only the methods used run
+    versions = {c: fixed[c] if c in fixed else conditions.upscalers[c](lr) for c in chosen}
     image = SourceImage(name=name, width=hr.shape[1], height=hr.shape[0], role=TRAINING)
     _add_image(store, study, image, hr, versions)
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from sr_app.resize import magnify
 from survey.db import ACR_LABELS
 from survey.errors import SurveyError
 
@@ -80,13 +81,11 @@ def trap_version(rgb: np.ndarray, score: int) -> np.ndarray:
 
 
 def broken_version(rgb: np.ndarray, seed: int = 0) -> np.ndarray:
-    """``rgb`` visibly damaged: averaged over :data:`BROKEN_BLOCK`-pixel blocks and covered in strong colour noise."""
+    """``rgb`` visibly damaged: averaged over :data:`BROKEN_BLOCK`-pixel blocks (Pillow's box reduction), magnified
+    back by nearest neighbour and covered in strong colour noise."""
     height, width = rgb.shape[:2]
-    pad_h, pad_w = -height % BROKEN_BLOCK, -width % BROKEN_BLOCK
-    padded = np.pad(rgb.astype(float), ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-    blocks = padded.reshape(padded.shape[0] // BROKEN_BLOCK, BROKEN_BLOCK, padded.shape[1] // BROKEN_BLOCK,
-                            BROKEN_BLOCK, 3).mean(axis=(1, 3))  # fmt: skip
-    blocky = np.repeat(np.repeat(blocks, BROKEN_BLOCK, axis=0), BROKEN_BLOCK, axis=1)[:height, :width]
+    blocks = np.asarray(Image.fromarray(rgb).reduce(BROKEN_BLOCK))
+    blocky = magnify(blocks, BROKEN_BLOCK)[:height, :width].astype(float)
     noise = np.random.default_rng(seed).normal(0, BROKEN_NOISE_SD, blocky.shape)
     return np.clip(blocky + noise, 0, 255).round().astype(np.uint8)
 

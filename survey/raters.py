@@ -329,7 +329,8 @@ def advance(connection: Connection, rater: Row, study_id: str) -> Progress:
         connection.execute(mark.values(shown_at=utc_now()))
     elif rater.finished_at is None:
         connection.execute(update(Rater).where(Rater.id == rater.id).values(finished_at=utc_now()))
-    failed = _failed_checks(connection, rater) if next_up is None and rater.withhold_code else []
+    withheld = next_up is None and rater.withhold_code and rater.completion_code  # a code to give or withhold
+    failed = _failed_checks(connection, rater) if withheld else []
     return Progress(
         study=study_id, token=rater.token, done=done, total=total, stimulus=next_up and next_up[1],
         study_open=rater.status == OPEN, pair=tuple(next_up[3:]) if next_up and rater.protocol == PC else None,
