@@ -175,3 +175,20 @@ def test_a_pair_comparison_crowd_study_traps_with_a_broken_version(store: Store,
         page = api.post(f"/rate/{study.public_id}/answer", json=body).json()
     assert trainings[:2] == [True, True] and not any(trainings[2:]) and len(trainings) == 2 + 3 + 1
     assert page["completion_code"] == "" and page["failed_checks"] == ["trap: preferred the damaged version"]
+
+
+@pytest.mark.parametrize(
+    "window",
+    [
+        {**BIG_WINDOW, "device_pixel_ratio": 1e308},  # width × ratio overflows
+        {**BIG_WINDOW, "viewport_width": 10**30},
+        {**BIG_WINDOW, "viewport_height": -5},
+        {**BIG_WINDOW, "device_pixel_ratio": "3"},
+        {**BIG_WINDOW, "viewport_width": True},
+    ],
+)
+def test_a_window_out_of_range_is_refused_with_a_message(store: Store, study: StudySummary, window: dict) -> None:
+    refused = client(store).post(f"/rate/{study.public_id}/start", json={"external_id": "odd", **window})
+    assert refused.status_code == 400 and refused.json()["error"]
+    with store.session() as session:
+        assert session.scalar(select(Rater.id)) is None

@@ -137,7 +137,10 @@ class Start(Arrival):
     device_pixel_ratio: Finite | None = None
 
     def window(self) -> tuple[int | None, int | None, float | None]:
-        return self.viewport_width, self.viewport_height, self.device_pixel_ratio
+        """The window as reported, each value within its range of :data:`survey.answers.VIEWING_RANGES` (as in an
+        answer; :class:`~survey.errors.SurveyError` otherwise)."""
+        viewing = Viewing(self.viewport_width, self.viewport_height, self.device_pixel_ratio)
+        return viewing.viewport_width, viewing.viewport_height, viewing.device_pixel_ratio
 
 
 class Answer(RaterRequest):
