@@ -138,6 +138,9 @@ def test_export_refuses_out_of_range_requests_with_a_message() -> None:
     for crop_size, zoom in [(1024, 1), (2, 1), (64, 0), (64, 17), (256, 16)]:
         with pytest.raises(gr.Error, match=f"crop_size must be 4 to 512 .* got crop_size {crop_size} and zoom {zoom}"):
             export_figure(20, 24, crop_size, zoom, saved)
+    for x, y in [(float("inf"), 24), (20, float("nan")), (-float("inf"), None)]:
+        with pytest.raises(gr.Error, match="x and y must be finite numbers"):
+            export_figure(x, y, 16, 3, saved)
     with pytest.raises(gr.Error, match="Upscale an image first"):
         export_figure(20, 24, 16, 3, None)
 

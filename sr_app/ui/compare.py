@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import math
 import sys
 from functools import partial
 from pathlib import Path
@@ -223,6 +224,8 @@ def requested_box(x: float | None, y: float | None, crop_size: float, zoom: floa
     outside the limits."""
     if saved is None:
         raise user_error(NO_COMPARISON)
+    if not all(math.isfinite(value) for value in (x, y) if value is not None):
+        raise user_error(f"x and y must be finite numbers (output pixels); got x {x} and y {y}.")
     if not (SCALE <= crop_size <= MAX_CROP and 1 <= zoom <= MAX_ZOOM and crop_size * zoom <= MAX_MAGNIFIED):
         raise user_error(
             f"crop_size must be {SCALE} to {MAX_CROP} output pixels and zoom 1 to {MAX_ZOOM}, with crop_size × zoom at "
