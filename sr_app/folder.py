@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
+from sr_app import csv_files
 from sr_app.comparison import MIN_GROUND_TRUTH_SIDE, ORIGINAL, LoadedMethod, Report, title
 from sr_app.errors import UserError
 from sr_app.images import decode_image, encode_png, file_stem, list_images
@@ -188,7 +189,6 @@ def display_table(scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_csv(scores: pd.DataFrame, path: Path) -> Path:
-    """Write :func:`with_means` of ``scores`` to ``path`` as CSV, scores to 4 decimals as ``train.evaluate --csv``
-    writes them; a name holding commas, quotes or line breaks is quoted."""
-    with_means(scores).to_csv(path, index=False, float_format="%.4f")
-    return path
+    """Write :func:`with_means` of ``scores`` to ``path`` as CSV (:func:`sr_app.csv_files.write_csv`: a name that a
+    spreadsheet would run as a formula is made text), scores to 4 decimals as ``train.evaluate --csv`` writes them."""
+    return csv_files.write_csv(with_means(scores), path, float_format="%.4f")

@@ -40,9 +40,9 @@ Both also get ``report.html``: charts, tables and the study design in one self-c
 The analysis files and the report leave out the rejected raters by default (``exclude_flagged``); the answers and
 raters files always hold every rater.
 
-Every CSV file is written by :func:`write_csv`: a text cell that a spreadsheet would run as a formula (it starts with
-one of :data:`FORMULA_PREFIXES`, as a crowd id or a self-report may) gets a leading ``'`` (OWASP's rule against CSV
-injection); numbers are written as they are.
+Every CSV file is written by :func:`sr_app.csv_files.write_csv`: a text cell that a spreadsheet would run as a
+formula (it starts with one of :data:`~sr_app.csv_files.FORMULA_PREFIXES`, as a crowd id or a self-report may) gets a
+leading ``'`` (OWASP's rule against CSV injection); numbers are written as they are.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from sr_app.csv_files import write_csv
 from survey.db import ACR, PC, STUDY_IMAGE, Rater, Store
 from survey.errors import SurveyError
 from survey.pairwise import analyse_pairs
@@ -89,10 +90,6 @@ PC_RATERS_COLUMNS = [
 ]  # fmt: skip
 PC_CSV_FILES = ("pc_choices.csv", "pc_scores.csv", "pc_wins.csv", CODES_FILE, "raters.csv")
 REPORT_FILE = "report.html"
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
-#: A text cell starting with one of these is one a spreadsheet runs as a formula (``=``, ``+``, ``-``, ``@``) or may
-#: (tab, carriage return): :func:`write_csv` puts a ``'`` before it (OWASP, "CSV Injection").
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 #: The rules' figures that count something: 0, not missing, for a rater without answers.
 COUNT_COLUMNS = ("n_ratings", "p_count", "q_count", "n_choices", "ties")
 #: The rules' yes/no figures: False, not missing, for a rater without answers.
@@ -204,20 +201,6 @@ def every_rater_rejected(report: StudyReport | PairReport) -> bool:
     return not answers.empty and bool(answers["rater"].isin(report.rejected).all())
 
 
-def write_csv(table: pd.DataFrame, path: Path) -> None:
-    """Write ``table`` to CSV file ``path`` (times as :data:`TIME_FORMAT`; lines end in CRLF, as RFC 4180 has it, which
-    also makes the writer quote a text holding a lone carriage return), every text cell that starts with one of
-    :data:`FORMULA_PREFIXES` preceded by ``'``, so that a spreadsheet shows it as text instead of running it (a crowd id
-    ``=HYPERLINK(...)`` or a self-report ``+cmd``). Only text columns are touched: numbers, negative ones too, stay
-    numbers."""
-    safe = table.copy()
-    for column in safe.select_dtypes(include=["object", "string"]).columns:
-        safe[column] = safe[column].map(
-            lambda cell: f"'{cell}" if isinstance(cell, str) and cell.startswith(FORMULA_PREFIXES) else cell
-        )
-    safe.to_csv(path, index=False, date_format=TIME_FORMAT, lineterminator="\r\n")
-
-
 def export_study(
     store: Store,
     name: str,
@@ -226,7 +209,8 @@ def export_study(
     min_median_ms: float | None = None,
 ) -> list[Path]:
     """Write the CSV files of study ``name`` (:data:`CSV_FILES` for ACR, :data:`PC_CSV_FILES` for PC, through
-    :func:`write_csv`) and :data:`REPORT_FILE` into ``out_dir`` (created if needed); return their paths.
+    :func:`sr_app.csv_files.write_csv`) and :data:`REPORT_FILE` into ``out_dir`` (created if needed); return their
+    paths.
 
     The answers and raters files always hold every rater; the other files (MOS, DMOS and Wilcoxon; PC scores and
     wins) and the report are computed without the rejected raters (:mod:`survey.screening`) when ``exclude_flagged``

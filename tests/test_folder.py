@@ -172,7 +172,8 @@ def test_csv_has_a_row_per_image_and_method_and_the_means(tmp_path: Path) -> Non
     rows = pd.read_csv(write_csv(scores, tmp_path / "scores.csv"), keep_default_na=False)
     assert list(rows.columns) == ["image", "method", "psnr", "ssim"]
     assert len(rows) == len(names) * len(METHODS) + len(METHODS)
-    assert rows["image"].tolist() == [n for n in names for _ in METHODS] + [MEAN] * len(METHODS)
+    written = ['a,"b"\nc', "'=1+1", "plain"]  # a name a spreadsheet would run as a formula is made text
+    assert rows["image"].tolist() == [n for n in written for _ in METHODS] + [MEAN] * len(METHODS)
     assert rows[rows["image"] == MEAN]["psnr"].tolist() == [31.0, 32.0]
     assert with_means(scores)["psnr"].tolist()[-2:] == [31.0, 32.0]
 

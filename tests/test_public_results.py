@@ -21,10 +21,11 @@ from gradio_client.exceptions import AppError
 from limits import parse
 from sqlalchemy import select, update
 
+from sr_app.csv_files import FORMULA_PREFIXES
 from survey.answers import submit_choice, submit_rating
 from survey.creation import create_study
 from survey.db import ACR, LEFT, PC, RIGHT, Rater, Stimulus, Store, Study
-from survey.export import FORMULA_PREFIXES, export_study
+from survey.export import export_study
 from survey.raters import start_rater
 from survey.stats import MIN_MEDIAN_RESPONSE_MS
 from survey.studies import StudySummary
