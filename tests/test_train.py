@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +65,17 @@ def test_resume_continues_from_the_saved_iteration(hr_folder: Path, tmp_path: Pa
     adam_step = next(iter(checkpoint.trainer["opt_g"]["state"].values()))["step"]
     assert int(adam_step) == 15  # optimizer state was restored, not restarted
     assert list(pd.read_csv(out / "log.csv").iteration) == [5, 10, 15]
+
+
+@pytest.mark.slow
+def test_a_run_that_validated_resumes(hr_folder: Path, tmp_path: Path) -> None:
+    # Scores were numpy floats, which the checkpoint kept and weights_only loading then refused.
+    shutil.copytree(hr_folder, tmp_path / "Tiny" / "HR")
+    out, validate = tmp_path / "run", ["--val-every", "5", "--val-data", str(tmp_path / "Tiny")]
+    main(train_args(hr_folder, out, "--iterations", "5", *validate))
+    main(train_args(hr_folder, out, "--iterations", "10", *validate, "--resume"))
+    log = pd.read_csv(out / "log.csv")
+    assert list(log.iteration) == [5, 10] and log.Tiny_psnr.notna().all()
 
 
 @pytest.mark.slow

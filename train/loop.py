@@ -333,10 +333,10 @@ def validate(trainer: Trainer, val_sets: ValSets) -> Row:
     for name, images in val_sets.items():
         upscaler = ModelUpscaler(name, trainer.eval_generator(), device=trainer.device, precision="fp32", tile=None)
         scores = score_images(upscaler, images)
-        row |= {f"{name}_{metric}": round(scores[metric].mean(), 4) for metric in METRICS}
+        row |= {f"{name}_{metric}": round(float(scores[metric].mean()), 4) for metric in METRICS}
     if trainer.ema is not None and val_sets:
         raw = ModelUpscaler("raw", trainer.generator, device=trainer.device, precision="fp32", tile=None)
-        row["val_psnr_raw"] = round(score_images(raw, next(iter(val_sets.values()))).psnr.mean(), 4)
+        row["val_psnr_raw"] = round(float(score_images(raw, next(iter(val_sets.values()))).psnr.mean()), 4)
     trainer.generator.train()
     return row
 
