@@ -10,7 +10,8 @@
   file>.onnx`` once it gave torch's output at a second input size (a network whose trace fixed its input size is
   refused there); an export that failed is remembered as ``<hash>.failed``.
 * :func:`fastest` times every way this machine can run EDSR-baseline on a 64×64 input, in interleaved rounds, once per
-  CPU model and thread count, and keeps the seconds in ``winners.json`` in the same folder (delete it to time again).
+  CPU model, thread count and engine versions, and keeps the seconds in ``winners.json`` in the same folder (delete it
+  to time again).
 
 An engine that cannot run a network (package missing, export or compilation failed) raises :class:`EngineError`, and
 the upscaler falls back to torch with the reason in its device label.
@@ -24,6 +25,7 @@ import dataclasses
 import functools
 import hashlib
 import importlib
+import importlib.metadata
 import json
 import os
 import platform
@@ -356,10 +358,22 @@ def cpu_info() -> dict[str, str]:
     return {key.strip(): value.strip() for key, _, value in fields}
 
 
+def engine_versions() -> str:
+    """The installed version of every engine's package ("torch 2.14.1, openvino 2026.4.0, onnxruntime -")."""
+    found = []
+    for package in ENGINES[1:]:  # every engine but auto
+        try:
+            found.append(f"{package} {importlib.metadata.version(package)}")
+        except importlib.metadata.PackageNotFoundError:
+            found.append(f"{package} -")
+    return ", ".join(found)
+
+
 def machine(threads: int) -> str:
-    """What the timings are kept under: the CPU model and the thread count."""
+    """What the timings are kept under: the CPU model, the thread count and the engines' versions (an engine installed
+    or upgraded is timed anew)."""
     model = cpu_info().get("model name") or platform.processor() or platform.machine()
-    return f"{model}, {threads} threads"
+    return f"{model}, {threads} threads, {engine_versions()}"
 
 
 def timings(bf16_choices: Collection[bool], threads: int) -> dict[Candidate, float]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import json
 import re
 import sys
@@ -170,6 +171,16 @@ def test_timings_are_kept_per_cpu_model_and_thread_count(timed: list[int], tmp_p
     assert timed == [2, 1]  # another thread count is timed again
     assert engines.fastest(both, both, threads=2) == Candidate("openvino", True) and timed == [2, 1]
     assert set(json.loads((tmp_path / engines.WINNERS_FILE).read_text())) == {engines.machine(2), engines.machine(1)}
+
+
+def test_an_upgraded_engine_is_timed_anew(timed: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    both = (False, True)
+    engines.fastest(both, both, threads=2)
+    version = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "99.0" if name == "openvino" else version(name))
+    assert "openvino 99.0" in engines.machine(2)
+    engines.fastest(both, both, threads=2)
+    assert timed == [2, 2]
 
 
 def test_auto_runs_the_fastest_way_its_precision_allows_and_says_so(
