@@ -1,7 +1,8 @@
 """The app's layout for a newcomer in a real browser (headless Chromium through Playwright), on a desktop (1440×900)
 and a phone (390×844, device scale 3, touch): after Upscale on a bundled example the viewer is in view; the results
 tables of Compare (Ground truth: every column) and Folder fit their box or scroll inside it, never cut off the page;
-the strip's thumbnails are tap targets at least 44 CSS px high with their captions inside them. Skipped without
+the strip's thumbnails are tap targets at least 44 CSS px high with their captions inside them, and so are the
+toolbar's buttons on the phone. Skipped without
 Chromium or ``playwright``. Screenshots go to the test's ``tmp_path``."""
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ THUMBS_JS = """(id) => [...document.querySelectorAll(`#${id} .srv-strip .srv-vie
   const label = view.querySelector('.srv-label');
   return [view.getBoundingClientRect().height, view.getBoundingClientRect().width,
     label.getBoundingClientRect().width, parseFloat(getComputedStyle(label).fontSize)];
+})"""
+#: The height and width of each button of the viewer's toolbar, in CSS pixels.
+BUTTONS_JS = """(id) => [...document.querySelectorAll(`#${id} .srv-bar button`)].map(button => {
+  const box = button.getBoundingClientRect();
+  return [button.textContent, box.height, box.width];
 })"""
 VIEWPORTS = {
     "desktop": {"viewport": {"width": 1440, "height": 900}},
@@ -84,6 +90,14 @@ def assert_thumbnails_usable(page, elem_id: str) -> None:
         assert height >= TAP_TARGET and label_width <= width + 0.5 and font_size >= 12, thumbs
 
 
+def assert_buttons_tappable(page, elem_id: str) -> None:
+    """Each button of the viewer's toolbar is at least ``TAP_TARGET`` px high and wide."""
+    buttons = page.evaluate(BUTTONS_JS, elem_id)
+    assert buttons, "no toolbar buttons"
+    small = [b for b in buttons if min(b[1], b[2]) < TAP_TARGET]
+    assert not small, f"buttons smaller than {TAP_TARGET} px: {small}"
+
+
 @pytest.mark.browser
 @pytest.mark.slow
 @pytest.mark.parametrize("screen", list(VIEWPORTS))
@@ -102,6 +116,8 @@ def test_a_newcomer_sees_the_viewer_and_every_column_after_a_run(
         page.screenshot(path=str(tmp_path / f"compare_{screen}.png"))
         assert_viewer_in_view(page)
         assert_thumbnails_usable(page, "viewer")
+        if screen == "phone":
+            assert_buttons_tappable(page, "viewer")
         assert_table_reachable(page, "results-table")
 
         # Ground truth: the table's every column (time, PSNR, SSIM) and eight thumbnails with longer captions.
