@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from skimage import data as skdata  # noqa: E402
 
-from sr_app import engines  # noqa: E402
+from sr_app import engines, timing  # noqa: E402
 from sr_app.images import rgb_to_tensor, tensor_to_rgb  # noqa: E402
 from sr_app.methods import REGISTRY, Settings, load_upscaler  # noqa: E402
 from sr_app.upscalers import DEFAULT_TILE, ModelUpscaler, default_device, use_bf16  # noqa: E402
@@ -107,7 +107,7 @@ def vs_bare(method: str, size: int, tile: int, bf16: bool, device: str | None, r
     variants = {"bare": bare_loop(whole, image, whole.bf16), "ours": lambda: whole(image)}
     if size > tile:
         variants["tiled"] = lambda: tiled(image)
-    rounds = engines.time_interleaved(variants, repeats, synchronize(whole.torch_device))
+    rounds = timing.time_interleaved(variants, repeats, synchronize(whole.torch_device))
     seconds = {name: min(times) for name, times in rounds.items()}
     row = {
         "method": method,
@@ -167,7 +167,7 @@ def engine_rows(methods: list[str], size: int, tile: int, bf16_choices: tuple[bo
         variants["realesrgan", "ncnn"] = functools.partial(load_upscaler("realesrgan", Settings(tile=tile)), image)
     except WeightsError as error:
         print(f"no Real-ESRGAN peer: {error}", file=sys.stderr)
-    rounds = engines.time_interleaved(variants, repeats)
+    rounds = timing.time_interleaved(variants, repeats)
     rows = []
     for (method, path), seconds in rounds.items():
         reference = outputs.get((method, "reference"))
@@ -228,7 +228,7 @@ def main() -> None:
             for row in engine_rows(list(upscalers), size, args.tile, tuple(dtypes), args.repeats)
         ]
         print(
-            f"{engines.machine(torch.get_num_threads())}; fastest of {args.repeats} interleaved rounds after a warm-up"
+            f"{timing.machine(torch.get_num_threads())}; fastest of {args.repeats} interleaved rounds after a warm-up"
         )
         print_table(rows)
         return

@@ -7,7 +7,7 @@
 The bare step is the update written out by hand: the same network (``channels_last``), the same batch, bf16
 autocast for bf16, L1 loss, ``zero_grad``, ``backward`` and an Adam step. Both start from the same weights and are
 timed in one process, interleaved (one step of each per round, so that other work on the machine slows both alike):
-the fastest of ``--steps`` rounds after a warm-up round (``sr_app.engines.time_interleaved``). Random tensors stand in
+the fastest of ``--steps`` rounds after a warm-up round (``sr_app.timing.time_interleaved``). Random tensors stand in
 for data.
 
 ``--loader FOLDER`` then trains ``--steps`` more rounds on real patches through a DataLoader as ``python -m train.sr``
@@ -33,8 +33,8 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.inference import synchronize  # noqa: E402
-from sr_app.engines import time_interleaved  # noqa: E402
 from sr_app.models import CONFIGS, build_network  # noqa: E402
+from sr_app.timing import time_interleaved  # noqa: E402
 from sr_app.upscalers import default_device, use_bf16  # noqa: E402
 from train.config import TrainConfig  # noqa: E402
 from train.data import PatchDataset, make_loader  # noqa: E402

@@ -25,7 +25,7 @@ from spandrel import SizeRequirements
 from torch import nn
 from torch.nn import functional as F
 
-from sr_app import engines
+from sr_app import engines, timing
 from sr_app.engines import Candidate, Engine, EngineError, TileRunner, TorchRunner
 from sr_app.images import rgb_to_tensor, tensor_to_rgb
 from sr_app.resize import imresize
@@ -67,7 +67,7 @@ def default_device() -> torch.device:
 
 def cpu_flags() -> frozenset[str]:
     """This machine's CPU feature flags from ``/proc/cpuinfo`` (empty where there is none, as on macOS)."""
-    return frozenset(engines.cpu_info().get("flags", "").split())
+    return frozenset(timing.cpu_info().get("flags", "").split())
 
 
 def use_bf16(precision: Precision, device: torch.device, flags: Collection[str] | None = None) -> bool:
@@ -103,7 +103,7 @@ def choose_engine(
     runs, and why not another).
 
     Off the CPU, and for "torch", torch runs ``channels_last``, in bfloat16 where ``precision`` allows it. On the CPU
-    "auto" takes the fastest way in the precisions ``precision`` allows (:func:`sr_app.engines.fastest`: timed once
+    "auto" takes the fastest way in the precisions ``precision`` allows (:func:`sr_app.timing.fastest`: timed once
     per CPU model and thread count), "openvino" and "onnxruntime" that engine (in bfloat16 where allowed and the
     engine has it), and a :class:`~sr_app.engines.Candidate` is taken as it is. An engine that cannot run the network
     (``weights``, its file, keys the cached export) leaves it to torch, with the reason in the label.
@@ -119,7 +119,7 @@ def choose_engine(
         if isinstance(engine, Candidate):
             candidate = engine
         elif engine == "auto":
-            candidate = engines.fastest(allowed, bf16_choices("auto", device), threads)
+            candidate = timing.fastest(allowed, bf16_choices("auto", device), threads)
             wanted = candidate.engine
         else:
             candidate = Candidate(engine, True in allowed and engine in engines.BF16_ENGINES)

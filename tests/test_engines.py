@@ -18,7 +18,7 @@ from spandrel.architectures.ESRGAN import ESRGAN
 from torch import nn
 from torch.nn import functional as F
 
-from sr_app import engines
+from sr_app import engines, timing
 from sr_app.engines import Candidate, TorchRunner
 from sr_app.methods import REGISTRY, Settings, load_upscaler, resolve
 from sr_app.models import EDSR
@@ -145,7 +145,7 @@ PRETEND_SECONDS = {
 
 @pytest.fixture()
 def timed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[int]:
-    """The thread counts :func:`sr_app.engines.time_candidates` is called with (it returns
+    """The thread counts :func:`sr_app.timing.time_candidates` is called with (it returns
     :data:`PRETEND_SECONDS`), and a fresh cache folder."""
     monkeypatch.setattr(engines, "CACHE_DIRS", (tmp_path,))
     calls = []
@@ -155,31 +155,31 @@ def timed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[int]:
         seconds = {c: s for c, s in PRETEND_SECONDS.items() if c.bf16 in bf16_choices}
         return seconds, {"onnxruntime fp32": "onnxruntime is not installed"}
 
-    monkeypatch.setattr(engines, "time_candidates", pretend)
+    monkeypatch.setattr(timing, "time_candidates", pretend)
     return calls
 
 
 def test_timings_are_kept_per_cpu_model_and_thread_count(timed: list[int], tmp_path: Path) -> None:
     both, fp32 = (False, True), (False,)
-    assert engines.fastest(both, both, threads=2) == Candidate("openvino", True)
-    assert engines.fastest(fp32, both, threads=2) == Candidate("openvino", False)  # a network that stays fp32
+    assert timing.fastest(both, both, threads=2) == Candidate("openvino", True)
+    assert timing.fastest(fp32, both, threads=2) == Candidate("openvino", False)  # a network that stays fp32
     assert timed == [2]  # timed once, then read back
-    kept = json.loads((tmp_path / engines.WINNERS_FILE).read_text())
-    assert kept[engines.machine(2)]["fastest"] == "openvino bf16"
-    assert kept[engines.machine(2)]["unavailable"] == {"onnxruntime fp32": "onnxruntime is not installed"}
-    assert engines.fastest(fp32, fp32, threads=1) == Candidate("openvino", False)
+    kept = json.loads((tmp_path / timing.WINNERS_FILE).read_text())
+    assert kept[timing.machine(2)]["fastest"] == "openvino bf16"
+    assert kept[timing.machine(2)]["unavailable"] == {"onnxruntime fp32": "onnxruntime is not installed"}
+    assert timing.fastest(fp32, fp32, threads=1) == Candidate("openvino", False)
     assert timed == [2, 1]  # another thread count is timed again
-    assert engines.fastest(both, both, threads=2) == Candidate("openvino", True) and timed == [2, 1]
-    assert set(json.loads((tmp_path / engines.WINNERS_FILE).read_text())) == {engines.machine(2), engines.machine(1)}
+    assert timing.fastest(both, both, threads=2) == Candidate("openvino", True) and timed == [2, 1]
+    assert set(json.loads((tmp_path / timing.WINNERS_FILE).read_text())) == {timing.machine(2), timing.machine(1)}
 
 
 def test_an_upgraded_engine_is_timed_anew(timed: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
     both = (False, True)
-    engines.fastest(both, both, threads=2)
+    timing.fastest(both, both, threads=2)
     version = importlib.metadata.version
     monkeypatch.setattr(importlib.metadata, "version", lambda name: "99.0" if name == "openvino" else version(name))
-    assert "openvino 99.0" in engines.machine(2)
-    engines.fastest(both, both, threads=2)
+    assert "openvino 99.0" in timing.machine(2)
+    timing.fastest(both, both, threads=2)
     assert timed == [2, 2]
 
 
